@@ -29,11 +29,16 @@ def target(x):
     return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
 
 
-def run_kanlib(device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def datasets(device: str) -> dict[int, dict]:
+    """One dataset per size, shared by both libraries so that only the algorithms differ."""
+    return {n: create_dataset(target, n_var=2, train_num=n, device=device) for n in DATA_SIZES}
+
+
+def run_kanlib(data: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The seed's cell with kanlib (import line changed, progress bar off)."""
     train, test, seconds = (np.zeros((len(DATA_SIZES), len(GRIDS))) for _ in range(3))
     for j, n in enumerate(DATA_SIZES):
-        dataset = create_dataset(target, n_var=2, train_num=n, device=device)
+        dataset = data[n]
         for i, grid in enumerate(GRIDS):
             started = time.perf_counter()
             if i == 0:
@@ -49,8 +54,9 @@ def run_kanlib(device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return train, test, seconds
 
 
-def run_pykan(device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The seed's cell with pykan, float64 (pykan 0.2.1 reproduces the table only in float64)."""
+def run_pykan(data: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The seed's cell with pykan on the same datasets, in float64 (pykan 0.2.1 reproduces the
+    table only in float64, which it reads from torch's global default dtype)."""
     try:
         import kan as pykan
     except ImportError:
@@ -67,7 +73,7 @@ def run_pykan(device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         with tempfile.TemporaryDirectory() as scratch:
             os.chdir(scratch)  # pykan may write checkpoints and figures to the working directory
             for j, n in enumerate(DATA_SIZES):
-                dataset = pykan.create_dataset(target, n_var=2, train_num=n, device=device)
+                dataset = data[n]
                 for i, grid in enumerate(GRIDS):
                     started = time.perf_counter()
                     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -106,15 +112,16 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} CPU thread(s)")
     seed = np.array([[SEED_TEST_RMSE[n][g] for g in GRIDS] for n in DATA_SIZES])
 
+    data = datasets(args.device)
     print("kanlib:")
-    k_train, k_test, k_seconds = run_kanlib(args.device)
+    k_train, k_test, k_seconds = run_kanlib(data, args.device)
     print(f"kanlib total {k_seconds.sum():.2f} s for {k_seconds.size} fits "
           f"({k_seconds.min():.2f}-{k_seconds.max():.2f} s a fit)")
     print_table("kanlib test RMSE", k_test)
     print_table("seed test RMSE (published)", seed)
     print_table("kanlib / seed test RMSE", k_test / seed)
 
-    pykan_run = None if args.no_pykan else run_pykan(args.device)
+    pykan_run = None if args.no_pykan else run_pykan(data, args.device)
     if pykan_run is None:
         print("\npykan not run (not installed or --no-pykan); install the 'bench' extra for the comparison")
         return

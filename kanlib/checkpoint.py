@@ -97,8 +97,8 @@ def load_model(path, device=None, dtype=None):
     try:
         model = KAN(**config, dtype=resolve_dtype(saved_dtype))
         grid_sizes = payload.get("grid_sizes", [])
-        for layer, grid_size in zip(model.layers, grid_sizes):
-            n_knots = state[f"layers.{model.layers.index(layer)}.knots"].shape[1]
+        for index, (layer, grid_size) in enumerate(zip(model.layers, grid_sizes)):
+            n_knots = state[f"layers.{index}.knots"].shape[1]
             layer.grid_size = int(grid_size)
             layer.knots = torch.empty(layer.in_dim, n_knots, dtype=layer.knots.dtype)
             layer.coef.data = torch.empty(layer.in_dim, layer.out_dim, n_knots - layer.k - 1, dtype=layer.coef.dtype)

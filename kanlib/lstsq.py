@@ -58,9 +58,14 @@ def fit_spline_coefficients(x: torch.Tensor, y: torch.Tensor, knots: torch.Tenso
     return coef.permute(0, 2, 1).to(y.dtype).contiguous()
 
 
-def solve_ridge(gram: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Solve ``(gram + lam I) c = rhs`` per batch entry, lam = ridge * max diag.
+def solve_ridge(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, refinements: int = 2) -> torch.Tensor:
+    """Least squares from the normal equations ``gram c = rhs``, regularised by a tiny ridge.
 
+    Solves ``(gram + lam I) c = rhs`` (lam = ridge * max diag) by Cholesky, then
+    ``refinements`` steps of iterated Tikhonov ``c += (gram + lam I)^-1 (rhs - gram c)``:
+    each step shrinks the ridge's bias by lam / (lam + eigenvalue) in every
+    direction the data determine, while directions the data do not determine
+    stay at zero (the minimum-norm choice).
     gram: (m, n, n) symmetric positive semi-definite, rhs: (m, n, r) -> (m, n, r).
     Falls back to an eigendecomposition pseudo-inverse if Cholesky fails.
     """
@@ -70,7 +75,10 @@ def solve_ridge(gram: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Te
     regularised = gram + (ridge * diag_max)[:, None, None] * eye
     chol, info = torch.linalg.cholesky_ex(regularised)
     if bool((info == 0).all()):
-        return torch.cholesky_solve(rhs, chol)
+        coef = torch.cholesky_solve(rhs, chol)
+        for _ in range(refinements):
+            coef = coef + torch.cholesky_solve(rhs - gram @ coef, chol)
+        return coef
     eigvals, eigvecs = torch.linalg.eigh(regularised)  # robust fallback
     cutoff = eigvals.amax(dim=-1, keepdim=True) * (n * torch.finfo(gram.dtype).eps)
     inv = torch.where(eigvals > cutoff, 1.0 / eigvals, torch.zeros_like(eigvals))
