@@ -24,8 +24,9 @@ def test_training_on_cuda_matches_cpu():
         fine.initialize_from_another_model(model, dataset["train_input"])
         results[device] = fine.fit(dataset, steps=10, progress=False)["test_loss"][-1]
         assert fine.device.type == device
-    assert results["cuda"] == pytest.approx(results["cpu"], rel=0.2)
-    assert results["cuda"] < 1e-3
+    # LBFGS paths differ by rounding between devices; both must reach the same accuracy class
+    assert results["cuda"] < 1e-3 and results["cpu"] < 1e-3
+    assert 0.5 < results["cuda"] / results["cpu"] < 2.0
 
 
 def test_rank_deficient_least_squares_on_cuda():
@@ -36,8 +37,13 @@ def test_rank_deficient_least_squares_on_cuda():
     y = torch.exp(x).unsqueeze(-1)
     coef = fit_spline_coefficients(x, y, knots, k)
     assert torch.isfinite(coef).all()
+    # the fit at the samples is determined (the coefficients of empty intervals are not): compare it to the CPU's
+    from kanlib.bspline import evaluate_spline
     cpu = fit_spline_coefficients(x.cpu(), y.cpu(), knots.cpu(), k)
-    torch.testing.assert_close(coef.cpu(), cpu, rtol=1e-6, atol=1e-8)
+    on_gpu = evaluate_spline(x, knots, coef, k).cpu()
+    on_cpu = evaluate_spline(x.cpu(), knots.cpu(), cpu, k)
+    torch.testing.assert_close(on_gpu, on_cpu, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(on_gpu[:, 0, 0], y.cpu()[:, 0, 0], rtol=1e-6, atol=1e-8)
 
 
 def test_save_on_gpu_load_on_cpu(tmp_path):
