@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .bspline import (LocalBasis, UniformGridConstants, evaluate_spline, extend_grid, gather_windows, is_uniform,
+from .bspline import (LocalBasis, UniformGridConstants, extend_grid, gather_windows, is_uniform,
                       local_basis_general, local_basis_uniform, uniform_grid, window_index)
 from .lstsq import fit_spline_coefficients
 
@@ -143,7 +143,9 @@ class KANLayer(nn.Module):
 
     def spline_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Spline part of each edge, without scales: (batch, in_dim) -> (batch, in_dim, out_dim)"""
-        return evaluate_spline(x, self.knots, self.coef, self.k)
+        basis = self.basis(x.T.contiguous())
+        windows = gather_windows(self.coef, window_index(basis.index, self.coef.shape[2], self.k), self.k)
+        return (windows * basis.values).sum(1).permute(2, 1, 0)  # (out, in, B) -> (B, in, out)
 
     def edge_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Each edge's activation phi(x): (batch, in_dim) -> (batch, in_dim, out_dim), autograd-friendly."""

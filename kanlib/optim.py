@@ -53,13 +53,7 @@ class LBFGS:
         self.stall_rtol, self.stall_window = stall_rtol, stall_window
         self.recent_losses: list[float] = []
         self.stalled = False
-        # While this optimizer lives, the parameters are views into one flat buffer, so
-        # setting all of them is a single copy. release() gives them their own storage back.
-        self._flat = torch.cat([p.detach().reshape(-1) for p in self.params])
-        offset = 0
-        for p in self.params:
-            p.data = self._flat[offset:offset + p.numel()].view_as(p)
-            offset += p.numel()
+        self._link()
         self.lr, self.max_iter = lr, max_iter
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
         self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
@@ -76,6 +70,26 @@ class LBFGS:
     def zero_grad(self, set_to_none: bool = False) -> None:
         for p in self.params:
             p.grad = None
+
+    def _link(self) -> None:
+        """Make the parameters views into one flat buffer (setting them all is one copy).
+        :meth:`release` gives them their own storage back."""
+        self._flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        offset = 0
+        for p in self.params:
+            p.data = self._flat[offset:offset + p.numel()].view_as(p)
+            offset += p.numel()
+
+    def objective_changed(self, keep_history: bool = True) -> None:
+        """The objective (or the parameters) changed outside the optimizer, e.g. a grid update:
+        re-link the parameters, forget the last point and the stall test; keep the curvature
+        pairs unless ``keep_history`` is False."""
+        self._link()
+        self._last = None
+        self.recent_losses, self.stalled = [], False
+        if not keep_history:
+            self.old_steps, self.old_grad_diffs, self.rho = [], [], []
+            self.h_diag, self.n_iter = 1.0, 0
 
     def release(self) -> None:
         """Give every parameter its own storage again (call when training ends)."""
@@ -188,7 +202,7 @@ class LBFGS:
         (or the best point found when the search gives up)."""
         c1, c2 = self.c1, self.c2
         d_norm = float(d.abs().max())
-        f_new, g_new = self._evaluate(closure, x + t * d)
+        f_new, g_new = self._evaluate(closure, torch.add(x, d, alpha=t))
         evals = 1
         gtd_new = float(g_new @ d)
         t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
@@ -212,7 +226,7 @@ class LBFGS:
             t_next = _cubic_minimizer(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, min_step, max_step)
             t_prev, f_prev, g_prev, gtd_prev = t, f_new, g_new, gtd_new
             t = t_next
-            f_new, g_new = self._evaluate(closure, x + t * d)
+            f_new, g_new = self._evaluate(closure, torch.add(x, d, alpha=t))
             evals += 1
             gtd_new = float(g_new @ d)
             ls_iter += 1
@@ -237,7 +251,7 @@ class LBFGS:
                     insufficient_progress = True
             else:
                 insufficient_progress = False
-            f_new, g_new = self._evaluate(closure, x + t * d)
+            f_new, g_new = self._evaluate(closure, torch.add(x, d, alpha=t))
             evals += 1
             gtd_new = float(g_new @ d)
             ls_iter += 1

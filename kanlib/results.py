@@ -1,0 +1,191 @@
+"""The workflow's files: datasets, per-job history and metrics, and the aggregated tables.
+
+Every writer here is atomic (temporary file in the target folder, flush, fsync,
+``os.replace``), so a killed job never leaves a file that a rerun would take as
+complete. torch, pandas and matplotlib are imported only by the functions that
+need them.
+
+Aggregated tables (the contract of :mod:`kanlib.analysis` and the report rules):
+
+results (one row per grid level)
+    ``function, width, k, n_train, seed, grid_size, n_params, steps, optimizer,
+    train_rmse, test_rmse, wall_time_s, device, mlflow_run_id``, then extras
+    (``prev_grid_size, grid_level, n_evals, reg, dtype, lr, data_seed, model_seed, job``).
+history (one row per training step)
+    ``function, width, k, n_train, seed, grid_size, step, cumulative_step, train_rmse,
+    test_rmse``, then ``reg, n_evals``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+
+from .checkpoint import atomic_write_bytes
+
+__all__ = ["write_text", "write_json", "read_json", "sha256_file", "save_dataset", "load_dataset",
+           "write_history", "read_history", "RESULT_COLUMNS", "HISTORY_COLUMNS", "results_table",
+           "history_table", "write_table", "rmse_vs_grid_figure"]
+
+RESULT_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "n_params", "steps", "optimizer",
+                  "train_rmse", "test_rmse", "wall_time_s", "device", "mlflow_run_id"]
+RESULT_EXTRA_COLUMNS = ["prev_grid_size", "grid_level", "n_evals", "reg", "dtype", "lr", "data_seed", "model_seed",
+                        "job"]
+HISTORY_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "step", "cumulative_step",
+                   "train_rmse", "test_rmse"]
+HISTORY_STEP_COLUMNS = ["step", "train_rmse", "test_rmse", "reg", "n_evals"]
+
+
+# ---- small files ------------------------------------------------------------------------------------------
+
+def write_text(path, text: str) -> Path:
+    atomic_write_bytes(Path(path), text.encode())
+    return Path(path)
+
+
+def write_json(path, payload: dict) -> Path:
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path) -> dict:
+    with open(path) as stream:
+        return json.load(stream)
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- datasets -----------------------------------------------------------------------------------------------
+
+def save_dataset(path, dataset: dict, info: dict) -> Path:
+    """Write the four tensors of ``dataset`` plus plain ``info`` (strings, numbers, lists) atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({**{key: value.detach().cpu() for key, value in dataset.items()}, "info": info}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def load_dataset(path, device="cpu") -> tuple[dict, dict]:
+    """(tensors, info) from :func:`save_dataset`'s file; never executes code from the file."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    info = payload.pop("info", {})
+    return {key: value.to(device) for key, value in payload.items()}, info
+
+
+# ---- per-job history --------------------------------------------------------------------------------------
+
+def write_history(path, fit_result: dict) -> Path:
+    """history.csv from KAN.fit's result: step, train_rmse, test_rmse, reg, n_evals (one row a step)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(HISTORY_STEP_COLUMNS)
+    for step, row in enumerate(zip(fit_result["train_loss"], fit_result["test_loss"], fit_result["reg"],
+                                   fit_result["n_evals"])):
+        writer.writerow([step, *(repr(float(v)) for v in row[:3]), int(row[3])])
+    return write_text(path, buffer.getvalue())
+
+
+def read_history(path) -> dict[str, list]:
+    """history.csv back as columns (floats; step and n_evals ints)."""
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    columns = {name: [] for name in HISTORY_STEP_COLUMNS}
+    for row in rows:
+        for name in HISTORY_STEP_COLUMNS:
+            columns[name].append(int(row[name]) if name in ("step", "n_evals") else float(row[name]))
+    return columns
+
+
+# ---- aggregated tables -----------------------------------------------------------------------------------
+
+def results_table(metrics: list[dict]):
+    """The results DataFrame from the jobs' metrics.json contents (sorted by chain, then grid)."""
+    import pandas as pd
+
+    columns = RESULT_COLUMNS + RESULT_EXTRA_COLUMNS
+    frame = pd.DataFrame([{column: m.get(column) for column in columns} for m in metrics], columns=columns)
+    frame = frame.astype({"k": "int64", "n_train": "int64", "seed": "int64", "grid_size": "int64",
+                          "n_params": "int64", "steps": "int64", "train_rmse": "float64", "test_rmse": "float64",
+                          "wall_time_s": "float64", "prev_grid_size": "Int64", "grid_level": "int64",
+                          "n_evals": "int64", "reg": "float64"})
+    return frame.sort_values(["function", "width", "k", "n_train", "seed", "grid_size"]).reset_index(drop=True)
+
+
+def history_table(entries: list[tuple[dict, dict]]):
+    """The history DataFrame from (metrics, history columns) pairs, with steps counted across each chain."""
+    import pandas as pd
+
+    frames = []
+    for metrics, history in entries:
+        frame = pd.DataFrame(history)
+        for column in ("function", "width", "k", "n_train", "seed", "grid_size"):
+            frame[column] = metrics[column]
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=HISTORY_COLUMNS + ["reg", "n_evals"])
+    table = pd.concat(frames, ignore_index=True)
+    table = table.sort_values(["function", "width", "k", "n_train", "seed", "grid_size", "step"])
+    chain = ["function", "width", "k", "n_train", "seed"]
+    table["cumulative_step"] = table.groupby(chain, sort=False).cumcount()
+    return table[HISTORY_COLUMNS + ["reg", "n_evals"]].reset_index(drop=True)
+
+
+def write_table(frame, path) -> Path:
+    """CSV or Parquet (by suffix), atomically."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(path, buffer.getvalue())
+    else:
+        write_text(path, frame.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+    return path
+
+
+def rmse_vs_grid_figure(results, metric: str = "test_rmse"):
+    """:func:`kanlib.figures.plot_rmse_vs_grid` for one (function, width, k); for several, their
+    figures stacked into one (one panel each, in table order)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .analysis import CONFIG_COLUMNS
+    from .figures import plot_rmse_vs_grid
+
+    def one(frame):
+        try:
+            return plot_rmse_vs_grid(frame, metric)
+        except ValueError as error:  # e.g. no finite value to plot: say so in the panel
+            figure = Figure(figsize=(6.4, 4.8))
+            figure.text(0.5, 0.5, f"{', '.join(str(v) for v in frame[list(CONFIG_COLUMNS)].iloc[0])}:\n{error}",
+                        ha="center", va="center")
+            return figure
+
+    groups = [frame for _, frame in results.groupby(list(CONFIG_COLUMNS), sort=False)]
+    if len(groups) == 1:
+        return one(groups[0])
+    images = []
+    for frame in groups:
+        canvas = FigureCanvasAgg(one(frame))
+        canvas.draw()
+        images.append(np.asarray(canvas.buffer_rgba()))
+    columns = min(2, len(images))
+    rows = math.ceil(len(images) / columns)
+    figure = Figure(figsize=(6.4 * columns, 4.8 * rows), layout="constrained")
+    for index, image in enumerate(images):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(image)
+        axes.set_axis_off()
+    return figure

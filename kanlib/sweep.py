@@ -1,0 +1,358 @@
+"""A sweep's configuration, its jobs and their output paths (the workflow's plain-Python side).
+
+The Snakefile calls three things from here before any job runs:
+:func:`coerce_cli_strings` (``--config`` values arrive as strings),
+:func:`schema_errors` (turns a JSON-schema failure into one line naming the key)
+and :func:`check_config` (what JSON schema cannot express). The rule files use
+the job list (:func:`chains`, :func:`train_jobs`), the path patterns and
+:func:`train_resources`.
+
+Nothing here imports torch, so the Snakefile stays quick to parse.
+
+Output layout, relative to the working directory (``R = results/<sweep>``)::
+
+    R/data/<function>/N<n>_seed<seed>.pt                      dataset (train + fixed test split)
+    R/runs/<function>/w<width>_k<k>/N<n>_seed<seed>/G<grid>/  one grid level: model.pt,
+                                                              history.csv, metrics.json, benchmark.tsv
+    R/logs/...                                                one log per job
+    R/mlflow_parent.json                                      the sweep's MLflow parent run
+    R/results.csv, R/results.parquet, R/history.csv           aggregated tables
+    R/test_rmse_vs_grid.png (+ .pdf)                          plot
+
+``<function>`` is :func:`kanlib.functions.function_slug` of the configured name
+and ``<width>`` the layer sizes joined by ``-`` (``2-1-1``).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .functions import function_slug, get_function
+
+__all__ = ["ConfigError", "coerce_cli_strings", "schema_errors", "check_config", "function_entries",
+           "width_str", "parse_width", "Chain", "TrainJob", "chains", "train_jobs", "datasets",
+           "results_dir", "data_path", "run_dir", "job_key", "hyperparameters", "train_resources",
+           "clear_stale_snakemake_locks", "DATA_PATTERN", "RUN_PATTERN"]
+
+#: Path patterns (``str.format`` fields; the rule files turn them into Snakemake wildcards).
+DATA_PATTERN = "{results}/data/{function}/N{n}_seed{seed}.pt"
+RUN_PATTERN = "{results}/runs/{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"
+
+#: The training hyperparameters a train job gets (its Snakemake params: changing one reruns the jobs).
+TRAIN_KEYS = ("steps", "optimizer", "lr", "update_grid", "grid_update_num", "stop_grid_update_step", "grid_eps",
+              "lamb", "batch", "device", "dtype", "model_seed_offset", "test_num", "input_range")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot describe a sweep; the message names the key and the allowed values."""
+
+
+# ---- before validation: --config values are strings ------------------------------------------------
+
+def coerce_cli_strings(config: dict, schema: dict | str | os.PathLike) -> dict:
+    """Turn strings where the schema wants numbers or booleans into those (in place; returns config).
+
+    Snakemake parses ``--config key=value`` with YAML's base loader, so ``'grids=[3,6]'``
+    arrives as ``['3', '6']``. Values that do not parse are left for the schema to reject.
+    """
+    if not isinstance(schema, dict):
+        import yaml
+        with open(schema) as stream:
+            schema = yaml.safe_load(stream)
+    definitions = schema.get("$defs", {})
+
+    def resolve(node):
+        while isinstance(node, dict) and "$ref" in node:
+            node = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    def coerce(value, node):
+        node = resolve(node)
+        if not isinstance(node, dict):
+            return value
+        if isinstance(value, str):
+            kind = node.get("type")
+            try:
+                if kind == "integer":
+                    return int(value)
+                if kind == "number":
+                    return float(value) if not value.lstrip("+-").isdigit() else int(value)
+            except ValueError:
+                return value
+            if kind == "boolean" and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            return value
+        if isinstance(value, list) and "items" in node:
+            return [coerce(item, node["items"]) for item in value]
+        if isinstance(value, dict) and "properties" in node:
+            for key, item in value.items():
+                if key in node["properties"]:
+                    value[key] = coerce(item, node["properties"][key])
+        return value
+
+    for key, value in list(config.items()):
+        if key in schema.get("properties", {}):
+            config[key] = coerce(value, schema["properties"][key])
+    return config
+
+
+# ---- schema errors in one line ---------------------------------------------------------------------
+
+def _key_path(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def describe_schema_error(error) -> str:
+    """One line for a jsonschema ValidationError: the key, what is wrong, what is allowed."""
+    key = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        where = f"in '{key}' " if error.absolute_path else ""
+        return (f"config error: unknown key(s) {', '.join(repr(e) for e in extra)} {where}(allowed: "
+                f"{', '.join(allowed)})")
+    if error.validator == "required":
+        return f"config error: '{key}': {error.message}"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        reasons = "; ".join(sorted({sub.message for sub in error.context}))
+        return f"config error: '{key}' = {error.instance!r} is not allowed ({reasons})"
+    return f"config error: '{key}' = {error.instance!r}: {error.message}"
+
+
+@contextlib.contextmanager
+def schema_errors():
+    """Wrap ``snakemake.utils.validate(...)``: re-raise its failure as a one-line ConfigError naming the key."""
+    try:
+        yield
+    except Exception as error:
+        cause = error if hasattr(error, "absolute_path") else (error.__context__ or error.__cause__)
+        if cause is not None and hasattr(cause, "absolute_path"):
+            raise ConfigError(describe_schema_error(cause)) from None
+        raise
+
+
+# ---- what JSON schema cannot express -----------------------------------------------------------------
+
+def function_entries(config: dict) -> list[tuple[str, list[list[int]]]]:
+    """(function name, its widths) for every configured function, in config order."""
+    entries = []
+    for entry in config["functions"]:
+        if isinstance(entry, dict):
+            entries.append((entry["name"], [list(w) for w in entry.get("widths", config["widths"])]))
+        else:
+            entries.append((entry, [list(w) for w in config["widths"]]))
+    return entries
+
+
+def _strictly_increasing(values) -> bool:
+    return all(a < b for a, b in zip(values, values[1:]))
+
+
+def check_config(config: dict) -> dict:
+    """Raise ConfigError (naming the key and the allowed values) for what the schema cannot check.
+
+    grids strictly increasing; data_sizes and seeds without repeats; input_range lower < upper;
+    every function known in the registry or an importable ``module:function``; every width's
+    first entry equal to its function's number of inputs and its last to the number of outputs.
+    Returns config unchanged.
+    """
+    grids = config["grids"]
+    if not _strictly_increasing(grids):
+        raise ConfigError(f"config error: 'grids' = {grids}: must be strictly increasing (each grid level "
+                          "extends the previous one), e.g. [5, 10, 20]")
+    for key in ("data_sizes", "seeds"):
+        if len(set(config[key])) != len(config[key]):
+            raise ConfigError(f"config error: '{key}' = {config[key]}: has repeated values; list each once")
+    lower, upper = config["input_range"]
+    if not lower < upper:
+        raise ConfigError(f"config error: 'input_range' = {config['input_range']}: must be [lower, upper] "
+                          "with lower < upper")
+    slugs: dict[str, str] = {}
+    for index, (name, widths) in enumerate(function_entries(config)):
+        key = f"functions[{index}]"
+        try:
+            target = get_function(name)
+        except ValueError as error:
+            raise ConfigError(f"config error: '{key}': {error}") from None
+        slug = function_slug(name)
+        if slug in slugs:
+            raise ConfigError(f"config error: '{key}' = {name!r}: listed twice (as {slugs[slug]!r})")
+        slugs[slug] = name
+        width_key = f"{key}.widths" if isinstance(config["functions"][index], dict) else "widths"
+        for width in widths:
+            n_var = target.n_var if target.n_var is not None else width[0]
+            if width[0] != n_var or width[-1] != target.n_out:
+                raise ConfigError(
+                    f"config error: '{width_key}' has {width} for function {name!r}, which maps {n_var} "
+                    f"input(s) to {target.n_out} output(s): the width must start with {n_var} and end with "
+                    f"{target.n_out}, e.g. [{n_var}, 1, {target.n_out}]")
+    return config
+
+
+# ---- jobs ---------------------------------------------------------------------------------------------
+
+def width_str(width) -> str:
+    """[2, 1, 1] -> '2-1-1' (paths, tables)."""
+    return "-".join(str(int(w)) for w in width)
+
+
+def parse_width(text: str) -> list[int]:
+    """'2-1-1' -> [2, 1, 1]."""
+    return [int(part) for part in str(text).split("-")]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One sequence of grid levels: a function, width, k, training-set size and seed."""
+
+    function: str  # the configured name (registry name or module:function)
+    width: tuple[int, ...]
+    k: int
+    n_train: int
+    seed: int
+
+    @property
+    def slug(self) -> str:
+        return function_slug(self.function)
+
+    @property
+    def width_str(self) -> str:
+        return width_str(self.width)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One grid level of one chain; level 0 starts from scratch, level i from level i-1's model."""
+
+    chain: Chain
+    grid: int
+    prev_grid: int | None
+    level: int
+
+
+def chains(config: dict) -> list[Chain]:
+    """Every chain of the sweep: functions x their widths x data sizes x seeds (config order)."""
+    return [Chain(name, tuple(width), int(config["k"]), int(n), int(seed))
+            for name, widths in function_entries(config) for width in widths
+            for n in config["data_sizes"] for seed in config["seeds"]]
+
+
+def train_jobs(config: dict) -> list[TrainJob]:
+    """Every train job: each chain's grid levels in order."""
+    grids = [int(g) for g in config["grids"]]
+    return [TrainJob(chain, grid, grids[level - 1] if level else None, level)
+            for chain in chains(config) for level, grid in enumerate(grids)]
+
+
+def datasets(config: dict) -> list[tuple[str, int, int]]:
+    """(function name, N, seed) of every dataset file (several widths share one)."""
+    return list(dict.fromkeys((c.function, c.n_train, c.seed) for c in chains(config)))
+
+
+def previous_grid(config: dict, grid: int) -> int | None:
+    """The grid level before ``grid`` in the chain (None for the first); ValueError if not a level."""
+    grids = [int(g) for g in config["grids"]]
+    if int(grid) not in grids:
+        raise ValueError(f"grid {grid} is not one of the configured grids {grids}")
+    index = grids.index(int(grid))
+    return grids[index - 1] if index else None
+
+
+# ---- paths --------------------------------------------------------------------------------------------
+
+def results_dir(config: dict) -> str:
+    return f"results/{config['sweep']}"
+
+
+def data_path(config: dict, function: str, n_train: int, seed: int) -> str:
+    return DATA_PATTERN.format(results=results_dir(config), function=function_slug(function), n=n_train, seed=seed)
+
+
+def run_dir(config: dict, chain: Chain, grid: int) -> str:
+    return RUN_PATTERN.format(results=results_dir(config), function=chain.slug, width=chain.width_str, k=chain.k,
+                              n=chain.n_train, seed=chain.seed, grid=grid)
+
+
+def job_key(function_slug_: str, width: str, k, n_train, seed, grid) -> str:
+    """The job's identity inside a sweep (an MLflow tag): its run folder below ``runs/``."""
+    return f"{function_slug_}/w{width}_k{k}/N{n_train}_seed{seed}/G{grid}"
+
+
+def hyperparameters(config: dict) -> dict:
+    """The training settings every train job gets (see TRAIN_KEYS)."""
+    return {key: config[key] for key in TRAIN_KEYS}
+
+
+def function_of_slug(config: dict, slug: str) -> str:
+    """The configured function name whose path slug is ``slug``."""
+    for name, _ in function_entries(config):
+        if function_slug(name) == slug:
+            return name
+    raise ValueError(f"no configured function has the path name {slug!r}")
+
+
+# ---- resources (defaults; a SLURM profile may override them with set-resources) -------------------------
+
+def train_resources(n_train: int, grid: int, width, k: int, steps: int, attempt: int = 1) -> dict:
+    """Memory (MB) and runtime (minutes) for one grid level, with headroom, doubled per retry.
+
+    Memory: the Python/torch process (~600 MB) plus the least-squares design matrices of
+    grid extension (N x (G + k) per input) and the per-edge caches of training (N x (k + 1) per edge).
+    Runtime: LBFGS takes up to 20 loss evaluations a step; an evaluation costs ~1 ms plus ~0.1 us
+    per (sample, edge, basis function) on one CPU core; times 3 for headroom, plus 5 minutes.
+    """
+    width = list(width)
+    edges = sum(a * b for a, b in zip(width, width[1:]))
+    inputs = sum(width[:-1])
+    bytes_needed = 8 * (4 * n_train * inputs * (grid + k + 1) + 20 * n_train * edges * (k + 1))
+    mem_mb = 600 + math.ceil(bytes_needed / 2**20)
+    seconds = steps * 20 * (1e-3 + 1e-7 * n_train * edges * (k + 1))
+    runtime = 5 + math.ceil(3 * seconds / 60)
+    return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt}
+
+
+# ---- stale Snakemake locks ------------------------------------------------------------------------------
+
+_RUN_LOCK_HANDLE = None
+
+
+def clear_stale_snakemake_locks(workdir: str | os.PathLike = ".") -> list[str]:
+    """Hold a kernel lock for this Snakemake run and remove Snakemake's locks left by a killed one.
+
+    Snakemake marks a working directory as locked with files in ``.snakemake/locks`` that only
+    its own clean exit removes; after a SIGKILL (or a lost node) the next run refuses to start
+    until ``snakemake --unlock``. Every main Snakemake process of this workflow calls this at
+    parse time: it takes an exclusive ``flock`` on ``.snakemake/kanlib-run.lock`` and keeps it
+    for its whole life (the kernel releases it when the process dies, however it dies). A
+    process that gets the lock knows that no other run of this workflow is alive, so any
+    Snakemake lock files are stale: they are removed. A process that cannot get it leaves
+    everything alone (Snakemake's own lock check then reports the live run).
+    Returns the removed lock files.
+    """
+    global _RUN_LOCK_HANDLE
+    import fcntl
+
+    if _RUN_LOCK_HANDLE is not None:
+        return []
+    folder = Path(workdir) / ".snakemake"
+    folder.mkdir(exist_ok=True)
+    handle = open(folder / "kanlib-run.lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return []
+    _RUN_LOCK_HANDLE = handle  # held until this process exits
+    removed = []
+    locks = folder / "locks"
+    if locks.is_dir():
+        for lock in sorted(locks.glob("*.lock")):
+            lock.unlink(missing_ok=True)
+            removed.append(str(lock))
+    return removed
