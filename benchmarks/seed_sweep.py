@@ -34,10 +34,10 @@ def datasets(device: str) -> dict[int, dict]:
     return {n: create_dataset(target, n_var=2, train_num=n, device=device) for n in DATA_SIZES}
 
 
-def run_kanlib(data: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_kanlib(data: dict, device: str, sizes=DATA_SIZES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The seed's cell with kanlib (import line changed, progress bar off)."""
-    train, test, seconds = (np.zeros((len(DATA_SIZES), len(GRIDS))) for _ in range(3))
-    for j, n in enumerate(DATA_SIZES):
+    train, test, seconds = (np.zeros((len(sizes), len(GRIDS))) for _ in range(3))
+    for j, n in enumerate(sizes):
         dataset = data[n]
         for i, grid in enumerate(GRIDS):
             started = time.perf_counter()
@@ -54,7 +54,7 @@ def run_kanlib(data: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     return train, test, seconds
 
 
-def run_pykan(data: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def run_pykan(data: dict, device: str, sizes=DATA_SIZES) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The seed's cell with pykan on the same datasets, in float64 (pykan 0.2.1 reproduces the
     table only in float64, which it reads from torch's global default dtype)."""
     try:
@@ -67,12 +67,12 @@ def run_pykan(data: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     import tempfile
     previous_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # pykan reads the global default; restored below
-    train, test, seconds = (np.zeros((len(DATA_SIZES), len(GRIDS))) for _ in range(3))
+    train, test, seconds = (np.zeros((len(sizes), len(GRIDS))) for _ in range(3))
     cwd = os.getcwd()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             os.chdir(scratch)  # pykan may write checkpoints and figures to the working directory
-            for j, n in enumerate(DATA_SIZES):
+            for j, n in enumerate(sizes):
                 dataset = data[n]
                 for i, grid in enumerate(GRIDS):
                     started = time.perf_counter()
@@ -94,6 +94,14 @@ def run_pykan(data: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return train, test, seconds
 
 
+def pykan_available() -> bool:
+    try:
+        import kan  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def print_table(title: str, values: np.ndarray) -> None:
     print(f"\n{title}")
     print("| N \\ G | " + " | ".join(str(g) for g in GRIDS) + " |")
@@ -113,24 +121,32 @@ def main() -> None:
     seed = np.array([[SEED_TEST_RMSE[n][g] for g in GRIDS] for n in DATA_SIZES])
 
     data = datasets(args.device)
-    print("kanlib:")
-    k_train, k_test, k_seconds = run_kanlib(data, args.device)
-    print(f"kanlib total {k_seconds.sum():.2f} s for {k_seconds.size} fits "
+    compare = not args.no_pykan and pykan_available()
+    # per data size: the kanlib chain, then the pykan chain (interleaved, so load changes hit both)
+    k_runs, p_runs = [], []
+    for n in DATA_SIZES:
+        k_runs.append(run_kanlib(data, args.device, sizes=[n]))
+        if compare:
+            p_runs.append(run_pykan(data, args.device, sizes=[n]))
+    k_train, k_test, k_seconds = (np.concatenate([run[i] for run in k_runs]) for i in range(3))
+    print(f"\nkanlib total {k_seconds.sum():.2f} s for {k_seconds.size} fits "
           f"({k_seconds.min():.2f}-{k_seconds.max():.2f} s a fit)")
     print_table("kanlib test RMSE", k_test)
     print_table("seed test RMSE (published)", seed)
     print_table("kanlib / seed test RMSE", k_test / seed)
 
-    pykan_run = None if args.no_pykan else run_pykan(data, args.device)
-    if pykan_run is None:
+    if not compare:
         print("\npykan not run (not installed or --no-pykan); install the 'bench' extra for the comparison")
         return
-    p_train, p_test, p_seconds = pykan_run
+    p_train, p_test, p_seconds = (np.concatenate([run[i] for run in p_runs]) for i in range(3))
     print(f"pykan total {p_seconds.sum():.2f} s for {p_seconds.size} fits "
           f"({p_seconds.min():.2f}-{p_seconds.max():.2f} s a fit)")
     print_table("pykan test RMSE", p_test)
     print_table("kanlib / pykan test RMSE (<= 2 required, < 1 better)", k_test / p_test)
     print(f"\nspeed ratio pykan / kanlib, whole sweep: {p_seconds.sum() / k_seconds.sum():.1f}x")
+    for j, n in enumerate(DATA_SIZES):
+        print(f"  N={n}: pykan {p_seconds[j].sum():.1f} s, kanlib {k_seconds[j].sum():.2f} s, "
+              f"ratio {p_seconds[j].sum() / k_seconds[j].sum():.1f}x")
     print(f"worst cell kanlib/pykan test RMSE ratio: {np.max(k_test / p_test):.2f}")
 
 
