@@ -18,7 +18,64 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
+import scipy.linalg
 import torch
+
+
+class _TorchVectors:
+    """Vector operations of the optimizer on torch tensors (any device)."""
+
+    @staticmethod
+    def from_flat(flat: torch.Tensor):
+        return flat
+
+    stack = staticmethod(torch.stack)
+    triu = staticmethod(torch.triu)
+
+    @staticmethod
+    def absmax(v) -> float:
+        return float(v.abs().max())
+
+    @staticmethod
+    def abssum(v) -> float:
+        return float(v.abs().sum())
+
+    @staticmethod
+    def solve_triangular(R, b, lower: bool):
+        return torch.linalg.solve_triangular(R, b, upper=not lower)
+
+    @staticmethod
+    def copy(v):
+        return v.clone()
+
+
+class _NumpyVectors:
+    """The same on numpy arrays sharing memory with CPU tensors: for the few hundred
+    parameters of a small KAN, numpy's per-operation overhead is several times lower."""
+
+    @staticmethod
+    def from_flat(flat: torch.Tensor):
+        return flat.numpy()
+
+    stack = staticmethod(np.stack)
+    triu = staticmethod(np.triu)
+
+    @staticmethod
+    def absmax(v) -> float:
+        return float(np.abs(v).max())
+
+    @staticmethod
+    def abssum(v) -> float:
+        return float(np.abs(v).sum())
+
+    @staticmethod
+    def solve_triangular(R, b, lower: bool):
+        return scipy.linalg.solve_triangular(R, b, lower=lower, check_finite=False)
+
+    @staticmethod
+    def copy(v):
+        return v.copy()
 
 
 def _cubic_minimizer(x1, f1, g1, x2, f2, g2, lower, upper):
@@ -75,6 +132,8 @@ class LBFGS:
         """Make the parameters views into one flat buffer (setting them all is one copy).
         :meth:`release` gives them their own storage back."""
         self._flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.vectors = _NumpyVectors if self._flat.device.type == "cpu" else _TorchVectors
+        self._flat_vector = self.vectors.from_flat(self._flat)  # shares memory with the parameters
         offset = 0
         for p in self.params:
             p.data = self._flat[offset:offset + p.numel()].view_as(p)
@@ -96,15 +155,16 @@ class LBFGS:
         for p in self.params:
             p.data = p.data.clone()
 
-    def _flat_params(self) -> torch.Tensor:
-        return self._flat.clone()
+    def _flat_params(self):
+        return self.vectors.copy(self._flat_vector)
 
-    def _flat_grad(self) -> torch.Tensor:
-        return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+    def _flat_grad(self):
+        grad = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
                           for p in self.params])
+        return self.vectors.from_flat(grad)
 
-    def _set_params(self, flat: torch.Tensor) -> None:
-        self._flat.copy_(flat)
+    def _set_params(self, flat) -> None:
+        self._flat_vector[:] = flat
 
     def _evaluate(self, closure: Callable, flat: torch.Tensor) -> tuple[float, torch.Tensor]:
         self._set_params(flat)
@@ -126,14 +186,15 @@ class LBFGS:
             x = self._flat_params()
             loss, grad = self._evaluate(closure, x)
             evals = 1
-        if grad.abs().max() <= self.tolerance_grad:
+        vec = self.vectors
+        if vec.absmax(grad) <= self.tolerance_grad:
             self._last = (x, loss, grad)
             return loss
         for _ in range(self.max_iter):
             direction = self._direction(grad)
             step_size = self.lr
             if self.n_iter == 0:
-                step_size = min(1.0, 1.0 / float(grad.abs().sum())) * self.lr
+                step_size = min(1.0, 1.0 / vec.abssum(grad)) * self.lr
             self.n_iter += 1
             gtd = float(grad @ direction)
             if gtd > -self.tolerance_change * max(abs(loss), 1e-300):  # not a descent direction any more
@@ -151,11 +212,11 @@ class LBFGS:
                         break
             if evals >= self.max_eval:
                 break
-            if grad.abs().max() <= self.tolerance_grad:
+            if vec.absmax(grad) <= self.tolerance_grad:
                 break
             if abs(loss - previous_loss) <= self.tolerance_change * max(abs(previous_loss), 1e-300):
                 break
-            if (direction * step_size).abs().max() <= self.tolerance_change * max(float(x.abs().max()), 1.0):
+            if vec.absmax(direction) * step_size <= self.tolerance_change * max(vec.absmax(x), 1.0):
                 break
         self._set_params(x)
         self._last = (x, loss, grad)
@@ -171,18 +232,35 @@ class LBFGS:
         """
         if not self.old_steps:
             return -self.h_diag * grad
+        if self.vectors is _NumpyVectors:
+            return self._direction_two_loop(grad)
+        vec = self.vectors
         gamma = self.h_diag
-        S = torch.stack(self.old_steps)  # (m, P)
-        Y = torch.stack(self.old_grad_diffs)  # (m, P)
+        S = vec.stack(self.old_steps)  # (m, P)
+        Y = vec.stack(self.old_grad_diffs)  # (m, P)
         SY = S @ Y.T  # (m, m), SY[i, j] = s_i . y_j
-        R = torch.triu(SY)
-        a = (S @ grad).unsqueeze(1)  # (m, 1)
-        b = (Y @ grad).unsqueeze(1) * gamma  # (m, 1)
-        z = torch.linalg.solve_triangular(R, a, upper=True)  # R^-1 a
-        rhs = SY.diagonal().unsqueeze(1) * z + gamma * ((Y @ Y.T) @ z) - b
-        u = torch.linalg.solve_triangular(R.T, rhs, upper=False)  # R^-T (...)
-        hg = gamma * grad + (S.T @ u).squeeze(1) - gamma * (Y.T @ z).squeeze(1)
+        R = vec.triu(SY)
+        a = (S @ grad)[:, None]  # (m, 1)
+        b = (Y @ grad)[:, None] * gamma  # (m, 1)
+        z = vec.solve_triangular(R, a, lower=False)  # R^-1 a
+        rhs = SY.diagonal()[:, None] * z + gamma * ((Y @ Y.T) @ z) - b
+        u = vec.solve_triangular(R.T, rhs, lower=True)  # R^-T (...)
+        hg = gamma * grad + (S.T @ u)[:, 0] - gamma * (Y.T @ z)[:, 0]
         return -hg
+
+    def _direction_two_loop(self, grad):
+        """-H grad by the two-loop recursion (Nocedal & Wright, Algorithm 7.4): on numpy
+        vectors the 4m tiny operations cost less than the compact form's small solves."""
+        q = -grad
+        alphas = []
+        for s, y, rho in zip(reversed(self.old_steps), reversed(self.old_grad_diffs), reversed(self.rho)):
+            alpha = rho * float(s @ q)
+            q = q - alpha * y
+            alphas.append(alpha)
+        r = q * self.h_diag
+        for s, y, rho, alpha in zip(self.old_steps, self.old_grad_diffs, self.rho, reversed(alphas)):
+            r = r + (alpha - rho * float(y @ r)) * s
+        return r
 
     def _remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
         ys = float(y @ s)
@@ -201,8 +279,9 @@ class LBFGS:
         """Returns (f_new, g_new, t, evaluations, x_new) satisfying the strong Wolfe conditions
         (or the best point found when the search gives up)."""
         c1, c2 = self.c1, self.c2
-        d_norm = float(d.abs().max())
-        f_new, g_new = self._evaluate(closure, torch.add(x, d, alpha=t))
+        vec = self.vectors
+        d_norm = vec.absmax(d)
+        f_new, g_new = self._evaluate(closure, x + t * d)
         evals = 1
         gtd_new = float(g_new @ d)
         t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
@@ -226,7 +305,7 @@ class LBFGS:
             t_next = _cubic_minimizer(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, min_step, max_step)
             t_prev, f_prev, g_prev, gtd_prev = t, f_new, g_new, gtd_new
             t = t_next
-            f_new, g_new = self._evaluate(closure, torch.add(x, d, alpha=t))
+            f_new, g_new = self._evaluate(closure, x + t * d)
             evals += 1
             gtd_new = float(g_new @ d)
             ls_iter += 1
@@ -235,7 +314,7 @@ class LBFGS:
 
         # zoom phase
         insufficient_progress = False
-        x_scale = max(1.0, float(x.abs().max()))
+        x_scale = max(1.0, vec.absmax(x))
         while not done and ls_iter < self.max_line_search and len(bracket) == 2:
             a, b = bracket
             if abs(b[0] - a[0]) * d_norm < 1e-9 * x_scale:  # the bracket no longer moves the parameters
@@ -251,7 +330,7 @@ class LBFGS:
                     insufficient_progress = True
             else:
                 insufficient_progress = False
-            f_new, g_new = self._evaluate(closure, torch.add(x, d, alpha=t))
+            f_new, g_new = self._evaluate(closure, x + t * d)
             evals += 1
             gtd_new = float(g_new @ d)
             ls_iter += 1

@@ -21,7 +21,13 @@ def two_loop(grad, steps, grad_diffs, gamma):
     return -r
 
 
-def test_compact_direction_equals_two_loop_recursion():
+import pytest
+
+from kanlib.optim import _NumpyVectors, _TorchVectors
+
+
+@pytest.mark.parametrize("vectors", [_NumpyVectors, _TorchVectors], ids=["numpy two-loop", "torch compact form"])
+def test_direction_equals_textbook_two_loop_recursion(vectors):
     rng = np.random.default_rng(0)
     n, m = 30, 7
     A = rng.normal(size=(n, n))
@@ -30,10 +36,12 @@ def test_compact_direction_equals_two_loop_recursion():
     grad_diffs = [hessian @ s for s in steps]
     grad = rng.normal(size=n)
     optimizer = LBFGS([torch.zeros(n, dtype=torch.float64, requires_grad=True)], history_size=m)
+    optimizer.vectors = vectors  # numpy on CPU by default; the torch path is the one used on CUDA
+    as_vector = vectors.from_flat
     for s, y in zip(steps, grad_diffs):
-        optimizer._remember(torch.tensor(s), torch.tensor(y))
+        optimizer._remember(as_vector(torch.tensor(s)), as_vector(torch.tensor(y)))
     gamma = optimizer.h_diag
-    ours = optimizer._direction(torch.tensor(grad)).numpy()
+    ours = np.asarray(optimizer._direction(as_vector(torch.tensor(grad))))
     np.testing.assert_allclose(ours, two_loop(grad, steps, grad_diffs, gamma), rtol=1e-10, atol=1e-12)
 
 
