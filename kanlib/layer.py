@@ -21,15 +21,18 @@ from .bspline import (LocalBasis, UniformGridConstants, extend_grid, gather_wind
 from .lstsq import fit_spline_coefficients
 
 
-def layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k: int):
+def layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k: int, positions=None, base=None):
     """y = silu(x) @ scale_base + sum_i scale_sp * spline(x), feature-major, and what backward needs.
 
-    x_t: (in, B), coef: (in, out, n), scale_*: (in, out) -> y_t: (out, B), saved tensors
+    x_t: (in, B), coef: (in, out, n), scale_*: (in, out) -> y_t: (out, B), saved tensors.
+    positions (window_index of the basis) and base (silu(x_t)) may be passed in when cached.
     """
-    positions = window_index(basis.index, coef.shape[2], k)  # (k+1, in, B)
+    if positions is None:
+        positions = window_index(basis.index, coef.shape[2], k)  # (k+1, in, B)
     windows = gather_windows(coef, positions, k)  # (out, k+1, in, B)
     spline = (windows * basis.values).sum(1)  # (out, in, B)
-    base = torch.nn.functional.silu(x_t)  # (in, B)
+    if base is None:
+        base = torch.nn.functional.silu(x_t)  # (in, B)
     y_t = torch.baddbmm((scale_base.T @ base).unsqueeze(1), scale_sp.T.unsqueeze(1), spline).squeeze(1)  # (out, B)
     return y_t, (x_t, base, spline, windows, positions, basis.values, basis.derivatives, scale_base, scale_sp)
 
@@ -133,9 +136,24 @@ class KANLayer(nn.Module):
         return self.forward_t(x.T.contiguous()).T
 
     def forward_and_cache(self, x_t: torch.Tensor, need_input_grad: bool):
-        """Feature-major forward without autograd, keeping what :meth:`backward_from_cache` needs."""
-        basis = self.basis(x_t, derivatives=need_input_grad)
-        return layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k)
+        """Feature-major forward without autograd, keeping what :meth:`backward_from_cache` needs.
+
+        When the input needs no gradient (the first layer, fed the training inputs), its
+        basis, coefficient positions and SiLU values are kept and reused while the input
+        and the grid stay the same: they do not depend on the parameters being optimised.
+        """
+        if need_input_grad:
+            basis = self.basis(x_t, derivatives=True)
+            return layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k)
+        key = (x_t.data_ptr(), x_t._version, x_t.shape, self.knots.data_ptr(), self.knots._version,
+               self.coef.shape)
+        if getattr(self, "_input_cache_key", None) != key:
+            basis = self.basis(x_t)
+            self._input_cache = (basis, window_index(basis.index, self.coef.shape[2], self.k),
+                                 torch.nn.functional.silu(x_t))
+            self._input_cache_key = key
+        basis, positions, base = self._input_cache
+        return layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k, positions, base)
 
     def backward_from_cache(self, saved, grad_y_t: torch.Tensor, need_input_grad: bool):
         """(grad_x_t, grad_coef, grad_scale_base, grad_scale_sp) for the output gradient grad_y_t (out, B)."""
