@@ -38,4 +38,4 @@ bench: setup
 	$(BIN)/python benchmarks/seed_sweep.py
 
 clean:
-	rm -rf $(VENV) .snakemake results mlflow.db report.html
+	rm -rf $(VENV) .snakemake results mlflow.db mlruns report.html

@@ -1,0 +1,352 @@
+"""MLflow helpers for the workflow: the tracking URI, parent and child runs, batched logging, retries.
+
+Lifecycle of a sweep in MLflow (one experiment, ``mlflow.experiment`` in the config):
+
+* rule ``mlflow_parent`` creates the store (once, before any other job touches it), the
+  experiment and ONE parent run per sweep (status RUNNING), and records its id in
+  ``results/<sweep>/mlflow_parent.json``;
+* every train job logs one child run under it (tag ``mlflow.parentRunId``), after training,
+  with the whole per-step history in batches (``MlflowClient.log_batch``, at most 1000 values a
+  call): FINISHED on success, FAILED (with the history up to the failure) when the fit diverges;
+  a child also re-opens a parent that an earlier, failed or finished, invocation closed;
+* rule ``aggregate`` logs the tables and the plot to the parent and sets it FINISHED; when a
+  Snakemake run fails, its ``onerror`` handler sets the parent FAILED.
+
+Tracking URI: the environment variable ``MLFLOW_TRACKING_URI`` when set, else the config's
+``mlflow.tracking_uri``, else ``sqlite:///mlflow.db`` (MLflow's default). Relative SQLite paths
+are made absolute against the working directory, so every job of a sweep uses the same file.
+
+Unreachable store: every call is retried for ``retry_seconds`` (MLflow's own HTTP retries are
+turned down so that this budget holds), then :class:`TrackingError` names the URI.
+
+mlflow is imported only inside the functions that talk to it (``import mlflow`` takes ~2 s).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = ["DEFAULT_TRACKING_URI", "TrackingError", "configure_environment", "resolve_tracking_uri", "connect",
+           "call_with_retry", "get_or_create_experiment", "create_parent_run", "ensure_parent_running",
+           "log_child_run", "finish_parent", "set_parent_status", "host_tags", "git_commit", "flatten_params",
+           "metric_batches", "MAX_METRICS_PER_BATCH"]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limits for one log_batch call
+MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
+
+# MlflowException error codes that no retry can fix.
+_PERMANENT_ERRORS = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS",
+                     "INVALID_STATE", "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "NOT_FOUND"}
+
+
+class TrackingError(RuntimeError):
+    """The tracking store could not be reached (``permanent`` False) or refused a call (``permanent``
+    True, e.g. a run that does not exist); the message names its URI."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def configure_environment() -> None:
+    """Telemetry off and MLflow's HTTP retries short (this module retries itself); user settings win."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+configure_environment()
+
+
+def resolve_tracking_uri(configured: str | None = None, environ=None, cwd=None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``configured``, else MLflow's default.
+
+    Relative SQLite paths are made absolute against ``cwd`` (default: the working directory).
+    """
+    environ = os.environ if environ is None else environ
+    uri = environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and uri[len(prefix):] != ":memory:":
+        uri = prefix + str(Path(cwd or os.getcwd()).resolve() / uri[len(prefix):])
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _is_permanent(error: Exception) -> bool:
+    return getattr(error, "error_code", None) in _PERMANENT_ERRORS
+
+
+def call_with_retry(function, *args, uri: str, retry_seconds: float, what: str, **kwargs):
+    """``function(*args, **kwargs)``, retried with growing pauses for ``retry_seconds`` on
+    transient errors; then TrackingError naming ``uri``."""
+    deadline = time.monotonic() + retry_seconds
+    pause = 0.25
+    while True:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:  # connection refused, timeouts, "database is locked", HTTP 5xx ...
+            if _is_permanent(error):
+                raise TrackingError(f"MLflow at {uri} refused to {what}: {_first_line(error)}",
+                                    permanent=True) from error
+            if time.monotonic() + pause > deadline:
+                raise TrackingError(f"MLflow tracking store {uri} is unreachable (could not {what} within "
+                                    f"{retry_seconds:g} s: {type(error).__name__}: {_first_line(error)})") from error
+            time.sleep(pause)
+            pause = min(2 * pause, 2.0)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def connect(uri: str, retry_seconds: float = 5.0, create: bool = False):
+    """An MlflowClient for ``uri`` after one successful round trip.
+
+    create=False refuses to start a new SQLite file (creating the schema from several processes
+    at once corrupts it): only rule mlflow_parent creates the store.
+    """
+    configure_environment()
+    path = _sqlite_path(uri)
+    if path is not None:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise TrackingError(f"MLflow store {uri} does not exist; it is created by rule mlflow_parent before any "
+                                "train job (delete results/<sweep>/mlflow_parent.json to have it run again)")
+    from mlflow.tracking import MlflowClient
+
+    def contact():
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+        return client
+
+    return call_with_retry(contact, uri=uri, retry_seconds=retry_seconds, what="connect")
+
+
+def get_or_create_experiment(client, name: str, uri: str, retry_seconds: float = 5.0) -> str:
+    experiment = call_with_retry(client.get_experiment_by_name, name, uri=uri, retry_seconds=retry_seconds,
+                                 what=f"look up experiment {name!r}")
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise TrackingError(f"MLflow experiment {name!r} in {uri} is deleted; restore it "
+                                f"(mlflow experiments restore) or choose another mlflow.experiment")
+        return experiment.experiment_id
+    try:
+        return call_with_retry(client.create_experiment, name, uri=uri, retry_seconds=retry_seconds,
+                               what=f"create experiment {name!r}")
+    except TrackingError:  # created meanwhile by someone else
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+# ---- provenance -------------------------------------------------------------------------------------------
+
+def host_tags() -> dict[str, str]:
+    """host, and slurm_job_id when running under SLURM."""
+    tags = {"host": socket.gethostname()}
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    return tags
+
+
+def git_commit(path=None) -> str:
+    """The git commit of the kanlib source tree (or of ``path``), or 'unknown'."""
+    folder = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
+
+
+def flatten_params(values: dict, prefix: str = "") -> dict[str, str]:
+    """Nested dicts as 'a.b' keys, values as strings (MLflow params)."""
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            flat[name] = "none" if value is None else str(value)
+    return flat
+
+
+# ---- logging ----------------------------------------------------------------------------------------------
+
+def metric_batches(history: dict[str, list[float]], final: dict[str, float], timestamps_ms: list[int],
+                   end_ms: int) -> list[list]:
+    """mlflow Metric lists of at most MAX_METRICS_PER_BATCH: every step of every history series, then finals."""
+    from mlflow.entities import Metric
+
+    metrics = [Metric(name, float(value), int(timestamps_ms[min(step, len(timestamps_ms) - 1)]), step)
+               for name, values in history.items() for step, value in enumerate(values)]
+    metrics += [Metric(name, float(value), end_ms, 0) for name, value in final.items()]
+    return [metrics[i:i + MAX_METRICS_PER_BATCH] for i in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
+
+
+def _log_everything(client, run_id, params, tags, batches, artifacts, uri, retry_seconds):
+    from mlflow.entities import Param, RunTag
+
+    param_list = [Param(key, value) for key, value in params.items()]
+    tag_list = [RunTag(key, value) for key, value in tags.items()]
+    for i in range(0, len(param_list), MAX_PARAMS_PER_BATCH):
+        call_with_retry(client.log_batch, run_id, params=param_list[i:i + MAX_PARAMS_PER_BATCH], uri=uri,
+                        retry_seconds=retry_seconds, what="log params")
+    for i in range(0, len(tag_list), MAX_TAGS_PER_BATCH):
+        call_with_retry(client.log_batch, run_id, tags=tag_list[i:i + MAX_TAGS_PER_BATCH], uri=uri,
+                        retry_seconds=retry_seconds, what="log tags")
+    for batch in batches:
+        call_with_retry(client.log_batch, run_id, metrics=batch, uri=uri, retry_seconds=retry_seconds,
+                        what="log metrics")
+    for path, folder in artifacts:
+        call_with_retry(client.log_artifact, run_id, str(path), folder, uri=uri, retry_seconds=retry_seconds,
+                        what=f"log artifact {Path(path).name}")
+
+
+def create_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, str], tags: dict[str, str],
+                      artifacts=(), retry_seconds: float = 5.0) -> dict:
+    """Create the store if needed, the experiment if needed, and a RUNNING parent run for ``sweep``.
+
+    Returns what mlflow_parent.json records: run_id, experiment_id, experiment, tracking_uri, sweep.
+    """
+    client = connect(uri, retry_seconds, create=True)
+    experiment_id = get_or_create_experiment(client, experiment, uri, retry_seconds)
+    run_tags = {"mlflow.runName": sweep, "kanlib.sweep": sweep, "kanlib.role": "parent", **tags}
+    run = call_with_retry(client.create_run, experiment_id, tags=run_tags, run_name=sweep, uri=uri,
+                          retry_seconds=retry_seconds, what="create the parent run")
+    run_id = run.info.run_id
+    try:
+        _log_everything(client, run_id, params, {}, [], [(path, None) for path in artifacts], uri, retry_seconds)
+    except BaseException:
+        _terminate_quietly(client, run_id, "FAILED")
+        raise
+    return {"run_id": run_id, "experiment_id": experiment_id, "experiment": experiment, "tracking_uri": uri,
+            "sweep": sweep, "artifact_uri": run.info.artifact_uri,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def ensure_parent_running(client, parent_run_id: str, uri: str, retry_seconds: float = 5.0,
+                          parent_file: str = "results/<sweep>/mlflow_parent.json"):
+    """Check that the parent run exists in this store; re-open it (RUNNING) when a previous invocation
+    closed it. Returns the parent Run."""
+    try:
+        run = call_with_retry(client.get_run, parent_run_id, uri=uri, retry_seconds=retry_seconds,
+                              what="find the parent run")
+    except TrackingError as error:
+        if error.permanent:
+            raise TrackingError(f"the sweep's parent run {parent_run_id} (from {parent_file}) is not in the MLflow "
+                                f"store {uri}; if the store was replaced or MLFLOW_TRACKING_URI changed, delete "
+                                f"{parent_file} so that rule mlflow_parent creates a new parent there",
+                                permanent=True) from error
+        raise
+    if run.info.lifecycle_stage == "deleted":
+        raise TrackingError(f"the sweep's parent run {parent_run_id} in {uri} is deleted; restore it or delete "
+                            f"{parent_file} to create a new one")
+    if run.info.status != "RUNNING":
+        call_with_retry(client.update_run, parent_run_id, status="RUNNING", uri=uri, retry_seconds=retry_seconds,
+                        what="re-open the parent run")
+    return run
+
+
+def _terminate_quietly(client, run_id, status):
+    try:
+        client.set_terminated(run_id, status)
+    except Exception:
+        pass
+
+
+def log_child_run(client, *, uri: str, experiment_id: str, parent_run_id: str, run_name: str,
+                  params: dict[str, str], tags: dict[str, str], history: dict[str, list[float]],
+                  final: dict[str, float], timestamps_ms: list[int], start_ms: int, end_ms: int,
+                  artifacts=(), status: str = "FINISHED", retry_seconds: float = 5.0,
+                  before_terminate=None) -> str:
+    """One child run under ``parent_run_id`` with params, tags, per-step history (batched),
+    final metrics and artifacts, ended with ``status``. Returns its run id.
+
+    artifacts: (path, artifact folder or None) pairs. before_terminate(run_id) -> more such pairs,
+    called after the metrics are logged (e.g. to write a file that records the run id).
+    A failure after the run exists ends it FAILED and raises TrackingError.
+    """
+    run_tags = {"mlflow.parentRunId": parent_run_id, "mlflow.runName": run_name, **tags}
+    run = call_with_retry(client.create_run, experiment_id, start_time=start_ms, tags=run_tags, run_name=run_name,
+                          uri=uri, retry_seconds=retry_seconds, what="create a run")
+    run_id = run.info.run_id
+    try:
+        batches = metric_batches(history, final, timestamps_ms, end_ms)
+        _log_everything(client, run_id, params, {}, batches, list(artifacts), uri, retry_seconds)
+        if before_terminate is not None:
+            _log_everything(client, run_id, {}, {}, [], list(before_terminate(run_id)), uri, retry_seconds)
+        call_with_retry(client.set_terminated, run_id, status, end_time=end_ms, uri=uri,
+                        retry_seconds=retry_seconds, what="end the run")
+    except BaseException:
+        _terminate_quietly(client, run_id, "FAILED")
+        raise
+    return run_id
+
+
+def supersede_runs(client, *, experiment_id: str, parent_run_id: str, job: str, keep_run_id: str, uri: str,
+                   retry_seconds: float = 5.0) -> list[str]:
+    """Tag earlier runs of the same job under the same parent as superseded by ``keep_run_id``.
+
+    A RUNNING one (its job was killed while logging) is ended KILLED; a FINISHED one (the job was
+    retrained, e.g. after a change of its inputs) keeps its status. Returns their ids.
+    """
+    query = f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`kanlib.job` = '{job}'"
+    runs = call_with_retry(client.search_runs, [experiment_id], query, max_results=1000, uri=uri,
+                           retry_seconds=retry_seconds, what="search earlier runs of this job")
+    superseded = []
+    for run in runs:
+        if run.info.run_id == keep_run_id or run.info.status == "FAILED":
+            continue
+        call_with_retry(client.set_tag, run.info.run_id, "kanlib.superseded_by", keep_run_id, uri=uri,
+                        retry_seconds=retry_seconds, what="tag a superseded run")
+        if run.info.status == "RUNNING":
+            call_with_retry(client.set_terminated, run.info.run_id, "KILLED", uri=uri, retry_seconds=retry_seconds,
+                            what="end a stale run")
+        superseded.append(run.info.run_id)
+    return superseded
+
+
+def finish_parent(client, parent_run_id: str, *, uri: str, artifacts=(), metrics: dict[str, float] | None = None,
+                  status: str = "FINISHED", retry_seconds: float = 5.0) -> None:
+    """Log ``artifacts`` ((path, folder) pairs) and ``metrics`` to the parent and end it with ``status``."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batches = [[Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()]]
+    _log_everything(client, parent_run_id, {}, {}, [b for b in batches if b], list(artifacts), uri, retry_seconds)
+    call_with_retry(client.set_terminated, parent_run_id, status, uri=uri, retry_seconds=retry_seconds,
+                    what="end the parent run")
+
+
+def set_parent_status(parent_file, status: str, uri: str, retry_seconds: float = 2.0) -> str | None:
+    """Best effort: set the parent run recorded in ``parent_file`` (in the store ``uri``) to ``status``
+    (Snakemake's onerror handler).
+
+    Returns a line saying what happened, or None when there is no parent file yet."""
+    import json
+
+    parent_file = Path(parent_file)
+    if not parent_file.is_file():
+        return None
+    try:
+        parent = json.loads(parent_file.read_text())
+        client = connect(uri, retry_seconds)
+        call_with_retry(client.set_terminated, parent["run_id"], status, uri=uri, retry_seconds=retry_seconds,
+                        what="end the parent run")
+        return f"MLflow parent run {parent['run_id']} set {status} in {uri}"
+    except Exception as error:  # never mask the workflow's own error
+        return f"could not set the MLflow parent run {status}: {error}"

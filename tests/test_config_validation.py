@@ -1,0 +1,191 @@
+"""Config checks (schema + kanlib.sweep.check_config), the job list and paths, in-process.
+
+The Snakefile runs exactly this sequence before any job: coerce_cli_strings, then
+snakemake.utils.validate inside schema_errors(), then check_config. The same checks through a
+real Snakemake run are in test_workflow.py.
+"""
+from __future__ import annotations
+
+import copy
+import fcntl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from kanlib import sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def check(config: dict) -> dict:
+    """What the Snakefile does with the merged config."""
+    sweep.coerce_cli_strings(config, SCHEMA)
+    with sweep.schema_errors():
+        validate(config, str(SCHEMA))
+    return sweep.check_config(config)
+
+
+def with_changes(**changes) -> dict:
+    config = default_config()
+    for key, value in changes.items():
+        if "." in key:
+            outer, inner = key.split(".")
+            config[outer][inner] = value
+        else:
+            config[key] = value
+    return config
+
+
+def test_default_and_test_configs_are_valid():
+    check(default_config())
+    merged = default_config()
+    merged.update(yaml.safe_load((REPO / "config" / "test.yaml").read_text()))
+    check(merged)
+
+
+def test_the_schema_says_additionalProperties_false_for_every_object():
+    def objects(node):
+        if isinstance(node, dict):
+            if node.get("type") == "object":
+                yield node
+            for value in node.values():
+                yield from objects(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from objects(value)
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    found = list(objects(schema))
+    assert len(found) >= 3 and all(node.get("additionalProperties") is False for node in found)
+
+
+BAD = [
+    # (change, the key the message must name, more text it must contain)
+    ({"bogus": 1}, "'bogus'", "allowed: batch"),
+    ({"mlflow.bogus": 1}, "'bogus' in 'mlflow'", "allowed: experiment"),
+    ({"steps": "many"}, "'steps'", "not of type 'integer'"),
+    ({"grids": [0, 5]}, "'grids[0]'", "minimum of 1"),
+    ({"data_sizes": [0]}, "'data_sizes[0]'", "minimum of 1"),
+    ({"steps": 0}, "'steps'", "minimum of 1"),
+    ({"spline_order": 0}, "'spline_order'", "minimum of 1"),
+    ({"grids": []}, "'grids'", "non-empty"),
+    ({"seeds": []}, "'seeds'", "non-empty"),
+    ({"functions": []}, "'functions'", "non-empty"),
+    ({"optimizer": "SGD"}, "'optimizer'", "['LBFGS', 'Adam']"),
+    ({"device": "tpu"}, "'device'", "['auto', 'cpu', 'cuda']"),
+    ({"dtype": "float16"}, "'dtype'", "['float64', 'float32']"),
+    ({"lr": 0}, "'lr'", "less than or equal to the minimum of 0"),
+    ({"batch": 0}, "'batch'", "not allowed"),
+    ({"widths": [[2]]}, "'widths[0]'", "too short"),
+    ({"grids": [10, 5, 20]}, "'grids'", "strictly increasing"),
+    ({"grids": [5, 5]}, "'grids'", "strictly increasing"),
+    ({"data_sizes": [100, 100]}, "'data_sizes'", "repeated"),
+    ({"functions": ["nope"]}, "'functions[0]'", "known: bessel_j0_20x, exp_composition_4d"),
+    ({"functions": ["no_such_module_xyz:f"]}, "'functions[0]'", "cannot import module 'no_such_module_xyz'"),
+    ({"functions": ["math:no_such_function"]}, "'functions[0]'", "has no attribute"),
+    ({"widths": [[3, 1, 1]]}, "'widths'", "must start with 2 and end with 1"),
+    ({"widths": [[2, 1, 2]]}, "'widths'", "must start with 2 and end with 1"),
+    ({"functions": [{"name": "xy", "widths": [[1, 1]]}]}, "'functions[0].widths'", "must start with 2"),
+    ({"input_range": [1, -1]}, "'input_range'", "lower < upper"),
+]
+
+
+@pytest.mark.parametrize("change, key, text", BAD, ids=[str(case[0]) for case in BAD])
+def test_bad_configs_name_the_key(change, key, text):
+    with pytest.raises(sweep.ConfigError) as raised:
+        check(with_changes(**change))
+    message = str(raised.value)
+    assert message.startswith("config error:") and key in message and text in message
+    assert "\n" not in message  # one line, not a schema dump
+
+
+def test_cli_strings_are_coerced_where_the_schema_wants_numbers():
+    config = with_changes(grids=["3", "6"], steps="5", lr="0.5", update_grid="false",
+                          widths=[["2", "1", "1"]], **{"mlflow.retry_seconds": "1"})
+    check(config)
+    assert config["grids"] == [3, 6] and config["steps"] == 5 and config["lr"] == 0.5
+    assert config["update_grid"] is False and config["widths"] == [[2, 1, 1]]
+    assert config["mlflow"]["retry_seconds"] == 1
+
+
+def test_per_function_widths_and_job_list():
+    config = with_changes(functions=["exp_sin_pi_x_plus_y2", {"name": "bessel_j0_20x", "widths": [[1, 1], [1, 2, 1]]}],
+                          data_sizes=[10, 20], seeds=[0, 1], grids=[3, 6, 12])
+    check(config)
+    chains = sweep.chains(config)
+    assert len(chains) == (1 + 2) * 2 * 2
+    jobs = sweep.train_jobs(config)
+    assert len(jobs) == len(chains) * 3
+    assert [(j.grid, j.prev_grid, j.level) for j in jobs[:3]] == [(3, None, 0), (6, 3, 1), (12, 6, 2)]
+    assert len(sweep.datasets(config)) == 2 * 2 * 2  # widths share datasets
+    bessel = [c for c in chains if c.function == "bessel_j0_20x"][0]
+    assert sweep.run_dir(config, bessel, 6) == "results/seed/runs/bessel_j0_20x/w1-1_k3/N10_seed0/G6"
+    assert sweep.data_path(config, "xy", 100, 2) == "results/seed/data/xy/N100_seed2.pt"
+    assert sweep.previous_grid(config, 12) == 6 and sweep.previous_grid(config, 3) is None
+    with pytest.raises(ValueError, match="not one of the configured grids"):
+        sweep.previous_grid(config, 7)
+
+
+def test_default_sweep_has_4_datasets_and_20_levels_in_4_chains():
+    config = check(default_config())
+    jobs = sweep.train_jobs(config)
+    assert len(sweep.datasets(config)) == 4 and len(jobs) == 20
+    assert sorted({j.chain.n_train for j in jobs}) == [100, 300, 1000, 3000]
+    assert [j.grid for j in jobs[:5]] == [5, 10, 20, 50, 100]
+
+
+def test_train_resources_grow_with_n_and_grid_and_retries():
+    small = sweep.train_resources(100, 5, [2, 1, 1], 3, 50)
+    assert small["mem_mb"] >= 600 and small["runtime"] >= 5
+    big_n = sweep.train_resources(100_000, 5, [2, 1, 1], 3, 50)
+    big_g = sweep.train_resources(100_000, 1000, [2, 1, 1], 3, 50)
+    assert big_n["mem_mb"] > small["mem_mb"] and big_n["runtime"] > small["runtime"]
+    assert big_g["mem_mb"] > big_n["mem_mb"]
+    retry = sweep.train_resources(100, 5, [2, 1, 1], 3, 50, attempt=2)
+    assert retry == {key: 2 * value for key, value in small.items()}
+
+
+def test_width_strings_round_trip():
+    assert sweep.width_str([2, 1, 1]) == "2-1-1" and sweep.parse_width("100-10-1") == [100, 10, 1]
+
+
+def test_stale_snakemake_locks_are_cleared_only_without_a_live_run(tmp_path):
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    # another live run holds the run lock: leave its locks alone
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; h = open(sys.argv[1], 'a'); fcntl.flock(h, fcntl.LOCK_EX); "
+        "print('held', flush=True); time.sleep(60)"), str(tmp_path / ".snakemake" / "kanlib-run.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = ("import sys; from kanlib.sweep import clear_stale_snakemake_locks as c; "
+                "print(len(c(sys.argv[1])))")
+        run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == "0" and (locks / "0.input.lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died (as a SIGKILLed Snakemake would): its locks are stale and go
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "1" and not (locks / "0.input.lock").exists()
+    with open(tmp_path / ".snakemake" / "kanlib-run.lock") as handle:  # released when that process ended
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_config_copy_is_not_mutated_by_job_list():
+    config = check(default_config())
+    before = copy.deepcopy(config)
+    sweep.train_jobs(config)
+    sweep.hyperparameters(config)
+    assert config == before

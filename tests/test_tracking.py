@@ -1,0 +1,160 @@
+"""kanlib.tracking against a real MLflow SQLite store in a temporary folder."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from kanlib import tracking
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def test_tracking_uri_precedence(tmp_path):
+    cwd = str(tmp_path)
+    assert tracking.resolve_tracking_uri("sqlite:///a.db", environ={}, cwd=cwd) == f"sqlite:///{tmp_path}/a.db"
+    assert tracking.resolve_tracking_uri("sqlite:///a.db", environ={"MLFLOW_TRACKING_URI": "http://h:5000"},
+                                         cwd=cwd) == "http://h:5000"
+    assert tracking.resolve_tracking_uri(None, environ={}, cwd=cwd) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert tracking.resolve_tracking_uri("sqlite:////abs/m.db", environ={}, cwd=cwd) == "sqlite:////abs/m.db"
+    assert tracking.resolve_tracking_uri("x", environ={"MLFLOW_TRACKING_URI": ""}, cwd=cwd) == "x"
+
+
+def test_retry_gives_up_after_the_budget_and_names_the_uri():
+    calls = []
+
+    def unreachable():
+        calls.append(time.monotonic())
+        raise ConnectionError("connection refused")
+
+    started = time.monotonic()
+    with pytest.raises(tracking.TrackingError, match=r"http://example:1 is unreachable .*connection refused") as raised:
+        tracking.call_with_retry(unreachable, uri="http://example:1", retry_seconds=1.0, what="connect")
+    assert not raised.value.permanent
+    assert 0.5 <= time.monotonic() - started < 2.5 and len(calls) >= 3
+
+
+def test_permanent_errors_are_not_retried():
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    def refuse():
+        raise MlflowException("no such run", error_code=RESOURCE_DOES_NOT_EXIST)
+
+    started = time.monotonic()
+    with pytest.raises(tracking.TrackingError, match="refused to get a run") as raised:
+        tracking.call_with_retry(refuse, uri="sqlite:///x.db", retry_seconds=10, what="get a run")
+    assert raised.value.permanent and time.monotonic() - started < 1
+
+
+def test_unreachable_server_fails_within_the_budget():
+    started = time.monotonic()
+    with pytest.raises(tracking.TrackingError, match=r"http://127\.0\.0\.1:9 is unreachable"):
+        tracking.connect("http://127.0.0.1:9", retry_seconds=1.0)
+    assert time.monotonic() - started < 10
+
+
+def test_jobs_never_create_a_sqlite_store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/missing.db"
+    with pytest.raises(tracking.TrackingError, match="does not exist; it is created by rule mlflow_parent"):
+        tracking.connect(uri, retry_seconds=0)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_metric_batches_respect_the_log_batch_limit():
+    history = {"a": [0.1] * 700, "b": [0.2] * 700}
+    batches = tracking.metric_batches(history, {"final": 1.0}, [1000] * 700, 2000)
+    assert [len(b) for b in batches] == [1000, 401]
+    assert batches[0][0].step == 0 and batches[1][-1].key == "final"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    cwd = os.getcwd()
+    os.chdir(folder)  # MLflow puts the artifacts of a new SQLite store in ./mlruns
+    try:
+        parent = tracking.create_parent_run(uri, "exp", "unit", {"grids": "[3, 6]"}, {"host": "here"})
+    finally:
+        os.chdir(cwd)
+    client = tracking.connect(uri)
+    return uri, parent, client, folder
+
+
+def log_child(store, job, status="FINISHED", steps=400):
+    uri, parent, client, folder = store
+    history = {"train_rmse": [1.0 / (s + 1) for s in range(steps)], "test_rmse": [2.0 / (s + 1) for s in range(steps)],
+               "reg": [0.0] * steps}
+    artifact = folder / "history.csv"
+    artifact.write_text("step,train_rmse\n0,1\n")
+    now = int(time.time() * 1000)
+    return tracking.log_child_run(
+        client, uri=uri, experiment_id=parent["experiment_id"], parent_run_id=parent["run_id"], run_name=job,
+        params={"grid_size": "3", "n_train": "100"}, tags={"kanlib.job": job}, history=history,
+        final={"final_test_rmse": history["test_rmse"][-1]}, timestamps_ms=[now] * steps, start_ms=now, end_ms=now,
+        artifacts=[(artifact, None)], status=status)
+
+
+def test_parent_and_child_runs(store):
+    uri, parent, client, folder = store
+    assert set(parent) >= {"run_id", "experiment_id", "experiment", "tracking_uri", "sweep"}
+    assert client.get_run(parent["run_id"]).info.status == "RUNNING"
+    run_id = log_child(store, "f/w2-1-1_k3/N100_seed0/G3")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == parent["run_id"]
+    assert run.data.params == {"grid_size": "3", "n_train": "100"}
+    for name in ("train_rmse", "test_rmse", "reg"):  # 1200 values: two log_batch calls
+        assert len(client.get_metric_history(run_id, name)) == 400
+    assert [a.path for a in client.list_artifacts(run_id)] == ["history.csv"]
+
+
+def test_a_rerun_supersedes_the_earlier_run_of_a_job(store):
+    uri, parent, client, _ = store
+    job = "f/w2-1-1_k3/N100_seed0/G6"
+    first = log_child(store, job, steps=3)
+    stale = log_child(store, job, status="RUNNING", steps=3)  # as if killed while logging
+    failed = log_child(store, job, status="FAILED", steps=3)
+    second = log_child(store, job, steps=3)
+    superseded = tracking.supersede_runs(client, experiment_id=parent["experiment_id"], parent_run_id=parent["run_id"],
+                                         job=job, keep_run_id=second, uri=uri)
+    assert sorted(superseded) == sorted([first, stale])
+    assert client.get_run(first).data.tags["kanlib.superseded_by"] == second
+    assert client.get_run(stale).info.status == "KILLED"
+    assert "kanlib.superseded_by" not in client.get_run(failed).data.tags
+    assert "kanlib.superseded_by" not in client.get_run(second).data.tags
+
+
+def test_parent_lifecycle(store, tmp_path):
+    uri, parent, client, folder = store
+    table = tmp_path / "results.csv"
+    table.write_text("a\n1\n")
+    tracking.finish_parent(client, parent["run_id"], uri=uri, artifacts=[(table, "aggregate")],
+                           metrics={"n_grid_levels": 2})
+    run = client.get_run(parent["run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["n_grid_levels"] == 2
+    assert [a.path for a in client.list_artifacts(parent["run_id"], "aggregate")] == ["aggregate/results.csv"]
+    tracking.ensure_parent_running(client, parent["run_id"], uri)  # a later train job re-opens it
+    assert client.get_run(parent["run_id"]).info.status == "RUNNING"
+    parent_file = tmp_path / "mlflow_parent.json"
+    parent_file.write_text(json.dumps(parent))
+    assert "set FAILED" in tracking.set_parent_status(parent_file, "FAILED", uri)
+    assert client.get_run(parent["run_id"]).info.status == "FAILED"
+    assert tracking.set_parent_status(tmp_path / "none.json", "FAILED", uri) is None
+
+
+def test_a_missing_parent_is_a_clear_error(store):
+    uri, _, client, _ = store
+    with pytest.raises(tracking.TrackingError, match="parent run 0123 .* is not in the MLflow store"):
+        tracking.ensure_parent_running(client, "0123", uri, retry_seconds=1)
+
+
+def test_flatten_params_and_provenance():
+    assert tracking.flatten_params({"a": 1, "m": {"b": None, "c": [1, 2]}}) == {"a": "1", "m.b": "none",
+                                                                               "m.c": "[1, 2]"}
+    assert "host" in tracking.host_tags()
+    commit = tracking.git_commit()
+    assert commit == "unknown" or len(commit) == 40

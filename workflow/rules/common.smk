@@ -1,0 +1,72 @@
+# Helpers for the other .smk files: output paths, wildcards, the job list, resources.
+# The logic lives in kanlib.sweep; this file only turns it into Snakemake patterns.
+import os
+import sys
+
+import kanlib.sweep as sweep
+from kanlib.tracking import resolve_tracking_uri
+
+# A Snakemake killed with SIGKILL leaves its locks behind; the next run clears them (see the function).
+if workflow.is_main_process:
+    for _lock in sweep.clear_stale_snakemake_locks():
+        print(f"Removed stale Snakemake lock {_lock} (left by a killed run)", file=sys.stderr)
+
+SWEEP = config["sweep"]
+RESULTS = sweep.results_dir(config)  # results/<sweep>
+LOGS = f"{RESULTS}/logs"
+PARENT_JSON = f"{RESULTS}/mlflow_parent.json"
+
+# Path patterns with Snakemake wildcards {function} {width} {k} {n} {seed} {grid}.
+DATA = sweep.DATA_PATTERN.format(results=RESULTS, function="{function}", n="{n}", seed="{seed}")
+RUN = sweep.RUN_PATTERN.format(
+    results=RESULTS, function="{function}", width="{width}", k="{k}", n="{n}", seed="{seed}", grid="{grid}"
+)
+JOB = "{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"  # a train job's path below runs/ and logs/train/
+
+# What each wildcard may match (the rules use it as their wildcard_constraints).
+WILDCARDS = {
+    "function": r"[A-Za-z0-9_.\-]+",
+    "width": r"\d+(-\d+)+",
+    "k": r"\d+",
+    "n": r"\d+",
+    "seed": r"\d+",
+    "grid": r"\d+",
+}
+
+
+def train_run_dirs():
+    """The run folder of every train job of the sweep (every chain's grid levels)."""
+    return [sweep.run_dir(config, job.chain, job.grid) for job in sweep.train_jobs(config)]
+
+
+def function_name(wildcards):
+    """The configured function name (registry name or module:function) of a path's {function}."""
+    return sweep.function_of_slug(config, wildcards.function)
+
+
+def train_inputs(wildcards):
+    """The dataset, the sweep's parent run, and (above level 0) the previous grid level's model."""
+    inputs = {
+        "data": DATA.format(function=wildcards.function, n=wildcards.n, seed=wildcards.seed),
+        # ancient: the parent must exist first, but re-creating it does not retrain anything
+        "parent": ancient(PARENT_JSON),
+    }
+    previous = sweep.previous_grid(config, int(wildcards.grid))
+    if previous is not None:
+        inputs["init"] = os.path.join(RUN.format(**{**wildcards, "grid": previous}), "model.pt")
+    return inputs
+
+
+def train_resources(wildcards, attempt):
+    return sweep.train_resources(
+        int(wildcards.n),
+        int(wildcards.grid),
+        sweep.parse_width(wildcards.width),
+        int(wildcards.k),
+        int(config["steps"]),
+        attempt,
+    )
+
+
+def dataset_mem_mb(wildcards, attempt):
+    return (600 + int(wildcards.n) * 64 // 2**20) * attempt

@@ -1,0 +1,18 @@
+rule dataset:
+    """Sample one training set of size N and the fixed test set for a (function, seed)."""
+    output:
+        DATA,
+    log:
+        f"{LOGS}/dataset/{{function}}/N{{n}}_seed{{seed}}.log",
+    params:
+        function=function_name,
+        test_num=config["test_num"],
+        input_range=config["input_range"],
+    wildcard_constraints:
+        **WILDCARDS,
+    threads: 1
+    resources:
+        mem_mb=dataset_mem_mb,
+        runtime=5,
+    script:
+        "../scripts/dataset.py"

@@ -1,0 +1,27 @@
+rule train:
+    """Train one grid level of one chain: level 0 from scratch, level i from level i-1's model
+    (grid extension); log it as a child run of the sweep's MLflow parent."""
+    input:
+        unpack(train_inputs),
+    output:
+        # written in this order, metrics.json last (the completion marker)
+        model=f"{RUN}/model.pt",
+        history=f"{RUN}/history.csv",
+        metrics=f"{RUN}/metrics.json",
+    log:
+        f"{LOGS}/train/{JOB}.log",
+    benchmark:
+        f"{RUN}/benchmark.tsv"
+    params:
+        function=function_name,
+        prev_grid=lambda wildcards: sweep.previous_grid(config, int(wildcards.grid)),
+        # changing any of these retrains (Snakemake's params trigger); MLflow settings do not
+        hp=sweep.hyperparameters(config),
+    wildcard_constraints:
+        **WILDCARDS,
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: train_resources(wildcards, attempt)["mem_mb"],
+        runtime=lambda wildcards, attempt: train_resources(wildcards, attempt)["runtime"],
+    script:
+        "../scripts/train.py"
