@@ -111,6 +111,7 @@ class KAN(nn.Module):
         self.grid_range = [float(grid_range[0]), float(grid_range[1])]
         self.init_options = dict(noise_scale=float(noise_scale), scale_base_mu=float(scale_base_mu),
                                  scale_base_sigma=float(scale_base_sigma))
+        self.trainable = dict(sp_trainable=sp_trainable, sb_trainable=sb_trainable)
         dtype = resolve_dtype(dtype)
         device = resolve_device(device)
         generator = torch.Generator().manual_seed(self.seed)
@@ -149,7 +150,7 @@ class KAN(nn.Module):
         """Everything needed to rebuild this architecture (JSON-serialisable)."""
         return dict(width=list(self.width), grid=self.grid_size, k=self.k, seed=self.seed, grid_eps=self.grid_eps,
                     grid_range=list(self.grid_range), dtype=str(self.dtype).removeprefix("torch."),
-                    **self.init_options)
+                    **self.init_options, **self.trainable)
 
     # ---- evaluation -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

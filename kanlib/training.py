@@ -151,8 +151,14 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
 
         if opt == "LBFGS":
             objective = optimizer.step(closure, reuse_last=not objective_changed)
-            if lamb == 0:  # the accepted point's loss (the last evaluation may be a rejected trial)
+            # record the accepted point (the last evaluation may have been a rejected line-search trial)
+            if fast_mse:
                 last["train_loss"] = torch.tensor(objective, dtype=dtype)
+            else:
+                with torch.no_grad():
+                    last["train_loss"] = loss_fn(model(x), y)
+                    if lamb > 0:
+                        last["reg"] = regularization(model, x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
         else:
             closure()
             optimizer.step()

@@ -194,3 +194,20 @@ def test_divergence_raises():
     model = KAN(width=[2, 1, 1], grid=5)
     with pytest.raises(DivergenceError, match="diverged at step"):
         model.fit(dataset, opt="Adam", lr=1e300, steps=5, progress=False, update_grid=False)
+
+
+def test_regularised_fit_uses_autograd_and_reports_reg():
+    dataset = create_dataset(lambda x: x[:, [0]] * x[:, [1]], train_num=100, test_num=50)
+    model = KAN(width=[2, 3, 1], grid=5)
+    lamb = 0.01
+    result = model.fit(dataset, steps=5, lamb=lamb, progress=False)
+    assert all(r > 0 for r in result["reg"])
+    objective = [t ** 2 + lamb * r for t, r in zip(result["train_loss"], result["reg"])]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(objective, objective[1:]))  # L-BFGS never goes uphill
+    assert model.fit(dataset, steps=2, progress=False)["reg"] == [0.0, 0.0]  # lamb = 0: not computed
+
+
+def test_trainability_flags_survive_a_checkpoint(tmp_path):
+    model = KAN(width=[2, 1], grid=4, sb_trainable=False)
+    loaded = KAN.load(model.save(tmp_path / "m.pt"))
+    assert not loaded.layers[0].scale_base.requires_grad and loaded.layers[0].scale_sp.requires_grad
