@@ -37,9 +37,15 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/mlflow.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+
+
+# snakemake --report report.html: this page, then every report() output with its caption
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
         rules.aggregate.output,
+        REPORT_OUTPUTS,

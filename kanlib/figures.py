@@ -23,6 +23,7 @@ from matplotlib import colormaps
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from .analysis import (
     CONFIG_COLUMNS,
@@ -144,6 +145,17 @@ def _seed_summary(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     return summary[np.isfinite(summary[metric].to_numpy(dtype=float))]
 
 
+def _label_log_axis_at(axis, values) -> None:
+    """Major ticks of a log axis at the sweep's own values (G or N), labelled plainly ("5", "100"),
+    instead of powers of ten; left alone for more than 12 values (they would crowd)."""
+    values = sorted({float(v) for v in values})
+    if not values or len(values) > 12:
+        return
+    axis.set_major_locator(FixedLocator(values))
+    axis.set_major_formatter(FixedFormatter([f"{v:g}" for v in values]))
+    axis.set_minor_locator(NullLocator())
+
+
 def _draw_seed_spread(ax, x: np.ndarray, cells: pd.DataFrame, metric: str, color) -> None:
     """Shade min-max over seeds where a cell has more than one seed."""
     if (cells[f"{metric}_n_seeds"] > 1).any():
@@ -208,6 +220,7 @@ def plot_rmse_vs_grid(results: pd.DataFrame, metric: str = "test_rmse") -> Figur
     )
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _label_log_axis_at(ax.xaxis, summary["grid_size"])
     ax.set_xlabel("grid size G")
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.set_title(_title(summary))
@@ -244,6 +257,7 @@ def plot_rmse_vs_data(results: pd.DataFrame, metric: str = "test_rmse") -> Figur
         _draw_seed_spread(ax, n_train, cells, metric, color)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _label_log_axis_at(ax.xaxis, summary["n_train"])
     ax.set_xlabel("training-set size N")
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.set_title(_title(summary))
@@ -381,7 +395,8 @@ def plot_fitted_power_laws(results: pd.DataFrame, fits: pd.DataFrame) -> Figure:
 
     For each N: points at the geometric mean over seeds, filled where used in
     the fit and hollow where excluded (threshold / divergence / beyond the
-    minimum); the fitted line over the range of used points; and a shaded
+    minimum), with error bars from the smallest to the largest seed where
+    there are several seeds; the fitted line over the range of used points; and a shaded
     band obtained by varying ``alpha`` over ``[alpha_low, alpha_high]``
     about the data centroid ``x_pivot`` (no band when the interval is NaN).
 
@@ -434,6 +449,20 @@ def plot_fitted_power_laws(results: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         if (~used).any():
             any_excluded = True
             ax.scatter(x_values[~used], y_values[~used], facecolors="none", edgecolors=color, zorder=3)
+        if (cells[f"{metric}_n_seeds"] > 1).any():  # seed spread: smallest to largest seed
+            ax.errorbar(
+                x_values,
+                y_values,
+                yerr=[
+                    y_values - cells[f"{metric}_min"].to_numpy(dtype=float),
+                    cells[f"{metric}_max"].to_numpy(dtype=float) - y_values,
+                ],
+                fmt="none",
+                ecolor=color,
+                elinewidth=1.0,
+                capsize=0.0,  # no cap lines: ax.get_lines() stays the fitted lines
+                zorder=2,
+            )
         if not has_fit:
             continue
         used_x = x_values[used]
@@ -460,6 +489,8 @@ def plot_fitted_power_laws(results: pd.DataFrame, fits: pd.DataFrame) -> Figure:
         labels.append("excluded")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if x_column == "grid_size":
+        _label_log_axis_at(ax.xaxis, summary["grid_size"])
     ax.set_xlabel(_X_LABELS.get(x_column, x_column))
     ax.set_ylabel(METRIC_LABELS[metric])
     confidence = float(fits["confidence"].iloc[0]) if "confidence" in fits else 0.95

@@ -319,6 +319,29 @@ def test_fitted_power_laws_three_seeds_in_parameters(tmp_path, results_three_see
     assert_saved_and_not_blank(figure, tmp_path / "fits_seeds.png")
 
 
+def test_log_axes_are_labelled_at_the_sweep_values(results_one_seed):
+    (ax,) = plot_rmse_vs_grid(results_one_seed).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(g) for g in SEED_GRID_SIZES]
+    (ax,) = plot_rmse_vs_data(results_one_seed).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(n) for n in SEED_TRAIN_SIZES]
+    (ax,) = plot_fitted_power_laws(results_one_seed, fit_scaling_laws(results_one_seed)).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(g) for g in SEED_GRID_SIZES]
+
+
+def test_fitted_power_laws_error_bars_only_with_several_seeds(results_one_seed, results_three_seeds):
+    (ax,) = plot_fitted_power_laws(results_one_seed, fit_scaling_laws(results_one_seed)).axes
+    assert not [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    fits = fit_scaling_laws(results_three_seeds, n_boot=100)
+    (ax,) = plot_fitted_power_laws(results_three_seeds, fits).axes
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == len(SEED_TRAIN_SIZES)  # one per N, spanning the smallest to the largest seed
+    segments = bars[-1].lines[2][0].get_segments()  # N=3000
+    spread = results_three_seeds[results_three_seeds["n_train"] == 3000].groupby("grid_size")["test_rmse"]
+    lows, highs = sorted(s[:, 1].min() for s in segments), sorted(s[:, 1].max() for s in segments)
+    np.testing.assert_allclose(lows, sorted(spread.min()), rtol=1e-12)
+    np.testing.assert_allclose(highs, sorted(spread.max()), rtol=1e-12)
+
+
 def test_fitted_power_laws_group_without_fit(results_one_seed):
     results = results_one_seed.copy()
     results.loc[(results["n_train"] == 300) & (results["grid_size"] > 5), "test_rmse"] = np.nan

@@ -140,7 +140,8 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
     jobs = dry_run_jobs(dry.output)
     rules = [job["rule"] for job in jobs]
     assert {rule: rules.count(rule) for rule in set(rules)} == {"all": 1, "aggregate": 1, "mlflow_parent": 1,
-                                                                  "dataset": 4, "train": 20}
+                                                                  "dataset": 4, "train": 20, "report_figures": 1,
+                                                                  "report_summary": 1, "report_mlflow": 1}
     train = {(int(j["wildcards"]["n"]), int(j["wildcards"]["grid"])): j for j in jobs if j["rule"] == "train"}
     datasets = {int(j["wildcards"]["n"]): j["output"][0] for j in jobs if j["rule"] == "dataset"}
     assert sorted(datasets) == sorted({n for n, _ in train}) == [100, 300, 1000, 3000]
@@ -155,17 +156,15 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
                 assert model_inputs == [train[(n, grids[level - 1])]["output"][0]]
             assert datasets[n] in job["input"] and "results/seed/mlflow_parent.json" in job["input"]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.output, re.M))
-    assert counts["dataset"] == "4" and counts["train"] == "20" and counts["total"] == "27"
+    assert counts["dataset"] == "4" and counts["train"] == "20" and counts["total"] == "30"
     assert not (work / "results").exists() and not (work / "mlflow.db").exists()
 
 
 # ---- the tiny sweep end to end ----------------------------------------------------------------------------
 
-def test_tiny_sweep_end_to_end(tmp_path):
-    work = workdir(tmp_path)
-    started = time.monotonic()
-    snakemake(work)
-    elapsed = time.monotonic() - started
+def test_tiny_sweep_end_to_end(tiny_sweep):
+    # the session's tiny sweep (tests/conftest.py), shared with tests/test_report.py
+    work, elapsed = tiny_sweep.work, tiny_sweep.elapsed
     steps = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["steps"]
 
     # files

@@ -1,0 +1,801 @@
+"""The scaling-law report of a sweep: exponent table, summary (Markdown and HTML), MLflow metrics, figures.
+
+Called by the workflow's report rules (``workflow/rules/report.smk``) on the aggregated tables
+(see :mod:`kanlib.analysis` for their columns):
+
+* :func:`exponent_table`: every power-law fit of the sweep, test and train RMSE against grid
+  size G and against the parameter count, per (function, width, k, N);
+* :func:`build_summary` -> :func:`to_markdown` / :func:`to_html`: the summary a researcher reads
+  first. It opens with the answer (``test RMSE falls as G^-alpha with alpha = ... [CI] at
+  N=...``), then per configuration the exponent table, the interpolation thresholds and the
+  points each fit used or excluded, the test- and train-RMSE tables laid out like the seed's
+  (rows N, columns G), a description of RMSE against N (no power law is forced), and for the
+  seed's configuration our values beside the seed's published ones;
+* :func:`mlflow_metrics`: the fitted exponents as flat MLflow metric names
+  (``alpha_test_rmse_vs_grid_N3000``);
+* :func:`figure_set`: every figure of one configuration; one that cannot be drawn (no finite
+  value, e.g. every job of it failed) becomes a panel that says why, so the report is complete.
+
+Nothing here imports torch; matplotlib is imported only by :func:`figure_set`.
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .analysis import (
+    CONFIG_COLUMNS,
+    DEFAULT_DIVERGENCE_FACTOR,
+    data_scaling_table,
+    fit_scaling_laws,
+    rmse_pivot,
+    summarize_over_seeds,
+)
+from .functions import function_slug
+from .reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
+
+__all__ = [
+    "FIGURES",
+    "FIT_SPECS",
+    "SEED_CONFIGURATION",
+    "Document",
+    "configurations",
+    "config_label",
+    "config_dir",
+    "select_configuration",
+    "exponent_table",
+    "alpha_metric_name",
+    "mlflow_metrics",
+    "answer_sentence",
+    "seed_comparison",
+    "build_summary",
+    "to_markdown",
+    "to_html",
+    "figure_set",
+    "write_text_atomic",
+]
+
+#: The figures of one configuration, in report order: file stem -> what it shows.
+FIGURES: dict[str, str] = {
+    "test_rmse_vs_grid": "test RMSE vs grid size G, one line per N, with the G^-(k+1) reference",
+    "train_rmse_vs_grid": "train RMSE vs grid size G, one line per N, with the G^-(k+1) reference",
+    "test_rmse_vs_data": "test RMSE vs training-set size N, one line per G",
+    "train_rmse_vs_data": "train RMSE vs training-set size N, one line per G",
+    "fit_test_rmse_vs_grid": "fitted power laws of test RMSE in G with 95% bands",
+    "fit_test_rmse_vs_params": "fitted power laws of test RMSE in the parameter count with 95% bands",
+    "loss_staircase": "train and test RMSE vs cumulative step, one panel per N (grid extensions marked)",
+    "test_rmse_heatmap": "test RMSE over (N, G)",
+}
+
+#: The fits of the exponent table: (x, metric).
+FIT_SPECS: tuple[tuple[str, str], ...] = (
+    ("grid_size", "test_rmse"),
+    ("grid_size", "train_rmse"),
+    ("n_params", "test_rmse"),
+    ("n_params", "train_rmse"),
+)
+
+#: (function, width, k) of the seed experiment, whose published table :mod:`kanlib.reference` holds.
+SEED_CONFIGURATION: tuple[str, str, int] = ("exp_sin_pi_x_plus_y2", "2-1-1", 3)
+
+_X_SHORT = {"grid_size": "grid", "n_params": "params"}
+_X_WORDS = {"grid_size": "G", "n_params": "params"}
+_METRIC_WORDS = {"test_rmse": "test RMSE", "train_rmse": "train RMSE"}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Configurations
+# ----------------------------------------------------------------------------------------------------------
+
+
+def configurations(results: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """The (function, width, k) configurations of a results table, in table order."""
+    if results.empty:
+        return []
+    frame = results[list(CONFIG_COLUMNS)].drop_duplicates()
+    return [(str(f), str(w), int(k)) for f, w, k in frame.itertuples(index=False)]
+
+
+def config_label(function: str, width: str, k: int) -> str:
+    """``exp_sin_pi_x_plus_y2, KAN [2,1,1], k=3``."""
+    return f"{function}, KAN [{','.join(str(width).split('-'))}], k={k}"
+
+
+def config_dir(function: str, width: str, k: int) -> str:
+    """The configuration's folder below ``results/<sweep>/report/``: ``<function slug>/w<width>_k<k>``."""
+    return f"{function_slug(function)}/w{width}_k{k}"
+
+
+def select_configuration(frame: pd.DataFrame, function: str, width: str, k: int) -> pd.DataFrame:
+    """Rows of ``frame`` (results, history or exponents) for one configuration."""
+    mask = (frame["function"].astype(str) == str(function)) & (frame["width"].astype(str) == str(width)) & (
+        frame["k"].astype(int) == int(k))
+    return frame[mask]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exponents
+# ----------------------------------------------------------------------------------------------------------
+
+
+def exponent_table(
+    results: pd.DataFrame,
+    confidence: float = 0.95,
+    divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """Every fit of :data:`FIT_SPECS` for every (function, width, k, N) of ``results``.
+
+    One row per fit, the columns of :func:`kanlib.analysis.fit_scaling_laws` (``x`` says the
+    scaling variable, ``metric`` the error). Groups that cannot be fitted (one grid size, failed
+    jobs, everything beyond the threshold) get NaN ``alpha`` and the reason in ``note``.
+    """
+    frames = [
+        fit_scaling_laws(results, x=x, metric=metric, confidence=confidence,
+                         divergence_factor=divergence_factor, n_boot=n_boot)
+        for x, metric in FIT_SPECS
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    order = {spec: index for index, spec in enumerate(FIT_SPECS)}
+    table["_order"] = [order[(x, m)] for x, m in zip(table["x"], table["metric"])]
+    table = table.sort_values(["function", "width", "k", "_order", "n_train"], kind="stable")
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def alpha_metric_name(x: str, metric: str, n_train: int, configuration: tuple[str, str, int] | None = None) -> str:
+    """MLflow metric name of one fitted exponent: ``alpha_test_rmse_vs_grid_N3000``.
+
+    With ``configuration`` (a sweep of several): ``alpha_test_rmse_vs_grid_<function>_w<width>_N3000``.
+    """
+    name = f"alpha_{metric}_vs_{_X_SHORT[x]}"
+    if configuration is not None:
+        function, width, _ = configuration
+        name += f"_{function_slug(function)}_w{width}"
+    return f"{name}_N{int(n_train)}"
+
+
+def mlflow_metrics(exponents: pd.DataFrame) -> dict[str, float]:
+    """The parent run's metrics: each finite ``alpha`` (and its interval as ``..._ci_low`` /
+    ``..._ci_high``), and per N the interpolation threshold ``threshold_grid_N<n>`` and
+    ``threshold_params_per_sample_N<n>`` where there is one. Names carry function and width when
+    the sweep has several configurations. NaN values are left out."""
+    several = len(configurations(exponents)) > 1
+    metrics: dict[str, float] = {}
+    for row in exponents.itertuples(index=False):
+        configuration = (row.function, row.width, int(row.k)) if several else None
+        name = alpha_metric_name(row.x, row.metric, row.n_train, configuration)
+        for suffix, value in (("", row.alpha), ("_ci_low", row.alpha_low), ("_ci_high", row.alpha_high)):
+            if _finite(value):
+                metrics[name + suffix] = float(value)
+        if row.x == "grid_size" and row.metric == "test_rmse":
+            tail = (f"_{function_slug(row.function)}_w{row.width}" if several else "") + f"_N{int(row.n_train)}"
+            if _finite(row.threshold_grid):
+                metrics["threshold_grid" + tail] = float(row.threshold_grid)
+            if _finite(row.threshold_params_per_sample):
+                metrics["threshold_params_per_sample" + tail] = float(row.threshold_params_per_sample)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Formatting helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _finite(value) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _rmse(value) -> str:
+    return f"{float(value):.2e}" if _finite(value) else "n/a"
+
+
+def _number(value, digits: int = 2) -> str:
+    return f"{float(value):.{digits}f}" if _finite(value) else "n/a"
+
+
+def _ratio(value) -> str:
+    if not _finite(value):
+        return "n/a"
+    value = float(value)
+    return f"{value:.2g}" if (value < 0.01 or value >= 100) else f"{value:.2f}"
+
+
+def _integer(value) -> str:
+    return str(int(value)) if _finite(value) and float(value).is_integer() else (
+        f"{float(value):g}" if _finite(value) else "n/a")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _join_words(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _alpha_text(row) -> str:
+    """``3.94 [3.55, 4.33]``, ``3.60 (2 points, no CI)`` or ``no fit``."""
+    if not _finite(row["alpha"]):
+        return "no fit"
+    text = _number(row["alpha"])
+    if _finite(row["alpha_low"]) and _finite(row["alpha_high"]):
+        return f"{text} [{_number(row['alpha_low'])}, {_number(row['alpha_high'])}]"
+    return f"{text} ({int(row['n_points'])} points, no CI)"
+
+
+def _excluded_text(points_excluded: str) -> str:
+    if not isinstance(points_excluded, str) or not points_excluded:
+        return "none"
+    return "; ".join(f"G={item}" for item in points_excluded.split("; "))
+
+
+def _used_text(points_used: str) -> str:
+    if not isinstance(points_used, str) or not points_used:
+        return "none"
+    return ", ".join(points_used.split(","))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A small document model rendered to Markdown and HTML
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Document:
+    """Blocks of a summary: ``("h", level, text)``, ``("p", text)``, ``("ul", [text, ...])``,
+    ``("table", DataFrame)``, ``("img", path, alt)``. Text may use ``**bold**`` and ```code```."""
+
+    blocks: list[tuple] = field(default_factory=list)
+
+    def heading(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def paragraph(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def bullets(self, items: Iterable[str]) -> None:
+        items = list(items)
+        if items:
+            self.blocks.append(("ul", items))
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.blocks.append(("table", frame))
+
+    def image(self, path: str, alt: str) -> None:
+        self.blocks.append(("img", path, alt))
+
+    def text(self) -> str:
+        """All text of the document (headings, paragraphs, bullets, table cells), for searching."""
+        parts = []
+        for block in self.blocks:
+            if block[0] == "h":
+                parts.append(block[2])
+            elif block[0] == "p":
+                parts.append(block[1])
+            elif block[0] == "ul":
+                parts.extend(block[1])
+            elif block[0] == "table":
+                parts.append(block[1].to_string())
+        return "\n".join(parts)
+
+
+def _markdown_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(document: Document) -> str:
+    """The document as GitHub-flavoured Markdown."""
+    lines: list[str] = []
+    for block in document.blocks:
+        kind = block[0]
+        if kind == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            frame = block[1]
+            header = [_markdown_cell(c) for c in frame.columns]
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "|".join("---" for _ in header) + "|")
+            for row in frame.itertuples(index=False):
+                lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{block[2]}]({block[1]})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _inline_html(text: str) -> str:
+    escaped = html.escape(str(text), quote=False)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em auto; max-width: 70em;
+       padding: 0 1em; line-height: 1.45; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td { font-variant-numeric: tabular-nums; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; } h3 { font-size: 1.05em; }
+"""
+
+
+def to_html(document: Document, title: str = "KAN scaling report") -> str:
+    """The document as one self-contained HTML page (inline CSS; images as links)."""
+    body: list[str] = []
+    for block in document.blocks:
+        kind = block[0]
+        if kind == "h":
+            level = min(int(block[1]), 6)
+            body.append(f"<h{level}>{_inline_html(block[2])}</h{level}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline_html(block[1])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block[1]) + "</ul>")
+        elif kind == "table":
+            frame = block[1]
+            head = "".join(f"<th>{_inline_html(c)}</th>" for c in frame.columns)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row) + "</tr>"
+                           for row in frame.itertuples(index=False))
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            body.append(f'<p>Figure: <a href="{html.escape(block[1])}">{_inline_html(block[2])}</a></p>')
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The answer
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _fits(exponents: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
+    rows = exponents[(exponents["x"] == x) & (exponents["metric"] == metric)]
+    return rows.sort_values("n_train")
+
+
+def _threshold_phrase(row) -> str:
+    """``G=10 (0.45 params/sample)``."""
+    text = f"G={_integer(row['threshold_grid'])}"
+    if _finite(row["threshold_params_per_sample"]):
+        text += f" ({_ratio(row['threshold_params_per_sample'])} params/sample)"
+    return text
+
+
+def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
+    """The one-sentence answer for one configuration (``results`` and ``exponents`` filtered to it).
+
+    ``test RMSE falls as G^-α with α = 3.94 [3.55, 4.33] at N=3000 (theory k+1 = 4), until the
+    interpolation threshold at G=10 (0.45 params/sample) for N=100, ...``: the exponent is the
+    one fitted at the largest N that has a fit; the thresholds are every N's that has one.
+    """
+    grids = sorted(results["grid_size"].unique())
+    k = int(results["k"].iloc[0])
+    theory = k + 1
+    if len(grids) < 2:
+        return (f"No exponent: the sweep has a single grid size (G={_integer(grids[0]) if grids else 'none'}); "
+                f"a power law in G needs at least two (theory α = k+1 = {theory}).")
+    fits = _fits(exponents, "grid_size", "test_rmse")
+    fitted = fits[fits["alpha"].map(_finite)]
+    thresholds = fits[fits["threshold_grid"].map(_finite)]
+    if fitted.empty:
+        reasons = "; ".join(f"N={int(r['n_train'])}: {r['note'] or 'no fit'}" for _, r in fits.iterrows())
+        return f"No exponent could be fitted for test RMSE vs G ({reasons}); theory α = k+1 = {theory}."
+    best = fitted.iloc[-1]
+    n_best = int(best["n_train"])
+    used = _used_text(best["points_used"]).replace(", ", ",")
+    used_range = used.split(",")
+    span = f"G={used_range[0]}..{used_range[-1]}" if len(used_range) > 1 else f"G={used}"
+    verb = "falls as" if float(best["alpha"]) > 0 else "does not fall with G: it scales as"
+    sentence = (f"Test RMSE {verb} G^-α with α = {_alpha_text(best)} at N={n_best} "
+                f"(theory k+1 = {theory}; {int(best['confidence'] * 100)}% CI, fit over {span})")
+    others = thresholds[thresholds["n_train"] != n_best]
+    own = thresholds[thresholds["n_train"] == n_best]
+    if not own.empty:
+        sentence += f", up to its interpolation threshold at {_threshold_phrase(own.iloc[0])}"
+    if not others.empty:
+        parts = [f"{_threshold_phrase(r)} for N={int(r['n_train'])}" for _, r in others.iterrows()]
+        smaller = (others["n_train"] < n_best).all()
+        sentence += ("; smaller training sets stop improving earlier: interpolation threshold at "
+                     if own.empty and smaller else "; interpolation threshold at ") + _join_words(parts)
+    if thresholds.empty:
+        sentence += f"; no interpolation threshold within G ≤ {_integer(grids[-1])} at any N"
+    elif own.empty:
+        sentence += f"; none for N={n_best} within G ≤ {_integer(grids[-1])}"
+    return sentence + "."
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _pivot_table(pivot: pd.DataFrame, formatter=_rmse, corner: str = "N \\ G") -> pd.DataFrame:
+    """A pivot (rows N, columns G) as a display table with the row labels as first column."""
+    table = pd.DataFrame({corner: [str(int(n)) for n in pivot.index]})
+    for column in pivot.columns:
+        table[str(int(column)) if float(column).is_integer() else str(column)] = [
+            formatter(v) for v in pivot[column].to_numpy()]
+    return table
+
+
+def _exponent_display(exponents: pd.DataFrame) -> pd.DataFrame:
+    """Rows N, columns the four fits (α [CI]), theory, R² of the test-vs-G fit."""
+    rows = []
+    for n_train in sorted(exponents["n_train"].unique()):
+        at_n = exponents[exponents["n_train"] == n_train]
+        row = {"N": str(int(n_train))}
+        for x, metric in FIT_SPECS:
+            fit = at_n[(at_n["x"] == x) & (at_n["metric"] == metric)]
+            row[f"{_METRIC_WORDS[metric]} vs {_X_WORDS[x]}"] = _alpha_text(fit.iloc[0]) if len(fit) else "n/a"
+        main = at_n[(at_n["x"] == "grid_size") & (at_n["metric"] == "test_rmse")]
+        row["theory"] = _integer(main["theory_alpha"].iloc[0]) if len(main) else "n/a"
+        row["R² (test vs G)"] = _number(main["r_squared"].iloc[0], 3) if len(main) else "n/a"
+        row["seeds"] = str(int(main["n_seeds"].iloc[0])) if len(main) else "n/a"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _threshold_display(exponents: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, fit in _fits(exponents, "grid_size", "test_rmse").iterrows():
+        rows.append({
+            "N": str(int(fit["n_train"])),
+            "threshold G": _integer(fit["threshold_grid"]) if _finite(fit["threshold_grid"]) else "none",
+            "params/sample at threshold": _ratio(fit["threshold_params_per_sample"])
+            if _finite(fit["threshold_params_per_sample"]) else "–",
+            "points used (G)": _used_text(fit["points_used"]),
+            "excluded (G: reason)": _excluded_text(fit["points_excluded"]),
+            "note": fit["note"] if isinstance(fit["note"], str) and fit["note"] else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def _data_scaling_section(document: Document, results: pd.DataFrame) -> None:
+    document.heading(3, "Test RMSE against training-set size N")
+    summary = data_scaling_table(results, "test_rmse")
+    per_grid = summary.per_grid
+    sizes = list(summary.pivot.index)
+    if len(sizes) < 2:
+        document.paragraph(f"The sweep has a single training-set size (N={sizes[0] if sizes else 'none'}): "
+                           "nothing to say about scaling with data.")
+        return
+    table = pd.DataFrame({"G": [str(int(g)) for g in summary.pivot.columns]})
+    for n_train in sizes:
+        table[f"N={int(n_train)}"] = [_rmse(summary.pivot.loc[n_train, g]) for g in summary.pivot.columns]
+    table["largest / smallest N"] = [_ratio(v) for v in per_grid["ratio_largest_to_smallest_n"]]
+    table["monotone in N"] = ["yes" if m else ("n/a" if p < 2 else "no")
+                              for m, p in zip(per_grid["monotone_non_increasing"], per_grid["n_points"])]
+    document.paragraph(
+        "No power law in N is fitted (the seed shows no clean one either). Per grid size: test RMSE at each N, the ratio of the RMSE at the largest N to "
+        "that at the smallest (below 1: more data helped) and whether it never rises as N grows.")
+    document.table(table)
+    valid = per_grid[per_grid["n_points"] >= 2]
+    if valid.empty:
+        return
+    falling = [f"G={int(g)}" for g, r, m in zip(valid["grid_size"], valid["ratio_largest_to_smallest_n"],
+                                                valid["monotone_non_increasing"]) if m and r < 0.5]
+    flat = [f"G={int(g)}" for g, r in zip(valid["grid_size"], valid["ratio_largest_to_smallest_n"]) if 0.5 <= r <= 2]
+    rising = [f"G={int(g)}" for g, r in zip(valid["grid_size"], valid["ratio_largest_to_smallest_n"]) if r > 2]
+    not_monotone = [f"G={int(g)}" for g, m in zip(valid["grid_size"], valid["monotone_non_increasing"]) if not m]
+    low, high = valid["ratio_largest_to_smallest_n"].min(), valid["ratio_largest_to_smallest_n"].max()
+    g_low = int(valid.loc[valid["ratio_largest_to_smallest_n"].idxmin(), "grid_size"])
+    g_high = int(valid.loc[valid["ratio_largest_to_smallest_n"].idxmax(), "grid_size"])
+    if high > 10 * low:
+        verdict = "the effect of more data depends strongly on G, so no single power law in N describes these curves"
+    else:
+        verdict = "a similar effect at every G"
+    points = [f"From N={int(sizes[0])} to N={int(sizes[-1])} the test RMSE changes by a factor between "
+              f"{_ratio(low)} (G={g_low}) and {_ratio(high)} (G={g_high}): {verdict}."]
+    if falling:
+        points.append(f"Falls monotonically with N (by more than half): {_join_words(falling)}.")
+    if flat:
+        points.append(f"Roughly flat in N (ratio between 0.5 and 2): {_join_words(flat)}.")
+    if rising:
+        points.append(f"Higher at the largest N than at the smallest: {_join_words(rising)}.")
+    if not_monotone:
+        points.append(f"Not monotone in N: {_join_words(not_monotone)}.")
+    document.bullets(points)
+
+
+def _seed_fits() -> pd.DataFrame:
+    reference = seed_reference_frame()
+    function, width, k = SEED_CONFIGURATION
+    reference = reference.assign(function=function, width=width, k=k, seed=0)
+    return fit_scaling_laws(reference, x="grid_size", metric="test_rmse").set_index("n_train")
+
+
+def seed_comparison(results: pd.DataFrame) -> dict | None:
+    """Our RMSE beside the seed's published one, for the seed's configuration only.
+
+    ``results`` holds one configuration. Returns None unless it is :data:`SEED_CONFIGURATION`
+    and shares at least one (N, G) cell with the seed's table; else a dict with ``seed_test``
+    (the seed's published test RMSE, rows N, columns G, over the common cells),
+    ``ratio_test`` and ``ratio_train`` (ours / seed's), ``cells`` (number of common cells with a
+    finite ratio) and ``within_2x`` (how many of them agree within a factor 2).
+    """
+    if results.empty or configurations(results)[0] != SEED_CONFIGURATION:
+        return None
+    sizes = [n for n in sorted(results["n_train"].unique()) if int(n) in SEED_TRAIN_SIZES]
+    grids = [g for g in sorted(results["grid_size"].unique()) if int(g) in SEED_GRID_SIZES]
+    if not sizes or not grids:
+        return None
+    reference = seed_reference_frame()
+    out: dict = {}
+    for metric in ("test_rmse", "train_rmse"):
+        ours = rmse_pivot(results, metric).loc[sizes, grids]
+        theirs = reference.pivot(index="n_train", columns="grid_size", values=metric).loc[
+            [int(n) for n in sizes], [int(g) for g in grids]]
+        theirs.index, theirs.columns = ours.index, ours.columns
+        out[f"seed_{metric.split('_')[0]}"] = theirs
+        out[f"ratio_{metric.split('_')[0]}"] = ours / theirs
+    ratios = out["ratio_test"].to_numpy(dtype=float)
+    finite = ratios[np.isfinite(ratios)]
+    out["cells"] = int(finite.size)
+    out["within_2x"] = int(np.sum(np.abs(np.log2(finite)) <= 1.0 + 1e-9))
+    return out
+
+
+def _seed_section(document: Document, results: pd.DataFrame, exponents: pd.DataFrame) -> None:
+    comparison = seed_comparison(results)
+    if comparison is None:
+        if not results.empty and configurations(results)[0] == SEED_CONFIGURATION:
+            document.paragraph("This is the seed's configuration, but the sweep shares no (N, G) with the "
+                               f"seed's published table (N in {list(SEED_TRAIN_SIZES)}, G in "
+                               f"{list(SEED_GRID_SIZES)}): no comparison.")
+        return
+    document.heading(3, "Comparison with the seed's published numbers")
+    steps = sorted(results["steps"].dropna().unique()) if "steps" in results else []
+    optimizers = sorted(results["optimizer"].dropna().astype(str).unique()) if "optimizer" in results else []
+    setting = ("Same setting as the seed (50 LBFGS steps per grid level, grid extension)."
+               if list(steps) == [50] and [o.upper() for o in optimizers] == ["LBFGS"] else
+               f"Note: the seed trained 50 LBFGS steps per grid level; this sweep used "
+               f"{', '.join(str(int(s)) for s in steps) or '?'} {', '.join(optimizers) or '?'} steps.")
+    seed_fits = _seed_fits()
+    ours = _fits(exponents, "grid_size", "test_rmse").set_index("n_train")
+
+    def threshold(table, n_train):
+        value = table["threshold_grid"].get(n_train, np.nan) if n_train in table.index else np.nan
+        return float(value) if _finite(value) else math.inf
+
+    ratio = comparison["ratio_test"]
+    below = [float(ratio.loc[n, g]) for n in ratio.index for g in ratio.columns
+             if g <= min(threshold(ours, n), threshold(seed_fits, n)) and _finite(ratio.loc[n, g])]
+    agree_below = sum(abs(math.log2(r)) <= 1.0 + 1e-9 for r in below)
+    document.paragraph(
+        f"{setting} Ratio ours / seed's (below 1: ours lower): {comparison['within_2x']} of "
+        f"{comparison['cells']} test-RMSE cells agree within a factor 2; {agree_below} of {len(below)} among the "
+        "cells at or below both runs' interpolation thresholds. Past a threshold the test RMSE is set by "
+        "overfitting, which depends on the data sample and the initialisation, so there the runs can differ "
+        "by orders of magnitude.")
+    document.paragraph("**Seed's published test RMSE** (pykan docs Example 8; KAN paper Fig. 2.3):")
+    document.table(_pivot_table(comparison["seed_test"]))
+    document.paragraph("**Test RMSE, ours / seed's:**")
+    document.table(_pivot_table(comparison["ratio_test"], _ratio))
+    document.paragraph("**Train RMSE, ours / seed's:**")
+    document.table(_pivot_table(comparison["ratio_train"], _ratio))
+    rows = []
+    for n_train in sorted(set(ours.index) & set(seed_fits.index)):
+        rows.append({
+            "N": str(int(n_train)),
+            "α ours": _alpha_text(ours.loc[n_train]),
+            "α seed's table": _alpha_text(seed_fits.loc[n_train]),
+            "threshold G ours": _integer(ours.loc[n_train, "threshold_grid"])
+            if _finite(ours.loc[n_train, "threshold_grid"]) else "none",
+            "threshold G seed's table": _integer(seed_fits.loc[n_train, "threshold_grid"])
+            if _finite(seed_fits.loc[n_train, "threshold_grid"]) else "none",
+        })
+    if rows:
+        document.paragraph("**Exponent of test RMSE vs G and threshold, the same rule applied to the seed's "
+                           "published table** (all five of its grid sizes):")
+        document.table(pd.DataFrame(rows))
+
+
+def _failed_rows(results: pd.DataFrame) -> list[str]:
+    bad = results[~(np.isfinite(results["test_rmse"].to_numpy(dtype=float)) &
+                    np.isfinite(results["train_rmse"].to_numpy(dtype=float)))]
+    return [f"{config_label(r['function'], r['width'], int(r['k']))}: N={int(r['n_train'])} seed {int(r['seed'])} "
+            f"G={int(r['grid_size'])} (test RMSE {r['test_rmse']:g}, train RMSE {r['train_rmse']:g})"
+            for _, r in bad.iterrows()]
+
+
+def _spread_table(results: pd.DataFrame) -> pd.DataFrame | None:
+    summary = summarize_over_seeds(results, metrics=["test_rmse"])
+    if (summary["test_rmse_n_seeds"] <= 1).all():
+        return None
+    spread = summary.assign(spread=summary["test_rmse_max"] / summary["test_rmse_min"]).pivot(
+        index="n_train", columns="grid_size", values="spread")
+    return _pivot_table(spread, _ratio)
+
+
+def build_summary(
+    results: pd.DataFrame,
+    exponents: pd.DataFrame,
+    sweep: str,
+    figure_paths: dict[tuple[str, str, int], dict[str, str]] | None = None,
+    divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
+) -> Document:
+    """The sweep's summary (see the module docstring for its parts).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The aggregated results table (every configuration; NaN rows of failed jobs allowed).
+    exponents : pandas.DataFrame
+        :func:`exponent_table` of ``results``.
+    sweep : str
+        The sweep's name (title).
+    figure_paths : dict, optional
+        Per configuration, figure stem -> path relative to the summary file; the two main
+        figures are embedded, the others listed.
+    divergence_factor : float
+        The test/train ratio the threshold rule used (stated in the text).
+    """
+    document = Document()
+    document.heading(1, f"KAN scaling sweep `{sweep}`: summary")
+    configs = configurations(results)
+    if not configs:
+        document.paragraph("The results table is empty: no grid level finished, nothing to report.")
+        return document
+
+    # The answer first, one sentence per configuration.
+    answers = []
+    for configuration in configs:
+        sentence = answer_sentence(select_configuration(results, *configuration),
+                                   select_configuration(exponents, *configuration))
+        answers.append(f"**{config_label(*configuration)}**: {sentence}" if len(configs) > 1 else sentence)
+    if len(answers) == 1:
+        document.paragraph(f"**Answer.** {answers[0]}")
+    else:
+        document.paragraph("**Answer.**")
+        document.bullets(answers)
+
+    seeds = sorted(int(s) for s in results["seed"].unique())
+    steps = sorted(int(s) for s in results["steps"].dropna().unique()) if "steps" in results else []
+    optimizers = sorted(results["optimizer"].dropna().astype(str).unique()) if "optimizer" in results else []
+    n_failed = len(_failed_rows(results))
+    document.paragraph(
+        f"Sweep: {_plural(len(configs), 'configuration')}; N ∈ {{{', '.join(str(int(n)) for n in sorted(results['n_train'].unique()))}}}; "
+        f"G ∈ {{{', '.join(str(int(g)) for g in sorted(results['grid_size'].unique()))}}} (one chain per N and seed, "
+        f"each level initialised from the previous one by grid extension); "
+        f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}); "
+        f"{', '.join(map(str, steps)) or '?'} {', '.join(optimizers) or ''} steps per level; "
+        f"{len(results)} grid levels, {n_failed} without a finite RMSE.")
+    ci_method = ("bootstrap over seeds (percentile interval)" if len(seeds) > 1 else
+                 "OLS standard error with Student t (one seed)")
+    document.paragraph(
+        f"Method: RMSE = C·x^-α fitted by least squares in log-log space, per N, over the grid sizes below the "
+        f"interpolation threshold; 95% interval of α from the {ci_method}. The threshold is the G of minimal "
+        f"test RMSE when test RMSE rises after it; points beyond it, and points whose test/train RMSE ratio "
+        f"exceeds {divergence_factor:g}, are excluded. Theory for splines of order k: α = k+1 (in G; in the "
+        "parameter count too once parameters ∝ G). Seeds are averaged geometrically.")
+
+    for configuration in configs:
+        config_results = select_configuration(results, *configuration)
+        config_exponents = select_configuration(exponents, *configuration)
+        document.heading(2, config_label(*configuration))
+        if len(configs) > 1:
+            document.paragraph(answer_sentence(config_results, config_exponents))
+
+        document.heading(3, "Exponents α (RMSE ∝ x^-α), 95% CI")
+        if config_results["grid_size"].nunique() < 2:
+            document.paragraph(f"No exponent: the sweep has a single grid size "
+                               f"(G={_integer(config_results['grid_size'].iloc[0])}).")
+        document.table(_exponent_display(config_exponents))
+        document.heading(3, "Interpolation threshold and the points of each fit")
+        document.table(_threshold_display(config_exponents))
+
+        several_seeds = config_results["seed"].nunique() > 1
+        mean_note = " (geometric mean over seeds)" if several_seeds else ""
+        document.heading(3, "Test RMSE (rows N, columns G, like the seed's table)")
+        if several_seeds:
+            document.paragraph(f"Geometric mean over {config_results['seed'].nunique()} seeds; "
+                               "the spread (largest / smallest seed) follows.")
+        document.table(_pivot_table(rmse_pivot(config_results, "test_rmse")))
+        spread = _spread_table(config_results) if several_seeds else None
+        if spread is not None:
+            document.paragraph("**Seed spread of test RMSE** (largest / smallest over seeds):")
+            document.table(spread)
+        document.heading(3, f"Train RMSE (rows N, columns G){mean_note}")
+        document.table(_pivot_table(rmse_pivot(config_results, "train_rmse")))
+
+        _data_scaling_section(document, config_results)
+        _seed_section(document, config_results, config_exponents)
+
+        paths = (figure_paths or {}).get(configuration)
+        if paths:
+            document.heading(3, "Figures")
+            for stem in ("fit_test_rmse_vs_grid", "test_rmse_vs_grid"):
+                if stem in paths:
+                    document.image(paths[stem], FIGURES[stem])
+            document.bullets(f"`{path}`: {FIGURES[stem]}" for stem, path in paths.items())
+
+    failed = _failed_rows(results)
+    if failed:
+        document.heading(2, "Grid levels without a finite RMSE")
+        document.paragraph("Left out of every fit, table cell and figure (failed or diverged jobs):")
+        document.bullets(failed)
+    return document
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _placeholder(what: str, error: Exception):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 2.4))
+    figure.text(0.5, 0.5, f"{what}:\ncannot be drawn: {error}", ha="center", va="center", wrap=True)
+    return figure
+
+
+def figure_set(results: pd.DataFrame, history: pd.DataFrame, exponents: pd.DataFrame) -> dict:
+    """Every figure of :data:`FIGURES` for one configuration (tables filtered to it), stem -> Figure.
+
+    A figure that cannot be drawn (e.g. no finite value) is replaced by a panel naming the problem,
+    so that every declared output of the report exists.
+    """
+    from . import figures
+
+    def fits(x):
+        return exponents[(exponents["x"] == x) & (exponents["metric"] == "test_rmse")]
+
+    makers = {
+        "test_rmse_vs_grid": lambda: figures.plot_rmse_vs_grid(results, "test_rmse"),
+        "train_rmse_vs_grid": lambda: figures.plot_rmse_vs_grid(results, "train_rmse"),
+        "test_rmse_vs_data": lambda: figures.plot_rmse_vs_data(results, "test_rmse"),
+        "train_rmse_vs_data": lambda: figures.plot_rmse_vs_data(results, "train_rmse"),
+        "fit_test_rmse_vs_grid": lambda: figures.plot_fitted_power_laws(results, fits("grid_size")),
+        "fit_test_rmse_vs_params": lambda: figures.plot_fitted_power_laws(results, fits("n_params")),
+        "loss_staircase": lambda: figures.plot_loss_staircase(history),
+        "test_rmse_heatmap": lambda: figures.plot_rmse_heatmap(results, "test_rmse"),
+    }
+    out = {}
+    for stem in FIGURES:
+        try:
+            out[stem] = makers[stem]()
+        except (ValueError, KeyError, IndexError) as error:
+            label = config_label(*configurations(results)[0]) if not results.empty else "empty results"
+            out[stem] = _placeholder(f"{label}: {FIGURES[stem]}", error)
+    return out

@@ -1,0 +1,425 @@
+"""The scaling-law report: kanlib.report on synthetic tables, then the report rules of a real tiny sweep
+(figures, summary, exponent table, MLflow artifacts and metrics, `snakemake --report`)."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from kanlib import report
+from kanlib.reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
+
+REPO = Path(__file__).resolve().parents[1]
+GRIDS = (5, 10, 20, 50, 100)
+SIZES = (100, 300, 1000, 3000)
+SEED_CONFIG = {"function": "exp_sin_pi_x_plus_y2", "width": "2-1-1", "k": 3}
+
+
+# ---- synthetic results tables ---------------------------------------------------------------------------
+
+def sweep_table(alpha=4.0, sigma_log=0.0, seeds=(0,), function="exp_sin_pi_x_plus_y2", width="2-1-1",
+                threshold=lambda n: n / 5, grids=GRIDS, sizes=SIZES, rng_seed=0) -> pd.DataFrame:
+    """A results table with test RMSE = 0.5 G^-alpha (log-normal noise) up to G* = threshold(N), then
+    rising tenfold per level (U-shaped), train RMSE following the power law throughout."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for seed in seeds:
+        for n_train in sizes:
+            previous = None
+            for grid in grids:
+                noise = float(rng.lognormal(0.0, sigma_log)) if sigma_log else 1.0
+                clean = 0.5 * grid ** -alpha * noise
+                test = clean if grid <= threshold(n_train) or previous is None else previous * 10.0
+                rows.append({"function": function, "width": width, "k": 3, "n_train": n_train, "seed": seed,
+                             "grid_size": grid, "n_params": 3 * (grid + 3) + 6, "steps": 50, "optimizer": "LBFGS",
+                             "train_rmse": 0.9 * clean, "test_rmse": test, "wall_time_s": 0.1, "device": "cpu",
+                             "mlflow_run_id": f"r{seed}{n_train}{grid}"})
+                previous = test
+    return pd.DataFrame(rows)
+
+
+def history_for(results: pd.DataFrame, steps=4) -> pd.DataFrame:
+    rows = []
+    for (function, width, k, n_train, seed), chain in results.groupby(["function", "width", "k", "n_train", "seed"]):
+        cumulative = 0
+        for _, level in chain.sort_values("grid_size").iterrows():
+            for step in range(steps):
+                factor = 1.0 + 2.0 * math.exp(-step)
+                rows.append({"function": function, "width": width, "k": k, "n_train": n_train, "seed": seed,
+                             "grid_size": level["grid_size"], "step": step, "cumulative_step": cumulative,
+                             "train_rmse": level["train_rmse"] * factor, "test_rmse": level["test_rmse"] * factor})
+                cumulative += 1
+    return pd.DataFrame(rows)
+
+
+def summary_of(results: pd.DataFrame, sweep="synthetic") -> str:
+    return report.to_markdown(report.build_summary(results, report.exponent_table(results, n_boot=300), sweep))
+
+
+def answer_line(markdown: str) -> str:
+    return next(line for line in markdown.splitlines() if line.startswith("**Answer.**"))
+
+
+def table_rows(markdown: str, header_start: str) -> list[list[str]]:
+    """The body rows (cells) of the first Markdown table whose header starts with ``header_start``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+# ---- the rule file and the library agree ----------------------------------------------------------------
+
+def test_rule_file_declares_every_figure_of_the_library():
+    text = (REPO / "workflow/rules/report.smk").read_text()
+    listed = re.search(r"^REPORT_FIGURES = \{\n(.*?)^\}", text, re.S | re.M).group(1)
+    entries = re.findall(r'^    "(\w+)": \("(\w+)", "([^"]+)"', listed, re.M)
+    assert [stem for stem, _, _ in entries] == list(report.FIGURES)
+    for _, caption, _ in entries:  # each figure's caption file exists
+        assert (REPO / "workflow/report" / f"{caption}.rst").is_file(), caption
+    for caption in re.findall(r'caption="\.\./report/(\w+)\.rst"', text):
+        assert (REPO / "workflow/report" / f"{caption}.rst").is_file(), caption
+
+
+def test_library_imports_neither_torch_nor_matplotlib():
+    code = "import sys, kanlib.report; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# ---- exponents -------------------------------------------------------------------------------------------
+
+def test_exponent_table_recovers_known_exponent_with_interval():
+    results = sweep_table(alpha=4.0, sigma_log=0.05, threshold=lambda n: 1e9, rng_seed=3)
+    exponents = report.exponent_table(results)
+    assert len(exponents) == len(report.FIT_SPECS) * len(SIZES)
+    assert [tuple(pair) for pair in exponents[["x", "metric"]].drop_duplicates().to_numpy()] == list(report.FIT_SPECS)
+    main = exponents[(exponents["x"] == "grid_size") & (exponents["metric"] == "test_rmse")].set_index("n_train")
+    assert (abs(main["alpha"] - 4.0) < 0.2).all() and (main["theory_alpha"] == 4).all() and (main["n_points"] == 5).all()
+    covered = (main["alpha_low"] < 4.0) & (4.0 < main["alpha_high"])
+    assert covered.sum() >= 3, main[["alpha", "alpha_low", "alpha_high"]]  # 95% intervals: 3 or 4 of 4
+
+
+def test_mlflow_metric_names_one_and_several_configurations():
+    results = sweep_table(threshold=lambda n: n / 5)
+    metrics = report.mlflow_metrics(report.exponent_table(results, n_boot=100))
+    assert metrics["alpha_test_rmse_vs_grid_N3000"] == pytest.approx(4.0, abs=1e-9)
+    assert {"alpha_test_rmse_vs_grid_N3000_ci_low", "alpha_test_rmse_vs_grid_N3000_ci_high",
+            "alpha_train_rmse_vs_grid_N3000", "alpha_test_rmse_vs_params_N3000",
+            "alpha_train_rmse_vs_params_N3000"} <= set(metrics)
+    assert metrics["threshold_grid_N100"] == 20 and "threshold_grid_N3000" not in metrics
+    assert metrics["threshold_params_per_sample_N100"] == pytest.approx((3 * 23 + 6) / 100)
+    assert all(math.isfinite(v) for v in metrics.values())
+    both = pd.concat([results, sweep_table(function="xy")])
+    names = set(report.mlflow_metrics(report.exponent_table(both, n_boot=100)))
+    assert {"alpha_test_rmse_vs_grid_exp_sin_pi_x_plus_y2_w2-1-1_N3000", "alpha_test_rmse_vs_grid_xy_w2-1-1_N3000",
+            "threshold_grid_xy_w2-1-1_N100"} <= names
+    assert not any(name.endswith("rmse_vs_grid_N3000") for name in names)
+
+
+# ---- the summary -----------------------------------------------------------------------------------------
+
+def test_summary_opens_with_the_answer_and_its_interval():
+    results = sweep_table(alpha=4.0, sigma_log=0.05, threshold=lambda n: n / 5 if n < 3000 else 1e9, rng_seed=1)
+    exponents = report.exponent_table(results)
+    markdown = report.to_markdown(report.build_summary(results, exponents, "synthetic"))
+    fit = exponents[(exponents["x"] == "grid_size") & (exponents["metric"] == "test_rmse")].set_index("n_train")
+    alpha, low, high = fit.loc[3000, ["alpha", "alpha_low", "alpha_high"]]
+    assert low < 4.0 < high  # the truth lies inside the reported interval
+    assert markdown.startswith("# KAN scaling sweep `synthetic`: summary\n\n**Answer.** ")
+    answer = answer_line(markdown)
+    assert f"Test RMSE falls as G^-α with α = {alpha:.2f} [{low:.2f}, {high:.2f}] at N=3000" in answer
+    assert "theory k+1 = 4" in answer and "fit over G=5..100" in answer
+    # the exponent table: N=3000 row, test RMSE vs G column, with its interval
+    rows = {row[0]: row for row in table_rows(markdown, "| N | test RMSE vs G |")}
+    assert rows["3000"][1] == f"{alpha:.2f} [{low:.2f}, {high:.2f}]" and rows["3000"][5] == "4"
+
+
+def test_threshold_lines_for_u_shaped_curves():
+    # test RMSE bottoms out at G* = N/5: G=20 for N=100, G=50 for N=300 (then rises tenfold a level)
+    markdown = summary_of(sweep_table(threshold=lambda n: n / 5))
+    answer = answer_line(markdown)
+    assert "α = 4.00" in answer and "at N=3000" in answer
+    assert "G=20 (0.75 params/sample) for N=100" in answer and "G=50 (0.55 params/sample) for N=300" in answer
+    assert "none for N=3000 within G ≤ 100" in answer
+    rows = {row[0]: row for row in table_rows(markdown, "| N | threshold G |")}
+    assert rows["100"][1:4] == ["20", "0.75", "5, 10, 20"]
+    assert rows["100"][4].startswith("G=50: beyond test-RMSE minimum at G=20")
+    assert "G=100: beyond test-RMSE minimum at G=20" in rows["100"][4]
+    assert rows["300"][1:4] == ["50", "0.55", "5, 10, 20, 50"]
+    assert rows["3000"][1:5] == ["none", "–", "5, 10, 20, 50, 100", "none"]
+
+
+def test_single_grid_size_gives_no_exponent_and_says_so():
+    results = sweep_table(grids=(5,))
+    markdown = summary_of(results)
+    assert "No exponent: the sweep has a single grid size (G=5); a power law in G needs at least two" in markdown
+    rows = table_rows(markdown, "| N | test RMSE vs G |")
+    assert all(row[1] == "no fit" for row in rows)
+    assert not report.mlflow_metrics(report.exponent_table(results))  # nothing to log, no NaN metric
+
+
+def test_failed_job_nan_row_reaches_the_summary():
+    results = sweep_table(threshold=lambda n: 1e9)
+    failed = (results["n_train"] == 3000) & (results["grid_size"] == 50)
+    results.loc[failed, ["test_rmse", "train_rmse"]] = np.nan
+    markdown = summary_of(results)
+    assert "## Grid levels without a finite RMSE" in markdown
+    assert "N=3000 seed 0 G=50 (test RMSE nan, train RMSE nan)" in markdown
+    assert "1 without a finite RMSE" in markdown
+    test_table = {row[0]: row for row in table_rows(markdown, "| N \\ G | 5 |")}
+    assert test_table["3000"][4] == "n/a"
+    rows = {row[0]: row for row in table_rows(markdown, "| N | threshold G |")}
+    assert rows["3000"][3] == "5, 10, 20, 100" and "dropped unusable rows: G=50 seed=0" in rows["3000"][5]
+    assert "α = 4.00 [4.00, 4.00] at N=3000" in answer_line(markdown)
+
+
+def test_one_seed_versus_several_seeds():
+    one = summary_of(sweep_table(sigma_log=0.05))
+    assert "OLS standard error with Student t (one seed)" in one and "Seed spread" not in one
+    several = summary_of(sweep_table(sigma_log=0.1, seeds=(0, 1, 2), threshold=lambda n: 1e9))
+    assert "bootstrap over seeds" in several and "3 seeds (0, 1, 2)" in several
+    assert "Geometric mean over 3 seeds" in several
+    spread = table_rows(several, "| N \\ G | 5 |")  # first table of that layout: test RMSE
+    assert len(spread) == len(SIZES)
+    assert "**Seed spread of test RMSE** (largest / smallest over seeds):" in several
+    rows = {row[0]: row for row in table_rows(several, "| N | test RMSE vs G |")}
+    assert rows["3000"][-1] == "3"  # seeds column
+
+
+def test_data_size_is_described_not_fitted():
+    reference = seed_reference_frame().assign(**SEED_CONFIG, seed=0, n_params=0, steps=50, optimizer="LBFGS")
+    reference["n_params"] = 3 * (reference["grid_size"] + 3) + 6
+    markdown = summary_of(reference)
+    assert "No power law in N is fitted" in markdown
+    rows = {row[0]: row for row in table_rows(markdown, "| G | N=100 |")}
+    assert rows["5"][1:] == ["7.32e-03", "6.71e-03", "6.44e-03", "6.77e-03", "0.92", "no"]
+    assert rows["100"][-2:] == ["2e-08", "yes"]
+    assert "Not monotone in N: G=5" in markdown
+    assert "depends strongly on G, so no single power law in N describes these curves" in markdown
+
+
+def test_seed_comparison_only_for_the_seed_configuration():
+    doubled = seed_reference_frame().assign(**SEED_CONFIG, seed=0, steps=50, optimizer="LBFGS")
+    doubled["n_params"] = 3 * (doubled["grid_size"] + 3) + 6
+    doubled[["test_rmse", "train_rmse"]] *= 2.0
+    markdown = summary_of(doubled, "seed")
+    assert "### Comparison with the seed's published numbers" in markdown
+    # thresholds (same in both, the data being the seed's scaled): G=20 for N=100, G=50 for N=300
+    assert "20 of 20 test-RMSE cells agree within a factor 2; 17 of 17 among the cells at or below" in markdown
+    ratios = table_rows(markdown, "| N \\ G | 5 |")  # tables of that layout: test, train, seed's, ratios
+    assert [row[0] for row in ratios] == [str(n) for n in SEED_TRAIN_SIZES]
+    start = markdown.index("**Test RMSE, ours / seed's:**")
+    ratio_rows = table_rows(markdown[start:], "| N \\ G |")
+    assert all(cell == "2.00" for row in ratio_rows for cell in row[1:]) and len(ratio_rows[0]) == 6
+    alpha_rows = {row[0]: row for row in table_rows(markdown, "| N | α ours |")}
+    assert alpha_rows["3000"][1] == alpha_rows["3000"][2]  # scaling by 2 leaves the exponent unchanged
+    assert alpha_rows["100"][3:] == ["20", "20"]
+
+    other = summary_of(doubled.assign(function="xy"))
+    assert "Comparison with the seed" not in other and "published" not in other
+    assert report.seed_comparison(doubled.assign(width="2-2-1")) is None
+    tiny = sweep_table(grids=(3, 6), sizes=(100, 200))
+    assert report.seed_comparison(tiny) is None
+    assert "shares no (N, G) with the seed's published table" in summary_of(tiny)
+    partial = doubled[doubled["grid_size"].isin([5, 10]) & doubled["n_train"].isin([100, 3000])]
+    comparison = report.seed_comparison(partial)
+    assert comparison["ratio_test"].shape == (2, 2) and comparison["cells"] == 4
+
+
+def test_markdown_and_html_renderings():
+    document = report.Document()
+    document.heading(1, "Title `x`")
+    document.paragraph("**bold** a < b | c")
+    document.bullets(["one", "two"])
+    document.table(pd.DataFrame({"a|b": ["1", "2"], "c": ["<3>", "4"]}))
+    document.image("report/f.png", "a figure")
+    markdown = report.to_markdown(document)
+    assert markdown.splitlines()[:2] == ["# Title `x`", ""]
+    assert "| a\\|b | c |\n|---|---|\n| 1 | <3> |\n| 2 | 4 |" in markdown
+    assert "- one\n- two" in markdown and "![a figure](report/f.png)" in markdown
+    page = report.to_html(document, "T")
+    assert page.startswith("<!DOCTYPE html>") and "<title>T</title>" in page
+    assert "<h1>Title <code>x</code></h1>" in page and "<strong>bold</strong> a &lt; b | c" in page
+    assert "<td>&lt;3&gt;</td>" in page and '<a href="report/f.png">a figure</a>' in page
+
+
+def test_empty_results_give_a_clear_summary():
+    columns = sweep_table().columns
+    markdown = summary_of(pd.DataFrame(columns=columns).astype(sweep_table().dtypes.to_dict()))
+    assert "The results table is empty: no grid level finished, nothing to report." in markdown
+
+
+def test_write_text_atomic(tmp_path):
+    target = report.write_text_atomic(tmp_path / "a" / "b.md", "text\n")
+    assert target.read_text() == "text\n" and [p.name for p in target.parent.iterdir()] == ["b.md"]
+
+
+# ---- figures ----------------------------------------------------------------------------------------------
+
+def rendered_std(figure) -> float:
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(40)
+    canvas.draw()
+    return float(np.asarray(canvas.buffer_rgba())[..., :3].std())
+
+
+def test_figure_set_draws_every_figure_with_seed_spread():
+    results = sweep_table(sigma_log=0.1, seeds=(0, 1))
+    figures = report.figure_set(results, history_for(results), report.exponent_table(results, n_boot=100))
+    assert list(figures) == list(report.FIGURES)
+    for stem, figure in figures.items():
+        assert not any("cannot be drawn" in t.get_text() for t in figure.texts), stem
+        assert rendered_std(figure) > 5, stem
+    (ax,) = figures["test_rmse_vs_grid"].axes
+    assert len([c for c in ax.collections if "Poly" in type(c).__name__]) == len(SIZES)  # seed bands
+
+
+def test_figure_set_for_a_configuration_whose_jobs_all_failed():
+    results = sweep_table(grids=(5, 10), sizes=(100,))
+    results[["test_rmse", "train_rmse"]] = np.nan
+    history = history_for(results.assign(test_rmse=1.0, train_rmse=1.0)).iloc[0:0]
+    figures = report.figure_set(results, history, report.exponent_table(results))
+    assert list(figures) == list(report.FIGURES)
+    for stem in ("test_rmse_vs_grid", "test_rmse_heatmap", "loss_staircase"):
+        texts = [t.get_text() for t in figures[stem].texts]
+        assert any("cannot be drawn" in t for t in texts), (stem, texts)
+    assert all(rendered_std(f) > 1 for f in figures.values())
+
+
+# ---- the workflow: the session's tiny sweep (tests/conftest.py) -------------------------------------------
+
+TINY = "results/test"
+TINY_CONFIG = f"{TINY}/report/exp_sin_pi_x_plus_y2/w2-1-1_k3"
+
+
+def tiny_snakemake(work: Path, *args, env=None, check=True):
+    from conftest import tiny_command, tiny_environment
+
+    result = subprocess.run(tiny_command(*args), cwd=work, env=env or tiny_environment(), capture_output=True,
+                            text=True, timeout=300)
+    result.output = result.stdout + result.stderr
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.output[-6000:]}")
+    return result
+
+
+def report_outputs(work: Path) -> list[Path]:
+    figures = [work / TINY_CONFIG / f"{stem}.{ext}" for stem in report.FIGURES for ext in ("png", "pdf")]
+    return figures + [work / TINY / name for name in ("summary.md", "report/summary.html", "report/exponents.csv",
+                                                     "report/mlflow.json")]
+
+
+@pytest.mark.workflow
+def test_tiny_sweep_writes_every_report_output(tiny_sweep):
+    import matplotlib.image
+
+    work = tiny_sweep.work
+    for path in report_outputs(work):
+        assert path.is_file() and path.stat().st_size > 0, path
+    for stem in report.FIGURES:
+        assert float(np.std(matplotlib.image.imread(work / TINY_CONFIG / f"{stem}.png"))) > 0.02, stem
+        assert (work / TINY_CONFIG / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+    for log in ("report/exp_sin_pi_x_plus_y2/w2-1-1_k3.log", "report/summary.log", "report/mlflow.log"):
+        assert (work / TINY / "logs" / log).is_file(), log
+    exponents = pd.read_csv(work / TINY / "report/exponents.csv")
+    assert len(exponents) == 2 * len(report.FIT_SPECS) and set(exponents["n_train"]) == {100, 200}
+    markdown = (work / TINY / "summary.md").read_text()
+    assert markdown.startswith("# KAN scaling sweep `test`: summary\n\n**Answer.** ")
+    assert "| N \\ G | 3 | 6 |" in markdown and "5 LBFGS steps per level" in markdown
+    assert "![fitted power laws of test RMSE in G with 95% bands]" \
+           "(report/exp_sin_pi_x_plus_y2/w2-1-1_k3/fit_test_rmse_vs_grid.png)" in markdown
+    assert "shares no (N, G) with the seed's published table" in markdown  # G=3, 6: nothing to compare
+    page = (work / TINY / "report/summary.html").read_text()
+    assert page.count("<table>") == sum(line.startswith("|---") for line in markdown.splitlines()) >= 5
+    assert "**" not in page
+
+
+@pytest.mark.workflow
+def test_parent_run_has_report_artifacts_and_alpha_metrics(tiny_sweep):
+    from mlflow.tracking import MlflowClient
+
+    work = tiny_sweep.work
+    logged = json.loads((work / TINY / "report/mlflow.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    parent = client.get_run(logged["run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["mlflow.runName"] == "test"
+    top = {a.path for a in client.list_artifacts(logged["run_id"], "report")}
+    assert top >= {"report/summary.md", "report/summary.html", "report/exponents.csv",
+                   "report/exp_sin_pi_x_plus_y2"}
+    folder = "report/exp_sin_pi_x_plus_y2/w2-1-1_k3"
+    assert {a.path for a in client.list_artifacts(logged["run_id"], folder)} == {
+        f"{folder}/{stem}.{ext}" for stem in report.FIGURES for ext in ("png", "pdf")}
+    expected = report.mlflow_metrics(pd.read_csv(work / TINY / "report/exponents.csv", dtype={"width": str}))
+    assert any(name.startswith("alpha_test_rmse_vs_grid_N") for name in expected)
+    assert expected == logged["metrics"]
+    for name, value in expected.items():
+        assert parent.data.metrics[name] == pytest.approx(value, rel=1e-5), name
+
+
+@pytest.mark.workflow
+def test_snakemake_report_html_has_every_figure_and_caption(tiny_sweep):
+    work = tiny_sweep.work
+    result = tiny_snakemake(work, "--report", "report.html")
+    assert "Report created" in result.output
+    page = (work / "report.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and len(page) > 100_000
+    for name in [*(f"{stem}.png" for stem in report.FIGURES), "summary.html", "summary.md", "exponents.csv"]:
+        assert name in page, name
+    captions = sorted((REPO / "workflow/report").glob("*.rst"))
+    assert len(captions) == 12
+    for caption in captions:  # each caption's bold opening phrase (the global one: its first line)
+        text = caption.read_text()
+        bold = re.search(r"\*\*(.+?)\*\*", text)
+        phrase = bold.group(1) if caption.name != "workflow.rst" else "KAN scaling-law sweep"
+        phrase = re.sub(r"\{\{.*?\}\}", "", phrase).split("``")[0].strip()
+        assert phrase and phrase in page, (caption.name, phrase)
+    for category in ("1. Summary", "2. RMSE vs grid size", "3. Power-law fits", "4. RMSE vs training-set size",
+                     "5. Training curves", "6. Heatmap"):
+        assert category in page, category
+    assert "G^-4 (alpha = k + 1)" in page  # Jinja in the captions was rendered with the wildcards
+
+
+@pytest.mark.workflow
+def test_report_files_survive_an_unreachable_tracking_store(tiny_sweep, tmp_path):
+    """With MLflow unreachable only report_mlflow fails (naming the URI); the report files are written.
+    The same command, once the store is back, logs them and sets the parent FINISHED."""
+    from conftest import tiny_environment
+    from mlflow.tracking import MlflowClient
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_sweep.work, work, symlinks=True)
+    (work / "config" / "extra.yaml").write_text("mlflow: {retry_seconds: 1}\n")
+    for path in report_outputs(work)[-4:]:  # summary.md, summary.html, exponents.csv, mlflow.json
+        path.unlink()
+    down = tiny_snakemake(work, check=False, env=tiny_environment(MLFLOW_TRACKING_URI="http://127.0.0.1:9"))
+    assert down.returncode != 0
+    assert "report_mlflow: MLflow tracking store http://127.0.0.1:9 is unreachable" in down.output
+    assert "Finished jobid" in down.output and "(Rule: report_summary)" in down.output
+    for path in report_outputs(work)[:-1]:
+        assert path.is_file(), path
+    assert not (work / TINY / "report/mlflow.json").exists()
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    run_id = json.loads((work / TINY / "mlflow_parent.json").read_text())["run_id"]
+    name = next(n for n in client.get_run(run_id).data.metrics if n.startswith("alpha_"))
+    before = len(client.get_metric_history(run_id, name))
+    again = tiny_snakemake(work)
+    assert "(Rule: report_mlflow)" in again.output and "(Rule: train)" not in again.output
+    assert "(Rule: report_summary)" not in again.output  # the files written while MLflow was down are kept
+    assert (work / TINY / "report/mlflow.json").is_file()
+    assert len(client.get_metric_history(run_id, name)) == before + 1
+    assert client.get_run(run_id).info.status == "FINISHED"

@@ -1,0 +1,146 @@
+# The report: figures per configuration, the exponent table and the summary per sweep, and their
+# upload to the sweep's parent MLflow run. `snakemake --report report.html` collects every report()
+# output below with its caption (workflow/report/*.rst). The three rules are quick (pandas and
+# matplotlib, no torch, no training): on a cluster they belong in `localrules`.
+#
+# Settings of the analysis (changing one reruns the report, not the training):
+REPORT_SETTINGS = {
+    "confidence": 0.95,  # level of the exponent's interval
+    "divergence_factor": 10.0,  # test/train RMSE ratio above which a point counts as interpolating
+    "n_boot": 1000,  # bootstrap replicates over seeds (sweeps with several seeds)
+}
+
+REPORT = f"{RESULTS}/report"
+REPORT_CONFIG = f"{REPORT}/{{function}}/w{{width}}_k{{k}}"  # the figures of one (function, width, k)
+REPORT_SUBCATEGORY = "{function} [{width}] k={k}"
+
+# The figures of a configuration, in report order (kanlib.report.FIGURES lists the same stems;
+# tests/test_report.py checks): stem -> (caption file in workflow/report/, report category, labels).
+REPORT_FIGURES = {
+    "test_rmse_vs_grid": ("rmse_vs_grid_test", "2. RMSE vs grid size", {"metric": "test RMSE"}),
+    "train_rmse_vs_grid": ("rmse_vs_grid_train", "2. RMSE vs grid size", {"metric": "train RMSE"}),
+    "test_rmse_vs_data": ("rmse_vs_data_test", "4. RMSE vs training-set size", {"metric": "test RMSE"}),
+    "train_rmse_vs_data": ("rmse_vs_data_train", "4. RMSE vs training-set size", {"metric": "train RMSE"}),
+    "fit_test_rmse_vs_grid": ("fit_vs_grid", "3. Power-law fits", {"scaling variable": "grid size G"}),
+    "fit_test_rmse_vs_params": ("fit_vs_params", "3. Power-law fits", {"scaling variable": "parameters"}),
+    "loss_staircase": ("loss_staircase", "5. Training curves", {"figure": "RMSE vs cumulative step"}),
+    "test_rmse_heatmap": ("heatmap", "6. Heatmap", {"figure": "test RMSE over (N, G)"}),
+}
+
+# (function slug, width, k) of every configuration of the sweep, in config order, and their figures.
+REPORT_CONFIGURATIONS = list(dict.fromkeys((c.slug, c.width_str, c.k) for c in sweep.chains(config)))
+REPORT_PNGS = [
+    f"{REPORT}/{slug}/w{width}_k{k}/{stem}.png"
+    for slug, width, k in REPORT_CONFIGURATIONS
+    for stem in REPORT_FIGURES
+]
+REPORT_PDFS = [path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS]
+
+
+rule report_figures:
+    """Every figure of one (function, width, k): PNG for the report, PDF beside it."""
+    input:
+        results=f"{RESULTS}/results.csv",
+        history=f"{RESULTS}/history.csv",
+    output:
+        **{
+            stem: report(
+                f"{REPORT_CONFIG}/{stem}.png",
+                caption=f"../report/{caption}.rst",
+                category=category,
+                subcategory=REPORT_SUBCATEGORY,
+                labels=labels,
+            )
+            for stem, (caption, category, labels) in REPORT_FIGURES.items()
+        },
+        pdf=[f"{REPORT_CONFIG}/{stem}.pdf" for stem in REPORT_FIGURES],
+    log:
+        f"{LOGS}/report/{{function}}/w{{width}}_k{{k}}.log",
+    params:
+        function=function_name,
+        settings=REPORT_SETTINGS,
+    wildcard_constraints:
+        function=WILDCARDS["function"],
+        width=WILDCARDS["width"],
+        k=WILDCARDS["k"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/report.py"
+
+
+rule report_summary:
+    """The exponent table and the summary (Markdown, and HTML for the report) of the whole sweep."""
+    input:
+        results=f"{RESULTS}/results.csv",
+        figures=REPORT_PNGS,
+    output:
+        summary_html=report(
+            f"{REPORT}/summary.html",
+            caption="../report/summary.rst",
+            category="1. Summary",
+            subcategory=f"sweep {SWEEP}",
+            labels={"file": "summary (HTML)"},
+        ),
+        summary=report(
+            f"{RESULTS}/summary.md",
+            caption="../report/summary_md.rst",
+            category="1. Summary",
+            subcategory=f"sweep {SWEEP}",
+            labels={"file": "summary (Markdown)"},
+        ),
+        exponents=report(
+            f"{REPORT}/exponents.csv",
+            caption="../report/exponents.rst",
+            category="1. Summary",
+            subcategory=f"sweep {SWEEP}",
+            labels={"file": "exponent table (CSV)"},
+        ),
+    log:
+        f"{LOGS}/report/summary.log",
+    params:
+        sweep=SWEEP,
+        settings=REPORT_SETTINGS,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/report.py"
+
+
+rule report_mlflow:
+    """Log the figures, the summary and the exponent table to the sweep's parent MLflow run (folder
+    report/), each fitted exponent as a metric, and set the parent FINISHED; record what was logged.
+    Fails, naming the URI, when the store is unreachable: the report files (other rules' outputs)
+    stay, and the same command logs them once the store is back."""
+    input:
+        pngs=REPORT_PNGS,
+        pdfs=REPORT_PDFS,
+        summary=f"{RESULTS}/summary.md",
+        summary_html=f"{REPORT}/summary.html",
+        exponents=f"{REPORT}/exponents.csv",
+        parent=ancient(PARENT_JSON),
+    output:
+        f"{REPORT}/mlflow.json",
+    log:
+        f"{LOGS}/report/mlflow.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/report.py"
+
+
+# Every report output (rule all).
+REPORT_OUTPUTS = [
+    *REPORT_PNGS,
+    *REPORT_PDFS,
+    f"{RESULTS}/summary.md",
+    f"{REPORT}/summary.html",
+    f"{REPORT}/exponents.csv",
+    f"{REPORT}/mlflow.json",
+]
