@@ -1,5 +1,9 @@
 # The README's two commands: `make run` (set up, then run the default sweep) and
 # `make test` (set up, then run the tests). Both start with `make setup`.
+# `make test` needs no root and no SLURM: it runs every test except the real-SLURM ones
+# (marker `cluster`). `make test-cluster` starts the single-node SLURM (root: it installs it with
+# apt when missing, and starts the daemons) and runs those. .ci/run runs both.
+# The sweep's tracking server for a cluster run: `make mlflow-server` (docs/cluster.md).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +12,11 @@ SNAKEMAKE := $(BIN)/snakemake
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup run test test-cluster bench clean
+MLFLOW_PORT ?= 5000
+SERVER := $(BIN)/python -m kanlib.mlflow_server
+
+.PHONY: setup run test test-cluster slurm-start slurm-stop mlflow-server mlflow-server-status mlflow-server-stop \
+	bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,11 +35,28 @@ run: setup
 	@echo "Report: $(CURDIR)/report.html"
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not cluster"
 
-test-cluster: setup
-	bash tests/cluster/start_slurm.sh
+test-cluster: setup slurm-start
 	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py
+
+# a single-node SLURM on this machine for test-cluster (idempotent); slurm-stop ends what it started
+slurm-start:
+	bash tests/cluster/start_slurm.sh
+
+slurm-stop:
+	bash tests/cluster/stop_slurm.sh
+
+# one mlflow server for a cluster sweep: loopback, one worker, job runner off, SQLite on local disk
+# (KANLIB_MLFLOW_DIR or /var/tmp/kanlib-mlflow-$$USER); prints the export line for MLFLOW_TRACKING_URI
+mlflow-server: setup
+	$(SERVER) start --port $(MLFLOW_PORT)
+
+mlflow-server-status:
+	$(SERVER) status
+
+mlflow-server-stop:
+	$(SERVER) stop
 
 bench: setup
 	$(BIN)/python benchmarks/grid_scaling.py

@@ -308,22 +308,42 @@ def function_of_slug(config: dict, slug: str) -> str:
 
 # ---- resources (defaults; a SLURM profile may override them with set-resources) -------------------------
 
-def train_resources(n_train: int, grid: int, width, k: int, steps: int, attempt: int = 1) -> dict:
-    """Memory (MB) and runtime (minutes) for one grid level, with headroom, doubled per retry.
+def train_resources(n_train: int, grid: int, width, k: int, steps: int, attempt: int = 1, *, threads: int = 1,
+                    grid_update_num: int = 10, device: str = "cpu") -> dict:
+    """SLURM-sized resources of one grid level: ``mem_mb``, ``runtime`` (minutes), ``cpus_per_task``.
 
-    Memory: the Python/torch process (~600 MB) plus the least-squares design matrices of
-    grid extension (N x (G + k) per input) and the per-edge caches of training (N x (k + 1) per edge).
-    Runtime: LBFGS takes up to 20 loss evaluations a step; an evaluation costs ~1 ms plus ~0.1 us
-    per (sample, edge, basis function) on one CPU core; times 3 for headroom, plus 5 minutes.
+    Upper bounds with headroom (a job that outgrows them is killed), doubled on each retry.
+    Calibrated on kanlib's local-basis implementation (one CPU thread, float64; peak RSS and time
+    of fits with N up to 10^6, G up to 1000, widths [2,1,1] and [4,4,2,1]):
+
+    Memory: ~600 MB for Python, torch and mlflow (a tiny job peaks at ~420 MB); per sample the
+    k+1 non-zero B-splines of every edge with their derivatives and indices plus the node
+    activations and the data (measured 0.5-0.7x of the 8 (8 (k+1) edges + 48 sum(width)) bytes counted);
+    a grid update's normal equations and their temporaries, 16 (G+2k+1)^2 numbers per input of
+    the widest layer (measured: +110 MB for G=1000 against G=5 with 2 inputs);
+    25% headroom, rounded up to 100 MB; plus 1.5 GB of host memory for the CUDA context when the
+    device is ``cuda``.
+
+    Runtime: LBFGS takes at most 20 loss evaluations a step; an evaluation costs ~1 ms plus
+    ~0.1 us per (sample, edge, basis function) (measured 15-30 ns); each of the grid_update_num
+    grid updates (and the grid extension) assembles the normal equations, ~0.1 us per sample and
+    basis pair, and solves them, ~(G+k)^3 ns, per input; times 3 for headroom, plus 5 minutes
+    (Python, imports, MLflow). GPU fits are faster (docs/benchmarks.md); the CPU bound is kept.
+
+    cpus_per_task: ``threads`` (the train rule's threads; torch uses that many).
     """
     width = list(width)
     edges = sum(a * b for a, b in zip(width, width[1:]))
     inputs = sum(width[:-1])
-    bytes_needed = 8 * (4 * n_train * inputs * (grid + k + 1) + 20 * n_train * edges * (k + 1))
-    mem_mb = 600 + math.ceil(bytes_needed / 2**20)
-    seconds = steps * 20 * (1e-3 + 1e-7 * n_train * edges * (k + 1))
-    runtime = 5 + math.ceil(3 * seconds / 60)
-    return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt}
+    per_sample = 8 * (8 * (k + 1) * edges + 48 * sum(width))
+    normal_equations = 16 * 8 * max(width[:-1]) * (grid + 2 * k + 1) ** 2
+    mem_mb = 100 * math.ceil(1.25 * (600 + (n_train * per_sample + normal_equations) / 2**20) / 100)
+    if str(device).startswith("cuda"):
+        mem_mb += 1500
+    fit_seconds = steps * 20 * (1e-3 + 1e-7 * n_train * edges * (k + 1))
+    grid_seconds = (grid_update_num + 1) * inputs * (1e-7 * n_train * (k + 1) ** 2 + 1e-9 * (grid + k) ** 3)
+    runtime = 5 + math.ceil(3 * (fit_seconds + grid_seconds) / 60)
+    return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt, "cpus_per_task": max(1, int(threads))}
 
 
 # ---- stale Snakemake locks ------------------------------------------------------------------------------

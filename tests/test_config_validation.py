@@ -150,8 +150,9 @@ def test_train_resources_grow_with_n_and_grid_and_retries():
     big_g = sweep.train_resources(100_000, 1000, [2, 1, 1], 3, 50)
     assert big_n["mem_mb"] > small["mem_mb"] and big_n["runtime"] > small["runtime"]
     assert big_g["mem_mb"] > big_n["mem_mb"]
+    assert big_g["runtime"] > big_n["runtime"]
     retry = sweep.train_resources(100, 5, [2, 1, 1], 3, 50, attempt=2)
-    assert retry == {key: 2 * value for key, value in small.items()}
+    assert retry == {"mem_mb": 2 * small["mem_mb"], "runtime": 2 * small["runtime"], "cpus_per_task": 1}
 
 
 def test_width_strings_round_trip():

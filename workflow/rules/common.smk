@@ -11,6 +11,29 @@ if workflow.is_main_process:
     for _lock in sweep.clear_stale_snakemake_locks():
         print(f"Removed stale Snakemake lock {_lock} (left by a killed run)", file=sys.stderr)
 
+# The tracking URI every job uses: MLFLOW_TRACKING_URI when set, else the config's (relative SQLite
+# paths made absolute). Exported from here, so jobs on other hosts get the same store (the SLURM
+# executor submits with `sbatch --export=ALL`); `envvars:` declares that the jobs need it.
+os.environ.update(MLFLOW_TRACKING_URI=resolve_tracking_uri(config["mlflow"]["tracking_uri"]))
+
+
+envvars:
+    "MLFLOW_TRACKING_URI",
+
+
+# Cheap rules run in the main Snakemake process (on a cluster: the submit host), not as cluster jobs;
+# only the train jobs are submitted. mlflow_parent, aggregate and report_mlflow talk to the tracking
+# server from there.
+localrules:
+    all,
+    dataset,
+    mlflow_parent,
+    aggregate,
+    report_figures,
+    report_summary,
+    report_mlflow,
+
+
 SWEEP = config["sweep"]
 RESULTS = sweep.results_dir(config)  # results/<sweep>
 LOGS = f"{RESULTS}/logs"
@@ -58,6 +81,7 @@ def train_inputs(wildcards):
 
 
 def train_resources(wildcards, attempt):
+    """mem_mb, runtime (minutes) and cpus_per_task of a train job (see kanlib.sweep.train_resources)."""
     return sweep.train_resources(
         int(wildcards.n),
         int(wildcards.grid),
@@ -65,6 +89,9 @@ def train_resources(wildcards, attempt):
         int(wildcards.k),
         int(config["steps"]),
         attempt,
+        threads=int(config["threads"]),
+        grid_update_num=int(config["grid_update_num"]),
+        device=str(config["device"]),
     )
 
 

@@ -23,5 +23,6 @@ rule train:
     resources:
         mem_mb=lambda wildcards, attempt: train_resources(wildcards, attempt)["mem_mb"],
         runtime=lambda wildcards, attempt: train_resources(wildcards, attempt)["runtime"],
+        cpus_per_task=lambda wildcards, attempt: train_resources(wildcards, attempt)["cpus_per_task"],
     script:
         "../scripts/train.py"
