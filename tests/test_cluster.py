@@ -126,6 +126,15 @@ def level_metrics(work: Path) -> dict[str, dict]:
     return {level: json.loads((work / RUNS / level / "metrics.json").read_text()) for level in LEVELS}
 
 
+def level_wildcards(level: str) -> str:
+    """N100_seed0/G3 -> 100_0_3 (how the plugin names a train job's wildcards)."""
+    return level.replace("N", "").replace("_seed", "_").replace("/G", "_")
+
+
+def train_log(work: Path, level: str) -> str:
+    return (work / "results/test/logs/train/exp_sin_pi_x_plus_y2/w2-1-1_k3" / f"{level}.log").read_text()
+
+
 def mlflow_runs(uri: str) -> pd.DataFrame:
     import mlflow
 
@@ -189,9 +198,8 @@ def test_tiny_sweep_on_slurm_with_mlflow_server(slurm, server, local_reference, 
     assert set(job_ids.values()) == submitted["train"] and len(submitted["train"]) == len(LEVELS)
     for level, job_id in job_ids.items():
         job = scontrol_job(job_id)
-        wildcards = level.replace("N", "").replace("_seed", "_").replace("/G", "_")  # N100_seed0/G3 -> 100_0_3
         assert job["JobState"] == "COMPLETED" and job["Partition"] == "debug", job
-        assert job["Comment"] == f"rule_train_wildcards_exp_sin_pi_x_plus_y2_2-1-1_3_{wildcards}", job
+        assert job["Comment"] == f"rule_train_wildcards_exp_sin_pi_x_plus_y2_2-1-1_3_{level_wildcards(level)}", job
         assert int(job["NumCPUs"]) == 1 and job["MinMemoryNode"] == "800M" and job["TimeLimit"] == "00:06:00", job
     listed = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i %T", "-j", ",".join(map(str, job_ids.values()))],
                             capture_output=True, text=True, timeout=30).stdout.split()
@@ -220,7 +228,7 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
     """Kill the mlflow server once the first level is logged; the jobs still training keep their results
     in unsynced/ and fail naming the URI. Recovery as documented: restart the server, rerun the same
     command. Then every level has a FINISHED run equal to its files, none trained twice."""
-    work = workdir(tmp_path, mlflow={"retry_seconds": 2})
+    work = workdir(tmp_path, mlflow={"retry_seconds": 1})
     env = environment(MLFLOW_TRACKING_URI=server.uri)
     target = "results/test/results.csv"
     extra = ["--retries", "0"]
@@ -235,21 +243,29 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
             assert time.monotonic() < deadline, "no train job finished"
             time.sleep(0.2)
         os.killpg(server.pid, signal.SIGKILL)  # the server dies (as in a crash: no clean shutdown)
+        while "Error in rule train" not in log_path.read_text():
+            assert process.poll() is None, f"snakemake ended without a failed job:\n{log_path.read_text()[-5000:]}"
+            assert time.monotonic() < deadline, "no train job failed"
+            time.sleep(0.2)
+        # Recovery, part 1: restart the server (same store, same port) while this Snakemake winds down.
+        restarted = mlflow_server.start(server.dir, port=server.port, timeout=120)
+        assert restarted.uri == server.uri
         assert process.wait(timeout=SNAKEMAKE_LIMIT) != 0
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         cancel_leftover_jobs(work)
-    first = log_path.read_text()
-    assert f"MLflow tracking store {server.uri} is unreachable" in first, first[-5000:]
     stashed = {level: json.loads((work / RUNS / level / "unsynced" / "metrics.json").read_text())
                for level in LEVELS if (work / RUNS / level / "unsynced" / "metrics.json").is_file()}
     assert stashed, "no level was left unsynced"
     assert all(not m["mlflow_synced"] for m in stashed.values())
+    for level in stashed:  # each failed naming the URI (its own log and its SLURM job's log)
+        message = f"MLflow tracking store {server.uri} is unreachable"
+        assert message in train_log(work, level)
+        (slurm_log,) = (work / ".snakemake/slurm_logs/rule_train").glob(f"*_{level_wildcards(level)}/*.log")
+        assert message in slurm_log.read_text()
 
-    # Recovery: restart the server (same store, same port), rerun the same command.
-    restarted = mlflow_server.start(server.dir, port=server.port, timeout=120)
-    assert restarted.uri == server.uri
+    # Recovery, part 2: rerun the same command.
     second = run(work, target, env=env, extra=extra)
     assert second.returncode == 0, second.output[-6000:]
 
@@ -258,8 +274,7 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
     for level, kept in stashed.items():  # synced from unsynced/, not trained again
         assert final[level]["model_sha256"] == kept["model_sha256"]
         assert final[level]["wall_time_s"] == kept["wall_time_s"]
-        train_log = (work / "results/test/logs/train/exp_sin_pi_x_plus_y2/w2-1-1_k3" / f"{level}.log").read_text()
-        assert "reusing the result" in train_log
+        assert "reusing the result" in train_log(work, level)
         assert not (work / RUNS / level / "unsynced").exists()
     assert_same_measurements(work, local_reference)
     print(f"\nserver killed mid-sweep: {len(stashed)} level(s) kept in unsynced/ and synced by the rerun; "
