@@ -235,7 +235,8 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
     log_path = tmp_path / "run1.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(command(target, extra=extra), cwd=work, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + SNAKEMAKE_LIMIT
         while not re.search(r"^Finished jobid: \d+ \(Rule: train\)", log_path.read_text(), re.M):
@@ -306,7 +307,8 @@ def test_gpu_profile_requests_a_gpu_and_device_cuda(slurm, tmp_path):
     log_path = tmp_path / "snakemake.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(command(level, profile="slurm-gpu", extra=["--retries", "0"]), cwd=work, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + SNAKEMAKE_LIMIT
         while "Error in rule train" not in log_path.read_text() and process.poll() is None:

@@ -226,8 +226,14 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
 
 def start(work: Path, log_path: Path) -> subprocess.Popen:
     handle = open(log_path, "w")
+    # SIGINT back to its default: a test run started in the background (nohup, `cmd &`) inherits
+    # SIGINT ignored, and Snakemake would then never see the Ctrl-C this test sends
     return subprocess.Popen(command(), cwd=work, env=environment(), stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_finished(log_path: Path, count: int, process: subprocess.Popen, timeout=180) -> set[str]:
