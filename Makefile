@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
 MLFLOW_PORT ?= 5000
-SERVER := $(BIN)/python -m kanlib.mlflow_server
+SERVER := $(BIN)/python -m kanlib.workflow.mlflow_server
 
 .PHONY: setup run test test-cluster slurm-start slurm-stop mlflow-server mlflow-server-status mlflow-server-stop \
 	bench clean

@@ -10,7 +10,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-import kanlib.sweep
+import kanlib.workflow.sweep as sweep
 
 min_version("9.0")
 
@@ -26,10 +26,10 @@ configfile: "config/config.yaml"
 
 # Check the whole config before any job: the JSON schema, then what a schema cannot say.
 SCHEMA = "workflow/schemas/config.schema.yaml"
-kanlib.sweep.coerce_cli_strings(config, os.path.join(workflow.basedir, SCHEMA))
-with kanlib.sweep.schema_errors():
+sweep.coerce_cli_strings(config, os.path.join(workflow.basedir, SCHEMA))
+with sweep.schema_errors():
     validate(config, SCHEMA)
-kanlib.sweep.check_config(config)
+sweep.check_config(config)
 
 
 include: "workflow/rules/common.smk"
@@ -49,3 +49,4 @@ rule all:
     input:
         rules.aggregate.output,
         REPORT_OUTPUTS,
+

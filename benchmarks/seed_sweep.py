@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from kanlib import KAN, create_dataset
-from kanlib.reference import SEED_TEST_RMSE
+from kanlib.analysis.reference import SEED_TEST_RMSE
 
 DATA_SIZES = [100, 300, 1000, 3000]
 GRIDS = [5, 10, 20, 50, 100]

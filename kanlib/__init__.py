@@ -4,19 +4,28 @@ pykan-compatible entry points: :class:`KAN`, :func:`create_dataset`,
 ``KAN.fit``, ``KAN.initialize_from_another_model``, ``KAN.refine``,
 ``KAN.save`` / ``KAN.load``.
 
-Submodules are imported lazily (PEP 562), so ``import kanlib.sweep`` (the
-Snakefile's config checks) does not pay for importing torch.
+Three layers (docs/architecture.md): the model core (the modules of this package),
+:mod:`kanlib.analysis` (power-law fits, figures, the report; no torch) and
+:mod:`kanlib.workflow` (the Snakemake workflow's glue: config, jobs, MLflow). A
+lower layer never imports a higher one.
+
+The names below are imported lazily (PEP 562), so ``import kanlib.workflow.sweep``
+(the Snakefile's config checks) does not pay for importing torch.
 """
+
 from importlib import import_module
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "KAN": "kanlib.model",
+    "KANConfig": "kanlib.model",
     "KANLayer": "kanlib.layer",
     "create_dataset": "kanlib.data",
     "validate_dataset": "kanlib.data",
+    "fit": "kanlib.training",
     "DivergenceError": "kanlib.training",
+    "CheckpointError": "kanlib.checkpoint",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

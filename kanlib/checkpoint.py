@@ -1,26 +1,30 @@
-"""Safe model checkpoints: configuration plus tensors, written atomically.
+"""Safe checkpoint files: a model family's configuration plus its tensors, written atomically.
 
-A checkpoint is a ``torch.save`` archive of plain data only (strings, numbers,
-lists, dicts and tensors) and is read with ``torch.load(weights_only=True)``, so
-loading never executes code from the file. It records a format name and
-version, the model configuration, the tensors, and a SHA-256 digest of the
-tensors, so that truncated, corrupt or mismatched files raise
-:class:`CheckpointError` (a ``ValueError``) with a clear message instead of
-yielding a silently wrong model. Files are written to a temporary name in the
-same folder, flushed to disk and renamed, so a crash never leaves a partial
-checkpoint under the final name.
+A checkpoint is a ``torch.save`` archive of plain data only (strings, numbers, lists, dicts and
+tensors) read with ``torch.load(weights_only=True)``, so loading never executes code from the
+file. It records a format name (the model family, e.g. ``kanlib.KAN``) and version, the
+family's configuration, the tensors, family-specific entries, and a SHA-256 digest of the
+tensors: a truncated, corrupt or mismatched file raises :class:`CheckpointError` (a
+``ValueError``) with a clear message instead of yielding a silently wrong model. Files go
+through :func:`kanlib.files.atomic_write_bytes`, so a crash never leaves a partial checkpoint.
+
+This module knows the file format, not the models: each model class turns its configuration
+and state into a payload (``KAN.save``) and back (``KAN.load``).
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-FORMAT = "kanlib.KAN"
+from .files import atomic_write_bytes
+
+__all__ = ["CheckpointError", "FORMAT_VERSION", "tensor_digest", "write_checkpoint", "read_checkpoint"]
+
+#: Version of the archive layout; version 1 files (kanlib 0.1) have the same layout and load as they are.
 FORMAT_VERSION = 1
 
 
@@ -38,42 +42,23 @@ def tensor_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file and a rename (never a partial file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def save_model(model, path) -> Path:
-    """Write ``model`` (a kanlib.KAN) to ``path`` atomically; returns the path."""
-    state = {name: tensor.detach().to("cpu").clone() for name, tensor in model.state_dict().items()}
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config(),
-               "grid_sizes": [layer.grid_size for layer in model.layers], "state": state,
-               "sha256": tensor_digest(state)}
+def write_checkpoint(path, file_format: str, config: dict, state: dict[str, torch.Tensor], **entries) -> Path:
+    """Write ``config`` (JSON-like), ``state`` (name -> tensor, copied to the CPU) and ``entries`` to ``path``."""
+    state = {name: tensor.detach().to("cpu").clone() for name, tensor in state.items()}
+    payload = {"format": file_format, "format_version": FORMAT_VERSION, "config": config, **entries,
+               "state": state, "sha256": tensor_digest(state)}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_model(path, device=None, dtype=None):
-    """Read a checkpoint written by :func:`save_model` and rebuild the model.
+def read_checkpoint(path, file_format: str, load_with: dict[str, str] | None = None) -> dict:
+    """The checked payload of the checkpoint at ``path``: ``config``, ``state`` and the other entries.
 
-    device/dtype: where and in which precision to put the model (default: as saved, on the CPU).
+    file_format: the format this caller reads; load_with maps other known formats to the call that
+    reads them (for the error message when a file of another model family is given).
     Raises FileNotFoundError for a missing file and CheckpointError for anything unusable.
     """
-    from .model import KAN, resolve_dtype
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -81,34 +66,18 @@ def load_model(path, device=None, dtype=None):
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, random bytes, pickled code objects ...
         raise CheckpointError(f"{path}: not a readable kanlib checkpoint (truncated, corrupt, or not "
-                              f"written by KAN.save): {type(error).__name__}: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a kanlib checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}, "
-                              f"expected {FORMAT!r})")
+                              f"written by kanlib's save): {type(error).__name__}: {error}") from None
+    found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    if found != file_format:
+        other = (load_with or {}).get(found)
+        if other:
+            raise CheckpointError(f"{path}: is a {found} checkpoint, not a {file_format} one: load it with {other}")
+        raise CheckpointError(f"{path}: not a kanlib checkpoint (format {found!r}, expected {file_format!r})")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')!r} is not supported "
-                              f"(this kanlib reads version {FORMAT_VERSION})")
-    state, config = payload.get("state"), payload.get("config")
-    if not isinstance(state, dict) or not isinstance(config, dict):
+        raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')!r} is not "
+                              f"supported (this kanlib reads version {FORMAT_VERSION})")
+    if not isinstance(payload.get("state"), dict) or not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"{path}: checkpoint lacks its 'state' or 'config' entry")
-    if tensor_digest(state) != payload.get("sha256"):
+    if tensor_digest(payload["state"]) != payload.get("sha256"):
         raise CheckpointError(f"{path}: checkpoint tensors do not match their SHA-256 digest (file corrupted)")
-    saved_dtype = config.pop("dtype", "float64")
-    try:
-        model = KAN(**config, dtype=resolve_dtype(saved_dtype))
-        grid_sizes = payload.get("grid_sizes", [])
-        for index, (layer, grid_size) in enumerate(zip(model.layers, grid_sizes)):
-            n_knots = state[f"layers.{index}.knots"].shape[1]
-            layer.grid_size = int(grid_size)
-            layer.knots = torch.empty(layer.in_dim, n_knots, dtype=layer.knots.dtype)
-            layer.coef.data = torch.empty(layer.in_dim, layer.out_dim, n_knots - layer.k - 1, dtype=layer.coef.dtype)
-        model.load_state_dict(state, strict=True)
-    except (KeyError, RuntimeError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{path}: checkpoint does not match the model it describes: {error}") from None
-    for layer in model.layers:
-        layer.refresh_grid()
-    if dtype is not None or device is not None:
-        from .model import resolve_device
-        model = model.to(device=resolve_device(device) if device is not None else None,
-                         dtype=resolve_dtype(dtype) if dtype is not None else None)
-    return model
+    return payload

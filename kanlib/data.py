@@ -6,7 +6,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .model import resolve_device, resolve_dtype
+from .devices import resolve_device, resolve_dtype
 
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
 

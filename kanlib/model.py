@@ -8,63 +8,92 @@ no symbolic branch, no multiplication nodes, no checkpoints unless asked.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from .checks import check_int, check_width
+from .devices import dtype_name, resolve_device, resolve_dtype
 from .layer import KANLayer
+from .training import fit
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: The checkpoint format of this model family (kanlib.checkpoint).
+FORMAT = "kanlib.KAN"
 
-
-def resolve_dtype(dtype) -> torch.dtype:
-    """torch.float64/float32 or their names -> torch.dtype (ValueError otherwise)."""
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}; got {dtype!r}")
-        return _DTYPES[dtype]
-    if dtype not in (torch.float64, torch.float32):
-        raise ValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
-    return dtype
+# Options pykan accepts that have no effect here (kept so pykan code runs unchanged).
+_IGNORED_PYKAN_OPTIONS = {"symbolic_enabled", "auto_save", "save_act", "save_plot_data", "first_init",
+                          "ckpt_path", "state_id", "round", "mult_arity"}
 
 
-def resolve_device(device) -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cpu'/'cuda'/'cuda:N'/torch.device accepted."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
-    return torch.device(device)
+@dataclass(frozen=True)
+class KANConfig:
+    """Everything that defines a KAN's architecture and initialisation; validated here, once.
 
+    width: layer sizes (input, ..., output); grid: grid intervals G; k: spline order (3 = cubic);
+    seed: the model's own random generator; grid_eps: 1.0 uniform grid updates, 0.0 sample
+    quantiles; grid_range: the initial grid [lower, upper]; noise_scale, scale_base_mu,
+    scale_base_sigma: initialisation as pykan's; sp_trainable / sb_trainable: whether the spline
+    and base scales are trained; dtype: 'float64' or 'float32'.
+    """
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-            hasattr(value, "__index__") and not isinstance(value, float)):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
-    return value
+    width: tuple[int, ...]
+    grid: int = 3
+    k: int = 3
+    seed: int = 1
+    grid_eps: float = 1.0
+    grid_range: tuple[float, float] = (-1.0, 1.0)
+    noise_scale: float = 1.0
+    scale_base_mu: float = 0.0
+    scale_base_sigma: float = 1.0
+    sp_trainable: bool = True
+    sb_trainable: bool = True
+    dtype: str = "float64"
 
+    def __post_init__(self):
+        normalised = {"width": check_width(self.width), "grid": check_int("grid", self.grid, 1),
+                      "k": check_int("k", self.k, 1), "seed": check_int("seed", self.seed, 0),
+                      "dtype": dtype_name(self.dtype)}
+        if not (isinstance(self.grid_eps, (int, float)) and not isinstance(self.grid_eps, bool)
+                and 0.0 <= self.grid_eps <= 1.0):
+            raise ValueError(f"grid_eps must be a number in [0, 1]; got {self.grid_eps!r}")
+        normalised["grid_eps"] = float(self.grid_eps)
+        grid_range = self.grid_range
+        if (not isinstance(grid_range, (list, tuple)) or len(grid_range) != 2
+                or not all(isinstance(v, (int, float)) and math.isfinite(float(v)) for v in grid_range)
+                or float(grid_range[0]) >= float(grid_range[1])):
+            raise ValueError(f"grid_range must be [lower, upper] with finite lower < upper; got {grid_range!r}")
+        normalised["grid_range"] = (float(grid_range[0]), float(grid_range[1]))
+        for name in ("noise_scale", "scale_base_mu", "scale_base_sigma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number; got {value!r}")
+            normalised[name] = float(value)
+        for name in ("sp_trainable", "sb_trainable"):
+            normalised[name] = bool(getattr(self, name))
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
 
-def validate_width(width) -> list[int]:
-    if not isinstance(width, (list, tuple)) or len(width) < 2:
-        raise ValueError("width must be a list of at least 2 layer sizes (input, ..., output), "
-                         f"e.g. [2, 1, 1]; got {width!r}")
-    sizes = []
-    for i, w in enumerate(width):
-        if isinstance(w, (list, tuple)):
-            raise ValueError(f"width[{i}] = {w!r}: multiplication nodes are not supported; "
-                             "use plain positive integers")
-        sizes.append(_check_int(f"width[{i}]", w, 1))
-    return sizes
+    def to_dict(self) -> dict:
+        """JSON-serialisable form (lists for tuples): what checkpoints and metrics.json record."""
+        values = dataclasses.asdict(self)
+        values.update(width=list(self.width), grid_range=list(self.grid_range))
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "KANConfig":
+        """The inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown KANConfig key(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
 
 
 class KAN(nn.Module):
@@ -80,6 +109,8 @@ class KAN(nn.Module):
     grid_range : initial grid range [lower, upper].
     noise_scale, scale_base_mu, scale_base_sigma : initialisation, as pykan.
     device : 'cpu', 'cuda', 'cuda:N' or 'auto'. dtype : torch.float64 (default) or torch.float32.
+
+    The architecture is a :class:`KANConfig` (``KAN.from_config``, ``model.config()``).
     """
 
     def __init__(self, width: Sequence[int] = None, grid: int = 3, k: int = 3, seed: int = 1, grid_eps: float = 1.0,
@@ -98,30 +129,37 @@ class KAN(nn.Module):
         if unsupported:
             raise ValueError(f"unknown KAN argument(s) {sorted(unsupported)}; supported: width, grid, k, seed, "
                              "grid_eps, grid_range, noise_scale, scale_base_mu, scale_base_sigma, device, dtype")
-        self.width = validate_width(width)
-        self.grid_size = _check_int("grid", grid, 1)
-        self.k = _check_int("k", k, 1)
-        self.seed = _check_int("seed", seed, 0)
-        if not (isinstance(grid_eps, (int, float)) and 0.0 <= grid_eps <= 1.0):
-            raise ValueError(f"grid_eps must be a number in [0, 1]; got {grid_eps!r}")
-        if (len(grid_range) != 2 or not all(math.isfinite(float(v)) for v in grid_range)
-                or float(grid_range[0]) >= float(grid_range[1])):
-            raise ValueError(f"grid_range must be [lower, upper] with finite lower < upper; got {grid_range!r}")
-        self.grid_eps = float(grid_eps)
-        self.grid_range = [float(grid_range[0]), float(grid_range[1])]
-        self.init_options = dict(noise_scale=float(noise_scale), scale_base_mu=float(scale_base_mu),
-                                 scale_base_sigma=float(scale_base_sigma))
-        self.trainable = dict(sp_trainable=sp_trainable, sb_trainable=sb_trainable)
-        dtype = resolve_dtype(dtype)
-        device = resolve_device(device)
-        generator = torch.Generator().manual_seed(self.seed)
+        if width is None:
+            raise ValueError("width must be a list of at least 2 layer sizes (input, ..., output), e.g. [2, 1, 1]")
+        config = KANConfig(width=width, grid=grid, k=k, seed=seed, grid_eps=grid_eps, grid_range=tuple(grid_range)
+                           if isinstance(grid_range, (list, tuple)) else grid_range, noise_scale=noise_scale,
+                           scale_base_mu=scale_base_mu, scale_base_sigma=scale_base_sigma,
+                           sp_trainable=sp_trainable, sb_trainable=sb_trainable, dtype=dtype_name(dtype))
+        self._build(config, resolve_device(device))
+
+    @classmethod
+    def from_config(cls, config: KANConfig, device="cpu") -> "KAN":
+        """A freshly initialised KAN of ``config`` on ``device``."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model._build(config, resolve_device(device))
+        return model
+
+    def _build(self, config: KANConfig, device: torch.device) -> None:
+        self._config = config
+        self.width = list(config.width)
+        self.grid_size, self.k, self.seed = config.grid, config.k, config.seed
+        self.grid_eps, self.grid_range = config.grid_eps, list(config.grid_range)
+        generator = torch.Generator().manual_seed(config.seed)
         self.layers = nn.ModuleList(
-            KANLayer(self.width[l], self.width[l + 1], self.grid_size, self.k, grid_range=self.grid_range,
-                     grid_eps=self.grid_eps, generator=generator, dtype=dtype, device=device, **self.init_options)
+            KANLayer(self.width[l], self.width[l + 1], config.grid, config.k, grid_range=config.grid_range,
+                     grid_eps=config.grid_eps, noise_scale=config.noise_scale, scale_base_mu=config.scale_base_mu,
+                     scale_base_sigma=config.scale_base_sigma, generator=generator,
+                     dtype=resolve_dtype(config.dtype), device=device)
             for l in range(len(self.width) - 1))
         for layer in self.layers:
-            layer.scale_sp.requires_grad_(sp_trainable)
-            layer.scale_base.requires_grad_(sb_trainable)
+            layer.scale_sp.requires_grad_(config.sp_trainable)
+            layer.scale_base.requires_grad_(config.sb_trainable)
 
     # ---- properties -----------------------------------------------------------------------
     @property
@@ -146,11 +184,9 @@ class KAN(nn.Module):
     def device(self) -> torch.device:
         return self.layers[0].coef.device
 
-    def config(self) -> dict:
-        """Everything needed to rebuild this architecture (JSON-serialisable)."""
-        return dict(width=list(self.width), grid=self.grid_size, k=self.k, seed=self.seed, grid_eps=self.grid_eps,
-                    grid_range=list(self.grid_range), dtype=str(self.dtype).removeprefix("torch."),
-                    **self.init_options, **self.trainable)
+    def config(self) -> KANConfig:
+        """This model's :class:`KANConfig` (its dtype as the parameters have it now)."""
+        return dataclasses.replace(self._config, dtype=dtype_name(self.dtype))
 
     # ---- evaluation -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,35 +268,52 @@ class KAN(nn.Module):
 
     def refine(self, new_grid: int, x: torch.Tensor) -> "KAN":
         """A new model with grid size ``new_grid`` initialised from this one on samples x."""
-        config = self.config()
-        config.update(grid=_check_int("new_grid", new_grid, 1), dtype=self.dtype, device=self.device)
-        return KAN(**config).initialize_from_another_model(self, x)
+        config = dataclasses.replace(self.config(), grid=check_int("new_grid", new_grid, 1))
+        return KAN.from_config(config, device=self.device).initialize_from_another_model(self, x)
 
     # ---- training and files --------------------------------------------------------------------
-    def fit(self, dataset: dict, **options) -> dict:
-        """Train on ``dataset``; see :func:`kanlib.training.fit` for the options."""
-        from .training import fit
-        return fit(self, dataset, **options)
+    #: Train on a dataset: :func:`kanlib.training.fit` (the signature and options are defined there, once).
+    fit = fit
 
     def save(self, path) -> Path:
-        """Write configuration and tensors to ``path`` atomically; see :mod:`kanlib.checkpoint`."""
-        from .checkpoint import save_model
-        return save_model(self, path)
+        """Write configuration and tensors to ``path`` atomically (see :mod:`kanlib.checkpoint`)."""
+        return write_checkpoint(path, FORMAT, self.config().to_dict(), self.state_dict(),
+                                grid_sizes=[layer.grid_size for layer in self.layers])
 
     @classmethod
     def load(cls, path, device=None, dtype=None) -> "KAN":
-        """Read a model written by :meth:`save`; never executes code from the file."""
-        from .checkpoint import load_model
-        return load_model(path, device=device, dtype=dtype)
+        """Read a model written by :meth:`save`; never executes code from the file.
+
+        device/dtype: where and in which precision to put the model (default: as saved, on the CPU).
+        Raises FileNotFoundError for a missing file and CheckpointError for anything unusable.
+        """
+        payload = read_checkpoint(path, FORMAT, load_with=_OTHER_FORMATS)
+        state = payload["state"]
+        try:
+            model = cls.from_config(KANConfig.from_dict(payload["config"]))
+            # the saved grids may differ from a fresh model's (grid updates): size the tensors as saved
+            for index, (layer, grid_size) in enumerate(zip(model.layers, payload.get("grid_sizes", []))):
+                n_knots = state[f"layers.{index}.knots"].shape[1]
+                layer.grid_size = int(grid_size)
+                layer.knots = torch.empty(layer.in_dim, n_knots, dtype=layer.knots.dtype)
+                layer.coef.data = torch.empty(layer.in_dim, layer.out_dim, n_knots - layer.k - 1,
+                                              dtype=layer.coef.dtype)
+            model.load_state_dict(state, strict=True)
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{path}: checkpoint does not match the model it describes: {error}") from None
+        for layer in model.layers:
+            layer.refresh_grid()
+        if dtype is not None or device is not None:
+            model = model.to(device=resolve_device(device) if device is not None else None,
+                             dtype=resolve_dtype(dtype) if dtype is not None else None)
+        return model
 
 
-# Options pykan accepts that have no effect here (kept so pykan code runs unchanged).
-_IGNORED_PYKAN_OPTIONS = {"symbolic_enabled", "auto_save", "save_act", "save_plot_data", "first_init",
-                          "ckpt_path", "state_id", "round", "mult_arity"}
+# Other model families' checkpoint formats, for the message when one is given to KAN.load.
+_OTHER_FORMATS = {"kanlib.MLP": "kanlib.MLP.load"}
 
 
 def _on(layer: KANLayer, device, dtype) -> KANLayer:
     if layer.coef.device == device and layer.coef.dtype == dtype:
         return layer
-    import copy
     return copy.deepcopy(layer).to(device=device, dtype=dtype)

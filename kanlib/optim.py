@@ -19,12 +19,11 @@ import math
 from typing import Callable
 
 import numpy as np
-import scipy.linalg
 import torch
 
 
 class _TorchVectors:
-    """Vector operations of the optimizer on torch tensors (any device)."""
+    """Vector operations of the optimizer on torch tensors (CUDA: the compact form below)."""
 
     @staticmethod
     def from_flat(flat: torch.Tensor):
@@ -52,14 +51,12 @@ class _TorchVectors:
 
 class _NumpyVectors:
     """The same on numpy arrays sharing memory with CPU tensors: for the few hundred
-    parameters of a small KAN, numpy's per-operation overhead is several times lower."""
+    parameters of a small KAN, numpy's per-operation overhead is several times lower.
+    CPU directions always use the two-loop recursion, so no matrix operations are needed here."""
 
     @staticmethod
     def from_flat(flat: torch.Tensor):
         return flat.numpy()
-
-    stack = staticmethod(np.stack)
-    triu = staticmethod(np.triu)
 
     @staticmethod
     def absmax(v) -> float:
@@ -68,10 +65,6 @@ class _NumpyVectors:
     @staticmethod
     def abssum(v) -> float:
         return float(np.abs(v).sum())
-
-    @staticmethod
-    def solve_triangular(R, b, lower: bool):
-        return scipy.linalg.solve_triangular(R, b, lower=lower, check_finite=False)
 
     @staticmethod
     def copy(v):

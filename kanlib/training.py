@@ -7,11 +7,34 @@ without autograd and record train/test RMSE.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
+from torch import nn
 
 from .data import validate_dataset
 from .optim import LBFGS
+
+
+class TrainableModel(Protocol):
+    """What :func:`fit` needs of a model (``kanlib.KAN`` is one): a torch module mapping
+    (batch, width[0]) to (batch, width[-1]) with these members."""
+
+    width: list[int]
+    layers: nn.ModuleList
+    grid_size: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+    def parameters(self): ...
+    def mse_and_grad_t(self, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor: ...
+    def update_grid_from_samples(self, x: torch.Tensor) -> None: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
 
 # pykan fit() options that only concern plotting, symbolic regression or devices; accepted and ignored.
 _IGNORED_FIT_OPTIONS = {"metrics", "save_fig", "in_vars", "out_vars", "beta", "save_fig_freq", "img_folder",
@@ -24,7 +47,7 @@ class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss."""
 
 
-def regularization(model, x: torch.Tensor, lamb_l1: float, lamb_entropy: float, lamb_coef: float,
+def regularization(model: TrainableModel, x: torch.Tensor, lamb_l1: float, lamb_entropy: float, lamb_coef: float,
                    lamb_coefdiff: float) -> torch.Tensor:
     """pykan's sparsity regulariser on activation scales (L1 + entropy) plus coefficient penalties."""
     reg = x.new_zeros(())
@@ -44,13 +67,13 @@ def regularization(model, x: torch.Tensor, lamb_l1: float, lamb_entropy: float, 
     return reg
 
 
-def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1, lamb: float = 0.0,
+def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBFGS", steps: int = 100, log: int = 1, lamb: float = 0.0,
         lamb_l1: float = 1.0, lamb_entropy: float = 2.0, lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0,
-        update_grid: bool = True, grid_update_num: int = 10, loss_fn=None, lr: float = 1.0,
+        update_grid: bool = True, grid_update_num: int = 10, loss_fn: Callable | None = None, lr: float = 1.0,
         start_grid_update_step: int = -1, stop_grid_update_step: int = 50, batch: int = -1,
         progress: bool = True, max_iter: int = 20, history_size: int = 10, tolerance_change: float = 1e-12,
         stall_rtol: float = 1e-3, stall_window: int = 10,
-        seed: int = 0, callback=None, **pykan_options) -> dict:
+        seed: int = 0, callback: Callable[[int, dict], None] | None = None, **pykan_options) -> dict:
     """Train ``model`` on ``dataset`` (pykan's ``fit``), returning per-step histories.
 
     Returns a dict with per-step lists ``train_loss`` and ``test_loss`` (RMSE of

@@ -1,4 +1,4 @@
-"""Tests for kanlib.analysis and kanlib.reference against known truth."""
+"""Tests for kanlib.analysis.fits and kanlib.analysis.reference against known truth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kanlib.analysis import (
+from kanlib.analysis.fits import (
     bootstrap_power_law,
     data_scaling_table,
     drop_nonfinite_points,
@@ -20,7 +20,7 @@ from kanlib.analysis import (
     rmse_pivot,
     summarize_over_seeds,
 )
-from kanlib.reference import (
+from kanlib.analysis.reference import (
     SEED_GRID_SIZES,
     SEED_TEST_RMSE,
     SEED_TRAIN_RMSE,

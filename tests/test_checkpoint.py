@@ -1,5 +1,6 @@
 """Checkpoints: round trip, and clear errors for truncated, corrupt, unsafe or mismatched files."""
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,3 +83,31 @@ def test_missing_and_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a kanlib checkpoint"):
         KAN.load(tmp_path / "other.pt")
+
+
+def test_a_checkpoint_written_by_kanlib_0_1_still_loads():
+    """tests/data/kan_v1_*: written by kanlib 0.1.0 (before KANConfig), with that version's outputs."""
+    data = Path(__file__).parent / "data"
+    model = KAN.load(data / "kan_v1_2-2-1_G5.pt")
+    reference = torch.load(data / "kan_v1_2-2-1_G5_outputs.pt", weights_only=True)
+    assert model.config().width == (2, 2, 1) and model.config().seed == 4
+    with torch.no_grad():
+        assert torch.equal(model(reference["x"]), reference["y"])
+
+
+def test_an_unknown_config_key_names_the_key(trained):
+    _, path, _ = trained
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["grid_sise"] = 5
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="grid_sise"):
+        KAN.load(path)
+
+
+def test_a_checkpoint_of_another_model_family_is_refused_by_name(trained):
+    _, path, _ = trained
+    payload = torch.load(path, weights_only=True)
+    payload["format"] = "kanlib.MLP"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="kanlib.MLP checkpoint.*MLP.load"):
+        KAN.load(path)

@@ -4,7 +4,7 @@ Needs the single-node SLURM of tests/cluster/start_slurm.sh (root; the session f
 script, which is idempotent and installs SLURM with apt when missing). Each test works in its own
 temporary working directory, as tests/test_workflow.py does, submits through profiles/slurm (or
 profiles/slurm-gpu) and runs its own mlflow server on a free loopback port with a temporary SQLite
-store (kanlib.mlflow_server, the documented way). Every Snakemake run is wrapped in `timeout`;
+store (kanlib.workflow.mlflow_server, the documented way). Every Snakemake run is wrapped in `timeout`;
 SLURM jobs a test leaves behind are cancelled by id.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from kanlib import mlflow_server
+from kanlib.workflow import mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")

@@ -1,4 +1,4 @@
-"""Config checks (schema + kanlib.sweep.check_config), the job list and paths, in-process.
+"""Config checks (schema + kanlib.workflow.sweep.check_config), the job list and paths, in-process.
 
 The Snakefile runs exactly this sequence before any job: coerce_cli_strings, then
 snakemake.utils.validate inside schema_errors(), then check_config. The same checks through a
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from kanlib import sweep
+from kanlib.workflow import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -96,6 +96,7 @@ BAD = [
     ({"widths": [[2, 1, 2]]}, "'widths'", "must start with 2 and end with 1"),
     ({"functions": [{"name": "xy", "widths": [[1, 1]]}]}, "'functions[0].widths'", "must start with 2"),
     ({"input_range": [1, -1]}, "'input_range'", "lower < upper"),
+
 ]
 
 
@@ -170,7 +171,7 @@ def test_stale_snakemake_locks_are_cleared_only_without_a_live_run(tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        code = ("import sys; from kanlib.sweep import clear_stale_snakemake_locks as c; "
+        code = ("import sys; from kanlib.workflow.runtime import clear_stale_snakemake_locks as c; "
                 "print(len(c(sys.argv[1])))")
         run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
         assert run.stdout.strip() == "0" and (locks / "0.input.lock").exists()

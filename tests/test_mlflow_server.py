@@ -1,4 +1,4 @@
-"""kanlib.mlflow_server: the documented way to run the sweep's tracking server (a real mlflow server)."""
+"""kanlib.workflow.mlflow_server: the documented way to run the sweep's tracking server (a real mlflow server)."""
 from __future__ import annotations
 
 import os
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from kanlib import mlflow_server
+from kanlib.workflow import mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kanlib.mlflow_server", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kanlib.workflow.mlflow_server", *args], capture_output=True, text=True,
                           timeout=180, env=env or {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
 
 

@@ -211,3 +211,30 @@ def test_trainability_flags_survive_a_checkpoint(tmp_path):
     model = KAN(width=[2, 1], grid=4, sb_trainable=False)
     loaded = KAN.load(model.save(tmp_path / "m.pt"))
     assert not loaded.layers[0].scale_base.requires_grad and loaded.layers[0].scale_sp.requires_grad
+
+
+def test_kan_config_is_validated_once_and_round_trips():
+    from kanlib import KANConfig
+
+    with pytest.raises(ValueError, match=r"width\[1\]"):
+        KANConfig(width=[2, 0, 1])
+    with pytest.raises(ValueError, match=r"width\[1\]"):
+        KAN(width=[2, 0, 1])
+    with pytest.raises(ValueError, match="grid_eps"):
+        KAN(width=[2, 1], grid_eps=1.5)
+    model = KAN(width=[2, 3, 1], grid=7, k=2, seed=5, grid_range=[-2, 3])
+    config = model.config()
+    assert config == KANConfig(width=(2, 3, 1), grid=7, k=2, seed=5, grid_range=(-2.0, 3.0))
+    assert KANConfig.from_dict(config.to_dict()) == config
+    rebuilt = KAN.from_config(config)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[name], tensor), name
+    assert model.to(torch.float32).config().dtype == "float32"
+
+
+def test_fit_shows_its_options():
+    import inspect
+
+    parameters = inspect.signature(KAN(width=[2, 1]).fit).parameters
+    assert list(parameters)[0] == "dataset"
+    assert {"opt", "steps", "lr", "batch", "stop_grid_update_step", "stall_rtol", "callback"} <= set(parameters)

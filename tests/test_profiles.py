@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kanlib import sweep
+from kanlib.workflow import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -85,7 +85,7 @@ def test_train_resources_scale_with_n_g_width_and_retries():
 
 
 def test_slurm_dry_run_gives_train_jobs_their_resources(tmp_path):
-    """Train jobs carry cpus_per_task (= threads), mem_mb and runtime from kanlib.sweep.train_resources.
+    """Train jobs carry cpus_per_task (= threads), mem_mb and runtime from kanlib.workflow.sweep.train_resources.
     (That only they are submitted, the rest being localrules, is checked on a real SLURM.)"""
     shutil.copytree(REPO / "config", tmp_path / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "KANLIB_SLURM_"))}

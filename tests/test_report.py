@@ -1,4 +1,4 @@
-"""The scaling-law report: kanlib.report on synthetic tables, then the report rules of a real tiny sweep
+"""The scaling-law report: kanlib.analysis.report on synthetic tables, then the report rules of a real tiny sweep
 (figures, summary, exponent table, MLflow artifacts and metrics, `snakemake --report`)."""
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from kanlib import report
-from kanlib.reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
+from kanlib.analysis import catalog, report
+from kanlib.analysis.reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = (5, 10, 20, 50, 100)
@@ -83,19 +83,19 @@ def table_rows(markdown: str, header_start: str) -> list[list[str]]:
 
 # ---- the rule file and the library agree ----------------------------------------------------------------
 
-def test_rule_file_declares_every_figure_of_the_library():
-    text = (REPO / "workflow/rules/report.smk").read_text()
-    listed = re.search(r"^REPORT_FIGURES = \{\n(.*?)^\}", text, re.S | re.M).group(1)
-    entries = re.findall(r'^    "(\w+)": \("(\w+)", "([^"]+)"', listed, re.M)
-    assert [stem for stem, _, _ in entries] == list(report.FIGURES)
-    for _, caption, _ in entries:  # each figure's caption file exists
-        assert (REPO / "workflow/report" / f"{caption}.rst").is_file(), caption
-    for caption in re.findall(r'caption="\.\./report/(\w+)\.rst"', text):
-        assert (REPO / "workflow/report" / f"{caption}.rst").is_file(), caption
+def test_every_catalog_figure_has_its_caption_and_every_caption_is_used():
+    captions = {path.stem for path in (REPO / "workflow/report").glob("*.rst")}
+    for spec in catalog.FIGURES:
+        assert spec.caption in captions, spec.stem
+    assert len(set(catalog.figure_stems())) == len(catalog.FIGURES)
+    # the captions that are not figures' belong to the summary files and the front page
+    rules = (REPO / "workflow/rules/report.smk").read_text() + (REPO / "Snakefile").read_text()
+    for caption in captions - {spec.caption for spec in catalog.FIGURES}:
+        assert f"report/{caption}.rst" in rules, caption
 
 
 def test_library_imports_neither_torch_nor_matplotlib():
-    code = "import sys, kanlib.report; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    code = "import sys, kanlib.analysis.report; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -263,11 +263,6 @@ def test_empty_results_give_a_clear_summary():
     assert "The results table is empty: no grid level finished, nothing to report." in markdown
 
 
-def test_write_text_atomic(tmp_path):
-    target = report.write_text_atomic(tmp_path / "a" / "b.md", "text\n")
-    assert target.read_text() == "text\n" and [p.name for p in target.parent.iterdir()] == ["b.md"]
-
-
 # ---- figures ----------------------------------------------------------------------------------------------
 
 def rendered_std(figure) -> float:
@@ -280,7 +275,7 @@ def rendered_std(figure) -> float:
 def test_figure_set_draws_every_figure_with_seed_spread():
     results = sweep_table(sigma_log=0.1, seeds=(0, 1))
     figures = report.figure_set(results, history_for(results), report.exponent_table(results, n_boot=100))
-    assert list(figures) == list(report.FIGURES)
+    assert list(figures) == catalog.figure_stems()
     for stem, figure in figures.items():
         assert not any("cannot be drawn" in t.get_text() for t in figure.texts), stem
         assert rendered_std(figure) > 5, stem
@@ -293,7 +288,7 @@ def test_figure_set_for_a_configuration_whose_jobs_all_failed():
     results[["test_rmse", "train_rmse"]] = np.nan
     history = history_for(results.assign(test_rmse=1.0, train_rmse=1.0)).iloc[0:0]
     figures = report.figure_set(results, history, report.exponent_table(results))
-    assert list(figures) == list(report.FIGURES)
+    assert list(figures) == catalog.figure_stems()
     for stem in ("test_rmse_vs_grid", "test_rmse_heatmap", "loss_staircase"):
         texts = [t.get_text() for t in figures[stem].texts]
         assert any("cannot be drawn" in t for t in texts), (stem, texts)
@@ -318,7 +313,7 @@ def tiny_snakemake(work: Path, *args, env=None, check=True):
 
 
 def report_outputs(work: Path) -> list[Path]:
-    figures = [work / TINY_CONFIG / f"{stem}.{ext}" for stem in report.FIGURES for ext in ("png", "pdf")]
+    figures = [work / TINY_CONFIG / f"{stem}.{ext}" for stem in catalog.figure_stems() for ext in ("png", "pdf")]
     return figures + [work / TINY / name for name in ("summary.md", "report/summary.html", "report/exponents.csv",
                                                      "report/mlflow.json")]
 
@@ -330,7 +325,7 @@ def test_tiny_sweep_writes_every_report_output(tiny_sweep):
     work = tiny_sweep.work
     for path in report_outputs(work):
         assert path.is_file() and path.stat().st_size > 0, path
-    for stem in report.FIGURES:
+    for stem in catalog.figure_stems():
         assert float(np.std(matplotlib.image.imread(work / TINY_CONFIG / f"{stem}.png"))) > 0.02, stem
         assert (work / TINY_CONFIG / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
     for log in ("report/exp_sin_pi_x_plus_y2/w2-1-1_k3.log", "report/summary.log", "report/mlflow.log"):
@@ -362,7 +357,7 @@ def test_parent_run_has_report_artifacts_and_alpha_metrics(tiny_sweep):
                    "report/exp_sin_pi_x_plus_y2"}
     folder = "report/exp_sin_pi_x_plus_y2/w2-1-1_k3"
     assert {a.path for a in client.list_artifacts(logged["run_id"], folder)} == {
-        f"{folder}/{stem}.{ext}" for stem in report.FIGURES for ext in ("png", "pdf")}
+        f"{folder}/{stem}.{ext}" for stem in catalog.figure_stems() for ext in ("png", "pdf")}
     expected = report.mlflow_metrics(pd.read_csv(work / TINY / "report/exponents.csv", dtype={"width": str}))
     assert any(name.startswith("alpha_test_rmse_vs_grid_N") for name in expected)
     assert expected == logged["metrics"]
@@ -377,7 +372,7 @@ def test_snakemake_report_html_has_every_figure_and_caption(tiny_sweep):
     assert "Report created" in result.output
     page = (work / "report.html").read_text()
     assert page.lstrip().lower().startswith("<!doctype html") and len(page) > 100_000
-    for name in [*(f"{stem}.png" for stem in report.FIGURES), "summary.html", "summary.md", "exponents.csv"]:
+    for name in [*(f"{stem}.png" for stem in catalog.figure_stems()), "summary.html", "summary.md", "exponents.csv"]:
         assert name in page, name
     captions = sorted((REPO / "workflow/report").glob("*.rst"))
     assert len(captions) == 12

@@ -1,4 +1,4 @@
-"""kanlib.results: the workflow's per-job files and the aggregated tables."""
+"""kanlib.workflow.results: the workflow's per-job files and the aggregated tables."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,8 +7,8 @@ import torch
 
 from kanlib import create_dataset
 from kanlib.functions import get_function
-from kanlib.results import (HISTORY_COLUMNS, RESULT_COLUMNS, history_table, load_dataset, read_history, read_json,
-                            results_table, rmse_vs_grid_figure, save_dataset, write_history, write_json, write_table)
+from kanlib.workflow.results import (HISTORY_COLUMNS, RESULT_COLUMNS, history_table, load_dataset, read_history,
+                                     results_table, save_dataset, write_history, write_table)
 
 
 def metrics(function="xy", width="2-1-1", n=100, grid=3, prev=None, level=0, test=1e-2):
@@ -67,19 +67,3 @@ def test_dataset_files_round_trip_without_code(tmp_path):
     assert info == {"function": target.name, "seed": 3}
     for key, value in data.items():
         assert torch.equal(back[key], value)
-
-
-def test_json_round_trip(tmp_path):
-    write_json(tmp_path / "m.json", {"a": 1, "b": None, "c": [1.5]})
-    assert read_json(tmp_path / "m.json") == {"a": 1, "b": None, "c": [1.5]}
-
-
-@pytest.mark.parametrize("functions", [["xy"], ["xy", "bessel_j0_20x"]])
-def test_rmse_vs_grid_figure_one_panel_per_configuration(functions):
-    rows = [metrics(function=f, width="2-1-1" if f == "xy" else "1-1", n=n, grid=g, test=1 / g)
-            for f in functions for n in (100, 200) for g in (3, 6)]
-    figure = rmse_vs_grid_figure(results_table(rows))
-    if len(functions) == 1:
-        assert figure.axes[0].get_xscale() == "log"
-    else:
-        assert len(figure.axes) == 2 and all(len(ax.images) == 1 for ax in figure.axes)

@@ -1,7 +1,7 @@
 """The seed notebook's code cell, run unchanged except for its import line."""
 import numpy as np
 
-from kanlib.reference import SEED_TEST_RMSE
+from kanlib.analysis.reference import SEED_TEST_RMSE
 
 # Example_8_scaling.rst's code cell; only `from kan import *` is replaced.
 SEED_CELL = '''

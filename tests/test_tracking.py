@@ -1,4 +1,4 @@
-"""kanlib.tracking against a real MLflow SQLite store in a temporary folder."""
+"""kanlib.workflow.tracking against a real MLflow SQLite store in a temporary folder."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kanlib import tracking
+from kanlib.workflow import tracking
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -158,3 +158,4 @@ def test_flatten_params_and_provenance():
     assert "host" in tracking.host_tags()
     commit = tracking.git_commit()
     assert commit == "unknown" or len(commit) == 40
+

@@ -1,14 +1,15 @@
 # Helpers for the other .smk files: output paths, wildcards, the job list, resources.
-# The logic lives in kanlib.sweep; this file only turns it into Snakemake patterns.
+# The logic lives in kanlib.workflow.sweep; this file only turns it into Snakemake patterns.
 import os
 import sys
 
-import kanlib.sweep as sweep
-from kanlib.tracking import resolve_tracking_uri
+import kanlib.workflow.sweep as sweep
+from kanlib.workflow.runtime import clear_stale_snakemake_locks
+from kanlib.workflow.tracking import resolve_tracking_uri
 
 # A Snakemake killed with SIGKILL leaves its locks behind; the next run clears them (see the function).
 if workflow.is_main_process:
-    for _lock in sweep.clear_stale_snakemake_locks():
+    for _lock in clear_stale_snakemake_locks():
         print(f"Removed stale Snakemake lock {_lock} (left by a killed run)", file=sys.stderr)
 
 # The tracking URI every job uses: MLFLOW_TRACKING_URI when set, else the config's (relative SQLite
@@ -81,7 +82,7 @@ def train_inputs(wildcards):
 
 
 def train_resources(wildcards, attempt):
-    """mem_mb, runtime (minutes) and cpus_per_task of a train job (see kanlib.sweep.train_resources)."""
+    """mem_mb, runtime (minutes) and cpus_per_task of a train job (see kanlib.workflow.sweep.train_resources)."""
     return sweep.train_resources(
         int(wildcards.n),
         int(wildcards.grid),

@@ -18,7 +18,7 @@ rule mlflow_parent:
 onerror:
     # A failed job (or several, with --keep-going): mark the sweep's parent run FAILED. The next
     # run re-opens it (its first train job sets it RUNNING) and aggregate sets it FINISHED.
-    from kanlib.tracking import set_parent_status
+    from kanlib.workflow.tracking import set_parent_status
 
     _message = set_parent_status(
         PARENT_JSON, "FAILED", resolve_tracking_uri(config["mlflow"]["tracking_uri"])

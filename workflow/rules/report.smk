@@ -1,3 +1,5 @@
+import kanlib.analysis.catalog as catalog
+
 # The report: figures per configuration, the exponent table and the summary per sweep, and their
 # upload to the sweep's parent MLflow run. `snakemake --report report.html` collects every report()
 # output below with its caption (workflow/report/*.rst). The three rules are quick (pandas and
@@ -14,25 +16,16 @@ REPORT = f"{RESULTS}/report"
 REPORT_CONFIG = f"{REPORT}/{{function}}/w{{width}}_k{{k}}"  # the figures of one (function, width, k)
 REPORT_SUBCATEGORY = "{function} [{width}] k={k}"
 
-# The figures of a configuration, in report order (kanlib.report.FIGURES lists the same stems;
-# tests/test_report.py checks): stem -> (caption file in workflow/report/, report category, labels).
-REPORT_FIGURES = {
-    "test_rmse_vs_grid": ("rmse_vs_grid_test", "2. RMSE vs grid size", {"metric": "test RMSE"}),
-    "train_rmse_vs_grid": ("rmse_vs_grid_train", "2. RMSE vs grid size", {"metric": "train RMSE"}),
-    "test_rmse_vs_data": ("rmse_vs_data_test", "4. RMSE vs training-set size", {"metric": "test RMSE"}),
-    "train_rmse_vs_data": ("rmse_vs_data_train", "4. RMSE vs training-set size", {"metric": "train RMSE"}),
-    "fit_test_rmse_vs_grid": ("fit_vs_grid", "3. Power-law fits", {"scaling variable": "grid size G"}),
-    "fit_test_rmse_vs_params": ("fit_vs_params", "3. Power-law fits", {"scaling variable": "parameters"}),
-    "loss_staircase": ("loss_staircase", "5. Training curves", {"figure": "RMSE vs cumulative step"}),
-    "test_rmse_heatmap": ("heatmap", "6. Heatmap", {"figure": "test RMSE over (N, G)"}),
-}
+# The figures of a configuration, in report order: the registry kanlib.analysis.catalog.FIGURES
+# (file stem, caption file in workflow/report/, report category and labels).
+REPORT_FIGURES = catalog.FIGURES
 
 # (function slug, width, k) of every configuration of the sweep, in config order, and their figures.
 REPORT_CONFIGURATIONS = list(dict.fromkeys((c.slug, c.width_str, c.k) for c in sweep.chains(config)))
 REPORT_PNGS = [
     f"{REPORT}/{slug}/w{width}_k{k}/{stem}.png"
     for slug, width, k in REPORT_CONFIGURATIONS
-    for stem in REPORT_FIGURES
+    for stem in catalog.figure_stems()
 ]
 REPORT_PDFS = [path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS]
 
@@ -44,16 +37,16 @@ rule report_figures:
         history=f"{RESULTS}/history.csv",
     output:
         **{
-            stem: report(
-                f"{REPORT_CONFIG}/{stem}.png",
-                caption=f"../report/{caption}.rst",
-                category=category,
+            spec.stem: report(
+                f"{REPORT_CONFIG}/{spec.stem}.png",
+                caption=f"../report/{spec.caption}.rst",
+                category=spec.category,
                 subcategory=REPORT_SUBCATEGORY,
-                labels=labels,
+                labels=spec.labels,
             )
-            for stem, (caption, category, labels) in REPORT_FIGURES.items()
+            for spec in REPORT_FIGURES
         },
-        pdf=[f"{REPORT_CONFIG}/{stem}.pdf" for stem in REPORT_FIGURES],
+        pdf=[f"{REPORT_CONFIG}/{stem}.pdf" for stem in catalog.figure_stems()],
     log:
         f"{LOGS}/report/{{function}}/w{{width}}_k{{k}}.log",
     params:
@@ -68,7 +61,7 @@ rule report_figures:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/report.py"
+        "../scripts/report_figures.py"
 
 
 rule report_summary:
@@ -108,7 +101,7 @@ rule report_summary:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/report.py"
+        "../scripts/report_summary.py"
 
 
 rule report_mlflow:
@@ -132,7 +125,7 @@ rule report_mlflow:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/report.py"
+        "../scripts/report_mlflow.py"
 
 
 # Every report output (rule all).

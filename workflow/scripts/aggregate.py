@@ -1,43 +1,21 @@
-"""Collect every grid level into one table, the step histories and a plot of test RMSE vs G;
-log them to the sweep's parent MLflow run and set it FINISHED.
-
-results.csv / results.parquet: one row per train job (columns: kanlib.results.RESULT_COLUMNS, then extras).
-history.csv: one row per training step, with the step count running on across each chain's grid levels.
-"""
+"""Rule aggregate: one table of every grid level, the step histories and a plot, logged to the parent run."""
 import sys
 
-from kanlib import tracking
-from kanlib.figures import save_figure
-from kanlib.results import (read_history, read_json, results_table, history_table, rmse_vs_grid_figure,
-                            write_table)
-from kanlib.sweep import exit_job, job_logger
+from kanlib.workflow.jobs import JobError, aggregate_sweep
+from kanlib.workflow.runtime import exit_job, job_logger
 
 log = job_logger(snakemake.log[0])
-config, out = snakemake.config, snakemake.output
-
-metrics = [read_json(path) for path in snakemake.input.metrics]
-results = results_table(metrics)
-history = history_table([(m, read_history(path)) for m, path in zip(metrics, snakemake.input.histories)])
-write_table(results, out.results)
-write_table(results, out.parquet)
-write_table(history, out.history)
-save_figure(rmse_vs_grid_figure(results, "test_rmse"), out.plot)
-log.info("%d grid levels, %d steps; training took %.1f s in all", len(results), len(history),
-         results["wall_time_s"].sum())
-
-parent = read_json(snakemake.input.parent)
-uri = tracking.resolve_tracking_uri(config["mlflow"]["tracking_uri"])
-retry_seconds = config["mlflow"]["retry_seconds"]
+out = snakemake.output
 try:
-    client = tracking.connect(uri, retry_seconds)
-    tracking.finish_parent(
-        client, parent["run_id"], uri=uri, retry_seconds=retry_seconds,
-        artifacts=[(path, "aggregate") for path in (out.results, out.parquet, out.history, out.plot, out.plot_pdf)],
-        metrics={"n_grid_levels": len(results), "total_train_time_s": float(results["wall_time_s"].sum()),
-                 "best_test_rmse": float(results["test_rmse"].min())})
-except tracking.TrackingError as error:
+    totals = aggregate_sweep(snakemake.config, metrics_files=snakemake.input.metrics,
+                             history_files=snakemake.input.histories, parent_file=snakemake.input.parent,
+                             results_csv=out.results, results_parquet=out.parquet, history_csv=out.history,
+                             plot_png=out.plot)
+except JobError as error:
     log.error("%s", error)
-    sys.exit(f"aggregate: {error}")
-log.info("logged the tables and the plot to parent run %s in %s; set it FINISHED", parent["run_id"], uri)
+    sys.exit(str(error))
+log.info("%d grid levels, %d steps, training took %.1f s in all; logged to parent run %s in %s and set it FINISHED",
+         totals["n_grid_levels"], totals["n_steps"], totals["total_train_time_s"], totals["run_id"],
+         totals["tracking_uri"])
 
-exit_job()  # skip the interpreter teardown of torch and mlflow (~1 s)
+exit_job()  # skip the interpreter teardown of mlflow and matplotlib (~1 s)

@@ -1,7 +1,7 @@
 """Figures for KAN scaling-law sweeps.
 
 Every plotting function takes the workflow's DataFrames (see
-:mod:`kanlib.analysis`) and returns a :class:`matplotlib.figure.Figure`.
+:mod:`kanlib.analysis.fits`) and returns a :class:`matplotlib.figure.Figure`.
 Figures are built directly as ``Figure`` objects, without ``pyplot``, so no
 global matplotlib state (backend, rcParams, open-figure registry) is touched
 and nothing needs closing. :func:`save_figure` writes a PNG plus a vector copy
@@ -13,8 +13,8 @@ configuration and raise ``ValueError`` otherwise; filter the table first.
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
-from .analysis import (
+from ..files import atomic_path
+from .fits import (
     CONFIG_COLUMNS,
     GROUP_COLUMNS,
     require_single_configuration,
@@ -96,17 +97,8 @@ def save_figure(
 
 
 def _save_atomically(figure: Figure, path: Path, file_format: str, dpi: int, metadata: dict | None) -> None:
-    descriptor, temporary_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp.{file_format}"
-    )
-    os.close(descriptor)
-    try:
-        figure.savefig(temporary_name, format=file_format, dpi=dpi, metadata=metadata)
-        os.chmod(temporary_name, 0o644)  # mkstemp creates 0600; give the usual mode of a new file
-        os.replace(temporary_name, path)
-    except BaseException:
-        Path(temporary_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=file_format, dpi=dpi, metadata=metadata)
 
 
 # --------------------------------------------------------------------------
@@ -498,3 +490,34 @@ def plot_fitted_power_laws(results: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     ax.legend(handles, labels, fontsize=8)
     return figure
 
+
+def rmse_vs_grid_figure(results, metric: str = "test_rmse"):
+    """:func:`plot_rmse_vs_grid` for one (function, width, k); for several, their
+    figures stacked into one (one panel each, in table order)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def one(frame):
+        try:
+            return plot_rmse_vs_grid(frame, metric)
+        except ValueError as error:  # e.g. no finite value to plot: say so in the panel
+            figure = Figure(figsize=(6.4, 4.8))
+            figure.text(0.5, 0.5, f"{', '.join(str(v) for v in frame[list(CONFIG_COLUMNS)].iloc[0])}:\n{error}",
+                        ha="center", va="center")
+            return figure
+
+    groups = [frame for _, frame in results.groupby(list(CONFIG_COLUMNS), sort=False)]
+    if len(groups) == 1:
+        return one(groups[0])
+    images = []
+    for frame in groups:
+        canvas = FigureCanvasAgg(one(frame))
+        canvas.draw()
+        images.append(np.asarray(canvas.buffer_rgba()))
+    columns = min(2, len(images))
+    rows = math.ceil(len(images) / columns)
+    figure = Figure(figsize=(6.4 * columns, 4.8 * rows), layout="constrained")
+    for index, image in enumerate(images):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(image)
+        axes.set_axis_off()
+    return figure

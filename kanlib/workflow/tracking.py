@@ -224,7 +224,7 @@ def create_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, s
     """
     client = connect(uri, retry_seconds, create=True)
     experiment_id = get_or_create_experiment(client, experiment, uri, retry_seconds)
-    run_tags = {"mlflow.runName": sweep, "kanlib.sweep": sweep, "kanlib.role": "parent", **tags}
+    run_tags = {"mlflow.runName": sweep, "kanlib.workflow.sweep": sweep, "kanlib.role": "parent", **tags}
     run = call_with_retry(client.create_run, experiment_id, tags=run_tags, run_name=sweep, uri=uri,
                           retry_seconds=retry_seconds, what="create the parent run")
     run_id = run.info.run_id

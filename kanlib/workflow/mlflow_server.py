@@ -1,8 +1,8 @@
 """Start, check and stop the one ``mlflow server`` that a cluster sweep logs to.
 
-    python -m kanlib.mlflow_server start [--dir DIR] [--port 5000] [--host 127.0.0.1] ...
-    python -m kanlib.mlflow_server status [--dir DIR]
-    python -m kanlib.mlflow_server stop [--dir DIR]
+    python -m kanlib.workflow.mlflow_server start [--dir DIR] [--port 5000] [--host 127.0.0.1] ...
+    python -m kanlib.workflow.mlflow_server status [--dir DIR]
+    python -m kanlib.workflow.mlflow_server stop [--dir DIR]
 
 SQLite on a shared filesystem is not safe for many writers, so the jobs of a cluster sweep talk
 to one server (the single writer) over HTTP: ``export MLFLOW_TRACKING_URI=<the URI start prints>``
@@ -242,7 +242,7 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kanlib.mlflow_server", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m kanlib.workflow.mlflow_server", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
     for action in ("start", "status", "stop"):

@@ -1,7 +1,7 @@
 """The scaling-law report of a sweep: exponent table, summary (Markdown and HTML), MLflow metrics, figures.
 
 Called by the workflow's report rules (``workflow/rules/report.smk``) on the aggregated tables
-(see :mod:`kanlib.analysis` for their columns):
+(see :mod:`kanlib.analysis.fits` for their columns):
 
 * :func:`exponent_table`: every power-law fit of the sweep, test and train RMSE against grid
   size G and against the parameter count, per (function, width, k, N);
@@ -24,7 +24,6 @@ import html
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,7 +31,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import (
+from ..files import atomic_write_text
+from .fits import (
     CONFIG_COLUMNS,
     DEFAULT_DIVERGENCE_FACTOR,
     data_scaling_table,
@@ -40,11 +40,11 @@ from .analysis import (
     rmse_pivot,
     summarize_over_seeds,
 )
-from .functions import function_slug
+from ..functions import function_slug
+from .catalog import FIGURES, figure_spec
 from .reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
 
 __all__ = [
-    "FIGURES",
     "FIT_SPECS",
     "SEED_CONFIGURATION",
     "Document",
@@ -61,20 +61,11 @@ __all__ = [
     "to_markdown",
     "to_html",
     "figure_set",
-    "write_text_atomic",
+    "read_results",
+    "report_exponents",
+    "write_figures",
+    "write_summary",
 ]
-
-#: The figures of one configuration, in report order: file stem -> what it shows.
-FIGURES: dict[str, str] = {
-    "test_rmse_vs_grid": "test RMSE vs grid size G, one line per N, with the G^-(k+1) reference",
-    "train_rmse_vs_grid": "train RMSE vs grid size G, one line per N, with the G^-(k+1) reference",
-    "test_rmse_vs_data": "test RMSE vs training-set size N, one line per G",
-    "train_rmse_vs_data": "train RMSE vs training-set size N, one line per G",
-    "fit_test_rmse_vs_grid": "fitted power laws of test RMSE in G with 95% bands",
-    "fit_test_rmse_vs_params": "fitted power laws of test RMSE in the parameter count with 95% bands",
-    "loss_staircase": "train and test RMSE vs cumulative step, one panel per N (grid extensions marked)",
-    "test_rmse_heatmap": "test RMSE over (N, G)",
-}
 
 #: The fits of the exponent table: (x, metric).
 FIT_SPECS: tuple[tuple[str, str], ...] = (
@@ -84,7 +75,7 @@ FIT_SPECS: tuple[tuple[str, str], ...] = (
     ("n_params", "train_rmse"),
 )
 
-#: (function, width, k) of the seed experiment, whose published table :mod:`kanlib.reference` holds.
+#: (function, width, k) of the seed experiment, whose published table :mod:`kanlib.analysis.reference` holds.
 SEED_CONFIGURATION: tuple[str, str, int] = ("exp_sin_pi_x_plus_y2", "2-1-1", 3)
 
 _X_SHORT = {"grid_size": "grid", "n_params": "params"}
@@ -363,24 +354,6 @@ def to_html(document: Document, title: str = "KAN scaling report") -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -746,8 +719,8 @@ def build_summary(
             document.heading(3, "Figures")
             for stem in ("fit_test_rmse_vs_grid", "test_rmse_vs_grid"):
                 if stem in paths:
-                    document.image(paths[stem], FIGURES[stem])
-            document.bullets(f"`{path}`: {FIGURES[stem]}" for stem, path in paths.items())
+                    document.image(paths[stem], figure_spec(stem).description)
+            document.bullets(f"`{path}`: {figure_spec(stem).description}" for stem, path in paths.items())
 
     failed = _failed_rows(results)
     if failed:
@@ -771,31 +744,86 @@ def _placeholder(what: str, error: Exception):
 
 
 def figure_set(results: pd.DataFrame, history: pd.DataFrame, exponents: pd.DataFrame) -> dict:
-    """Every figure of :data:`FIGURES` for one configuration (tables filtered to it), stem -> Figure.
+    """Every figure of :data:`kanlib.analysis.catalog.FIGURES` for one configuration (tables filtered
+    to it), stem -> Figure.
 
     A figure that cannot be drawn (e.g. no finite value) is replaced by a panel naming the problem,
     so that every declared output of the report exists.
     """
     from . import figures
 
-    def fits(x):
-        return exponents[(exponents["x"] == x) & (exponents["metric"] == "test_rmse")]
-
-    makers = {
-        "test_rmse_vs_grid": lambda: figures.plot_rmse_vs_grid(results, "test_rmse"),
-        "train_rmse_vs_grid": lambda: figures.plot_rmse_vs_grid(results, "train_rmse"),
-        "test_rmse_vs_data": lambda: figures.plot_rmse_vs_data(results, "test_rmse"),
-        "train_rmse_vs_data": lambda: figures.plot_rmse_vs_data(results, "train_rmse"),
-        "fit_test_rmse_vs_grid": lambda: figures.plot_fitted_power_laws(results, fits("grid_size")),
-        "fit_test_rmse_vs_params": lambda: figures.plot_fitted_power_laws(results, fits("n_params")),
-        "loss_staircase": lambda: figures.plot_loss_staircase(history),
-        "test_rmse_heatmap": lambda: figures.plot_rmse_heatmap(results, "test_rmse"),
-    }
     out = {}
-    for stem in FIGURES:
+    for spec in FIGURES:
+        plot = getattr(figures, spec.plot)
         try:
-            out[stem] = makers[stem]()
+            if spec.table == "history":
+                out[spec.stem] = plot(history, **spec.options)
+            elif spec.table == "fits":
+                fits = exponents[(exponents["x"] == spec.options["x"]) & (exponents["metric"] == "test_rmse")]
+                out[spec.stem] = plot(results, fits)
+            else:
+                out[spec.stem] = plot(results, **spec.options)
         except (ValueError, KeyError, IndexError) as error:
             label = config_label(*configurations(results)[0]) if not results.empty else "empty results"
-            out[stem] = _placeholder(f"{label}: {FIGURES[stem]}", error)
+            out[spec.stem] = _placeholder(f"{label}: {spec.description}", error)
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The report rules' calls (workflow/scripts/report_*.py map their inputs and outputs onto these)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """results.csv or history.csv as written by the aggregate rule (``width`` kept as text)."""
+    return pd.read_csv(path, dtype={"width": str})
+
+
+def report_exponents(results: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """:func:`exponent_table` with the report's settings (confidence, divergence_factor, n_boot)."""
+    return exponent_table(results, confidence=settings["confidence"], divergence_factor=settings["divergence_factor"],
+                          n_boot=settings["n_boot"])
+
+
+def write_figures(results_csv, history_csv, configuration: tuple[str, str, int], settings: dict,
+                  png_paths: dict[str, str]) -> int:
+    """Draw every figure of one (function, width, k) and save each as PNG (+ PDF beside it).
+
+    png_paths: figure stem -> PNG path (every stem of the catalog). Returns the number of figures.
+    Raises ValueError when results.csv has no row of the configuration.
+    """
+    from .figures import save_figure
+
+    results = select_configuration(read_results(results_csv), *configuration)
+    history = select_configuration(read_results(history_csv), *configuration)
+    if results.empty:
+        raise ValueError(f"results.csv has no rows for {config_label(*configuration)}")
+    figures = figure_set(results, history, report_exponents(results, settings))
+    for stem, figure in figures.items():
+        save_figure(figure, png_paths[stem])
+    return len(figures)
+
+
+def write_summary(results_csv, sweep: str, settings: dict, figure_pngs, *, summary_md, summary_html,
+                  exponents_csv) -> pd.DataFrame:
+    """The exponent table (CSV) and the summary (Markdown and HTML) of a sweep; returns the table.
+
+    figure_pngs: the figure files the summary may link (report/<function>/w<width>_k<k>/<stem>.png
+    below the folder of summary_html); links are written relative to summary.md.
+    """
+    results = read_results(results_csv)
+    exponents = report_exponents(results, settings)
+    report_folder, summary_folder = os.path.dirname(summary_html), os.path.dirname(summary_md)
+    figure_paths = {
+        configuration: {stem: os.path.relpath(os.path.join(report_folder, config_dir(*configuration), f"{stem}.png"),
+                                              summary_folder) for stem in (spec.stem for spec in FIGURES)}
+        for configuration in configurations(results)}
+    missing = {path for paths in figure_paths.values() for path in paths.values()} - {
+        os.path.relpath(path, summary_folder) for path in figure_pngs}
+    if missing:
+        raise ValueError(f"the summary would link figures that are not inputs of the rule: {sorted(missing)}")
+    document = build_summary(results, exponents, sweep, figure_paths, divergence_factor=settings["divergence_factor"])
+    atomic_write_text(exponents_csv, exponents.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    atomic_write_text(summary_md, to_markdown(document))
+    atomic_write_text(summary_html, to_html(document, f"KAN scaling sweep {sweep}"))
+    return exponents

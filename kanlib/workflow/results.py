@@ -1,11 +1,10 @@
 """The workflow's files: datasets, per-job history and metrics, and the aggregated tables.
 
-Every writer here is atomic (temporary file in the target folder, flush, fsync,
-``os.replace``), so a killed job never leaves a file that a rerun would take as
+Every writer here goes through :mod:`kanlib.files` (atomic, umask's mode), so a killed job never leaves a file that a rerun would take as
 complete. torch, pandas and matplotlib are imported only by the functions that
 need them.
 
-Aggregated tables (the contract of :mod:`kanlib.analysis` and the report rules):
+Aggregated tables (the contract of :mod:`kanlib.analysis.fits` and the report rules):
 
 results (one row per grid level)
     ``function, width, k, n_train, seed, grid_size, n_params, steps, optimizer,
@@ -18,17 +17,13 @@ history (one row per training step)
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
-import math
 from pathlib import Path
 
-from .checkpoint import atomic_write_bytes
+from ..files import atomic_path, atomic_write_bytes, atomic_write_text
 
-__all__ = ["write_text", "write_json", "read_json", "sha256_file", "save_dataset", "load_dataset",
-           "write_history", "read_history", "RESULT_COLUMNS", "HISTORY_COLUMNS", "results_table",
-           "history_table", "write_table", "rmse_vs_grid_figure"]
+__all__ = ["save_dataset", "load_dataset", "write_history", "read_history", "RESULT_COLUMNS", "HISTORY_COLUMNS",
+           "results_table", "history_table", "write_table"]
 
 RESULT_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "n_params", "steps", "optimizer",
                   "train_rmse", "test_rmse", "wall_time_s", "device", "mlflow_run_id"]
@@ -37,30 +32,6 @@ RESULT_EXTRA_COLUMNS = ["prev_grid_size", "grid_level", "n_evals", "reg", "dtype
 HISTORY_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "step", "cumulative_step",
                    "train_rmse", "test_rmse"]
 HISTORY_STEP_COLUMNS = ["step", "train_rmse", "test_rmse", "reg", "n_evals"]
-
-
-# ---- small files ------------------------------------------------------------------------------------------
-
-def write_text(path, text: str) -> Path:
-    atomic_write_bytes(Path(path), text.encode())
-    return Path(path)
-
-
-def write_json(path, payload: dict) -> Path:
-    return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def read_json(path) -> dict:
-    with open(path) as stream:
-        return json.load(stream)
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- datasets -----------------------------------------------------------------------------------------------
@@ -94,7 +65,7 @@ def write_history(path, fit_result: dict) -> Path:
     for step, row in enumerate(zip(fit_result["train_loss"], fit_result["test_loss"], fit_result["reg"],
                                    fit_result["n_evals"])):
         writer.writerow([step, *(repr(float(v)) for v in row[:3]), int(row[3])])
-    return write_text(path, buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def read_history(path) -> dict[str, list]:
@@ -146,46 +117,8 @@ def write_table(frame, path) -> Path:
     """CSV or Parquet (by suffix), atomically."""
     path = Path(path)
     if path.suffix == ".parquet":
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        atomic_write_bytes(path, buffer.getvalue())
+        with atomic_path(path) as temporary:
+            frame.to_parquet(temporary, index=False)
     else:
-        write_text(path, frame.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+        atomic_write_text(path, frame.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
     return path
-
-
-def rmse_vs_grid_figure(results, metric: str = "test_rmse"):
-    """:func:`kanlib.figures.plot_rmse_vs_grid` for one (function, width, k); for several, their
-    figures stacked into one (one panel each, in table order)."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .analysis import CONFIG_COLUMNS
-    from .figures import plot_rmse_vs_grid
-
-    def one(frame):
-        try:
-            return plot_rmse_vs_grid(frame, metric)
-        except ValueError as error:  # e.g. no finite value to plot: say so in the panel
-            figure = Figure(figsize=(6.4, 4.8))
-            figure.text(0.5, 0.5, f"{', '.join(str(v) for v in frame[list(CONFIG_COLUMNS)].iloc[0])}:\n{error}",
-                        ha="center", va="center")
-            return figure
-
-    groups = [frame for _, frame in results.groupby(list(CONFIG_COLUMNS), sort=False)]
-    if len(groups) == 1:
-        return one(groups[0])
-    images = []
-    for frame in groups:
-        canvas = FigureCanvasAgg(one(frame))
-        canvas.draw()
-        images.append(np.asarray(canvas.buffer_rgba()))
-    columns = min(2, len(images))
-    rows = math.ceil(len(images) / columns)
-    figure = Figure(figsize=(6.4 * columns, 4.8 * rows), layout="constrained")
-    for index, image in enumerate(images):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        axes.imshow(image)
-        axes.set_axis_off()
-    return figure
