@@ -15,7 +15,9 @@ export DO_NOT_TRACK := true
 MLFLOW_PORT ?= 5000
 SERVER := $(BIN)/python -m kanlib.workflow.mlflow_server
 
-.PHONY: setup run test test-cluster slurm-start slurm-stop mlflow-server mlflow-server-status mlflow-server-stop \
+LINT_PATHS := kanlib tests benchmarks workflow/scripts
+
+.PHONY: setup run test lint format test-cluster slurm-start slurm-stop mlflow-server mlflow-server-status mlflow-server-stop \
 	bench clean
 
 setup: $(VENV)/.installed
@@ -26,13 +28,26 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $@
 
 run: setup
 	$(SNAKEMAKE) --cores $(CORES)
 	$(SNAKEMAKE) --cores 1 --report report.html
 	@echo "Report: $(CURDIR)/report.html"
+
+# ruff (lint, import order, formatting), snakefmt, and Snakemake's own linter over the workflow
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	bash .ci/snakemake-lint.sh $(SNAKEMAKE)
+
+# rewrite the sources in the house style (what lint checks)
+format: setup
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/snakefmt Snakefile workflow/rules
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not cluster"

@@ -6,6 +6,7 @@
 
 Rules, outputs and the MLflow layout: workflow/README.md.
 """
+
 import os
 
 from snakemake.utils import min_version, validate
@@ -49,4 +50,3 @@ rule all:
     input:
         rules.aggregate.output,
         REPORT_OUTPUTS,
-

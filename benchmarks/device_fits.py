@@ -6,6 +6,7 @@ evaluations per device, and the GPU speed-up where CUDA is present.
 
     python benchmarks/device_fits.py [--grids 5 100 1000] [--sizes 1000 10000 100000] [--steps 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), GPU: {gpu}, float64, "
-          f"{args.steps} LBFGS steps per fit")
-    print("| N | G | " + " | ".join(f"{d} s/fit | {d} evals | {d} test RMSE" for d in devices)
-          + (" | GPU speed-up |" if len(devices) == 2 else " |"))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), GPU: {gpu}, float64, "
+        f"{args.steps} LBFGS steps per fit"
+    )
+    print(
+        "| N | G | "
+        + " | ".join(f"{d} s/fit | {d} evals | {d} test RMSE" for d in devices)
+        + (" | GPU speed-up |" if len(devices) == 2 else " |")
+    )
     print("|---" * (2 + 3 * len(devices) + (1 if len(devices) == 2 else 0)) + "|")
     for n in args.sizes:
         for grid in args.grids:

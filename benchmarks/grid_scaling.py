@@ -6,6 +6,7 @@ autograd path, and pykan 0.2.1 when installed, with the G=1000 / G=5 ratio.
 
     python benchmarks/grid_scaling.py [--n 3000] [--device cpu|cuda] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def kanlib_timings(n: int, device: str) -> dict[str, list[float]]:
         def autograd_step():
             model.zero_grad()
             torch.mean((model(x) - y) ** 2).backward()
+
         out["kanlib (autograd)"].append(seconds_per_call(autograd_step, device))
     return out
 
@@ -59,6 +61,7 @@ def pykan_timings(n: int, device: str) -> list[float] | None:
         return None
     import contextlib
     import io
+
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -72,6 +75,7 @@ def pykan_timings(n: int, device: str) -> list[float] | None:
             def step():
                 model.zero_grad()
                 torch.mean((model(x) - y) ** 2).backward()
+
             times.append(seconds_per_call(step, device))
         return times
     finally:
@@ -86,8 +90,10 @@ def main() -> None:
     parser.add_argument("--no-pykan", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"forward+backward, [2,1,1], N={args.n}, float64, device {args.device}, "
-          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")
+    print(
+        f"forward+backward, [2,1,1], N={args.n}, float64, device {args.device}, "
+        f"{torch.get_num_threads()} thread(s), torch {torch.__version__}"
+    )
     rows = kanlib_timings(args.n, args.device)
     if not args.no_pykan:
         pykan = pykan_timings(args.n, args.device)

@@ -9,6 +9,7 @@ the speed ratio and both test-RMSE tables beside the seed's published one.
     python benchmarks/seed_sweep.py --no-pykan
     python benchmarks/seed_sweep.py --device cuda --threads 16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,16 @@ def run_kanlib(data: dict, device: str, sizes=DATA_SIZES) -> tuple[np.ndarray, n
                 model = KAN(width=[2, 1, 1], grid=grid, k=3, device=device)
             else:
                 model = KAN(width=[2, 1, 1], grid=grid, k=3, device=device).initialize_from_another_model(
-                    model, dataset["train_input"])
+                    model, dataset["train_input"]
+                )
             results = model.fit(dataset, opt="LBFGS", steps=STEPS, stop_grid_update_step=30, progress=False)
             seconds[j, i] = time.perf_counter() - started
             train[j, i], test[j, i] = results["train_loss"][-1], results["test_loss"][-1]
-            print(f"  kanlib N={n:5d} G={grid:4d}  {seconds[j, i]:6.2f} s  train {train[j, i]:.2e}  "
-                  f"test {test[j, i]:.2e}  evals {sum(results['n_evals'])}", flush=True)
+            print(
+                f"  kanlib N={n:5d} G={grid:4d}  {seconds[j, i]:6.2f} s  train {train[j, i]:.2e}  "
+                f"test {test[j, i]:.2e}  evals {sum(results['n_evals'])}",
+                flush=True,
+            )
     return train, test, seconds
 
 
@@ -65,6 +70,7 @@ def run_pykan(data: dict, device: str, sizes=DATA_SIZES) -> tuple[np.ndarray, np
     import io
     import os
     import tempfile
+
     previous_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # pykan reads the global default; restored below
     train, test, seconds = (np.zeros((len(sizes), len(GRIDS))) for _ in range(3))
@@ -80,14 +86,18 @@ def run_pykan(data: dict, device: str, sizes=DATA_SIZES) -> tuple[np.ndarray, np
                         if i == 0:
                             model = pykan.KAN(width=[2, 1, 1], grid=grid, k=3, device=device)
                         else:
-                            model = pykan.KAN(width=[2, 1, 1], grid=grid, k=3, device=device
-                                              ).initialize_from_another_model(model, dataset["train_input"])
+                            model = pykan.KAN(
+                                width=[2, 1, 1], grid=grid, k=3, device=device
+                            ).initialize_from_another_model(model, dataset["train_input"])
                         results = model.fit(dataset, opt="LBFGS", steps=STEPS, stop_grid_update_step=30)
                     seconds[j, i] = time.perf_counter() - started
                     train[j, i] = float(results["train_loss"][-1])
                     test[j, i] = float(results["test_loss"][-1])
-                    print(f"  pykan  N={n:5d} G={grid:4d}  {seconds[j, i]:6.2f} s  train {train[j, i]:.2e}  "
-                          f"test {test[j, i]:.2e}", flush=True)
+                    print(
+                        f"  pykan  N={n:5d} G={grid:4d}  {seconds[j, i]:6.2f} s  train {train[j, i]:.2e}  "
+                        f"test {test[j, i]:.2e}",
+                        flush=True,
+                    )
     finally:
         os.chdir(cwd)
         torch.set_default_dtype(previous_dtype)
@@ -129,8 +139,10 @@ def main() -> None:
         if compare:
             p_runs.append(run_pykan(data, args.device, sizes=[n]))
     k_train, k_test, k_seconds = (np.concatenate([run[i] for run in k_runs]) for i in range(3))
-    print(f"\nkanlib total {k_seconds.sum():.2f} s for {k_seconds.size} fits "
-          f"({k_seconds.min():.2f}-{k_seconds.max():.2f} s a fit)")
+    print(
+        f"\nkanlib total {k_seconds.sum():.2f} s for {k_seconds.size} fits "
+        f"({k_seconds.min():.2f}-{k_seconds.max():.2f} s a fit)"
+    )
     print_table("kanlib test RMSE", k_test)
     print_table("seed test RMSE (published)", seed)
     print_table("kanlib / seed test RMSE", k_test / seed)
@@ -139,14 +151,18 @@ def main() -> None:
         print("\npykan not run (not installed or --no-pykan); install the 'bench' extra for the comparison")
         return
     p_train, p_test, p_seconds = (np.concatenate([run[i] for run in p_runs]) for i in range(3))
-    print(f"pykan total {p_seconds.sum():.2f} s for {p_seconds.size} fits "
-          f"({p_seconds.min():.2f}-{p_seconds.max():.2f} s a fit)")
+    print(
+        f"pykan total {p_seconds.sum():.2f} s for {p_seconds.size} fits "
+        f"({p_seconds.min():.2f}-{p_seconds.max():.2f} s a fit)"
+    )
     print_table("pykan test RMSE", p_test)
     print_table("kanlib / pykan test RMSE (<= 2 required, < 1 better)", k_test / p_test)
     print(f"\nspeed ratio pykan / kanlib, whole sweep: {p_seconds.sum() / k_seconds.sum():.1f}x")
     for j, n in enumerate(DATA_SIZES):
-        print(f"  N={n}: pykan {p_seconds[j].sum():.1f} s, kanlib {k_seconds[j].sum():.2f} s, "
-              f"ratio {p_seconds[j].sum() / k_seconds[j].sum():.1f}x")
+        print(
+            f"  N={n}: pykan {p_seconds[j].sum():.1f} s, kanlib {k_seconds[j].sum():.2f} s, "
+            f"ratio {p_seconds[j].sum() / k_seconds[j].sum():.1f}x"
+        )
     print(f"worst cell kanlib/pykan test RMSE ratio: {np.max(k_test / p_test):.2f}")
 
 

@@ -25,10 +25,11 @@ Tensor layout: a layer with ``in_dim`` inputs keeps one knot vector per input,
 (``(k+1, in_dim, batch)``), because elementwise work on small KANs is bound by
 per-operation overhead and long contiguous inner axes keep each operation cheap.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ def pad_coefficients(coef: torch.Tensor, k: int) -> torch.Tensor:
     return torch.nn.functional.pad(coef, (k + 1, k + 1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def uniform_basis_polynomials(k: int) -> np.ndarray:
     """Power-basis coefficients of the k+1 cardinal B-spline pieces.
 
@@ -132,14 +133,22 @@ class UniformGridConstants:
     derivative_power_terms: torch.Tensor  # (k+1, k-1): d/du pieces, powers 1..k-1
 
     @classmethod
-    def of(cls, knots: torch.Tensor, k: int) -> "UniformGridConstants":
+    def of(cls, knots: torch.Tensor, k: int) -> UniformGridConstants:
         n_intervals = knots.shape[1] - 1
         t0 = knots[:, :1]
         inv_h = n_intervals / (knots[:, -1:] - t0)  # (in_dim, 1)
         M = torch.as_tensor(uniform_basis_polynomials(k), dtype=knots.dtype, device=knots.device)  # (k+1, k+1)
         dM = M[:, 1:] * torch.arange(1, k + 1, dtype=knots.dtype, device=knots.device)  # (k+1, k): d/du
-        return cls(-t0 * inv_h, inv_h, n_intervals, k, M[:, :1].contiguous(), M[:, 1:].contiguous(),
-                   dM[:, :1].contiguous(), dM[:, 1:].contiguous())
+        return cls(
+            -t0 * inv_h,
+            inv_h,
+            n_intervals,
+            k,
+            M[:, :1].contiguous(),
+            M[:, 1:].contiguous(),
+            dM[:, :1].contiguous(),
+            dM[:, 1:].contiguous(),
+        )
 
 
 def local_basis_uniform(x_t: torch.Tensor, grid: UniformGridConstants, derivatives: bool = False) -> LocalBasis:
@@ -165,13 +174,14 @@ def local_basis_uniform(x_t: torch.Tensor, grid: UniformGridConstants, derivativ
         if k == 1:
             dvalues = grid.derivative_constant_terms.expand(k + 1, in_dim * batch)
         else:
-            dvalues = torch.addmm(grid.derivative_constant_terms, grid.derivative_power_terms, stacked[:k - 1])
+            dvalues = torch.addmm(grid.derivative_constant_terms, grid.derivative_power_terms, stacked[: k - 1])
         dvalues = dvalues.view(k + 1, in_dim, batch) * grid.inv_h  # chain rule du/dx = 1/h
     return LocalBasis(interval.long() + 1, values, dvalues)
 
 
-def local_basis(x: torch.Tensor, knots: torch.Tensor, k: int, *, uniform: bool | None = None,
-                derivatives: bool = False) -> LocalBasis:
+def local_basis(
+    x: torch.Tensor, knots: torch.Tensor, k: int, *, uniform: bool | None = None, derivatives: bool = False
+) -> LocalBasis:
     """Evaluate the k+1 non-zero B-spline basis functions at each sample.
 
     x: (batch, in_dim); knots: (in_dim, K) extended knot vectors.
@@ -200,7 +210,7 @@ def local_basis_general(x_t: torch.Tensor, knots: torch.Tensor, k: int, derivati
     pad = torch.arange(1, k + 3, dtype=knots.dtype, device=knots.device)  # (k+2,)
     padded = torch.cat([knots[:, :1] - h_left * pad.flip(0), knots, knots[:, -1:] + h_right * pad], dim=1)
     offsets = torch.arange(2 * k + 2, device=x_t.device)[:, None, None]  # padded position of t[j-k+m]: j + 2 + m
-    gather_at = (interval.unsqueeze(0) + 2 + offsets)  # (2k+2, in, B)
+    gather_at = interval.unsqueeze(0) + 2 + offsets  # (2k+2, in, B)
     T = torch.gather(padded.T.unsqueeze(-1).expand(padded.shape[1], in_dim, batch), 0, gather_at)  # (2k+2, in, B)
 
     def ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -215,8 +225,8 @@ def local_basis_general(x_t: torch.Tensor, knots: torch.Tensor, k: int, derivati
         zero = torch.zeros_like(xe)
         left = torch.cat([zero, values], dim=0)  # B^{d-1}_i,   i = j-d+r, r = 0..d
         right = torch.cat([values, zero], dim=0)  # B^{d-1}_{i+1}
-        t_i, t_id = T[k - d:k + 1], T[k:k + d + 1]
-        t_i1, t_id1 = T[k - d + 1:k + 2], T[k + 1:k + d + 2]
+        t_i, t_id = T[k - d : k + 1], T[k : k + d + 1]
+        t_i1, t_id1 = T[k - d + 1 : k + 2], T[k + 1 : k + d + 2]
         if d == k and derivatives:
             dvalues = k * (ratio(left, t_id - t_i) - ratio(right, t_id1 - t_i1))
         values = ratio(xe - t_i, t_id - t_i) * left + ratio(t_id1 - xe, t_id1 - t_i1) * right
@@ -288,4 +298,4 @@ def dense_basis(x: torch.Tensor, knots: torch.Tensor, k: int) -> torch.Tensor:
     dense = torch.zeros(in_dim, batch, n + 2 * k + 2, dtype=x.dtype, device=x.device)
     cols = basis.index.unsqueeze(-1) + torch.arange(k + 1, device=x.device)  # (in, B, k+1)
     dense.scatter_(2, cols, basis.values.permute(1, 2, 0))
-    return dense[..., k + 1:k + 1 + n].transpose(0, 1)
+    return dense[..., k + 1 : k + 1 + n].transpose(0, 1)

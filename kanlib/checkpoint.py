@@ -45,8 +45,14 @@ def tensor_digest(state: dict[str, torch.Tensor]) -> str:
 def write_checkpoint(path, file_format: str, config: dict, state: dict[str, torch.Tensor], **entries) -> Path:
     """Write ``config`` (JSON-like), ``state`` (name -> tensor, copied to the CPU) and ``entries`` to ``path``."""
     state = {name: tensor.detach().to("cpu").clone() for name, tensor in state.items()}
-    payload = {"format": file_format, "format_version": FORMAT_VERSION, "config": config, **entries,
-               "state": state, "sha256": tensor_digest(state)}
+    payload = {
+        "format": file_format,
+        "format_version": FORMAT_VERSION,
+        "config": config,
+        **entries,
+        "state": state,
+        "sha256": tensor_digest(state),
+    }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -65,8 +71,10 @@ def read_checkpoint(path, file_format: str, load_with: dict[str, str] | None = N
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, random bytes, pickled code objects ...
-        raise CheckpointError(f"{path}: not a readable kanlib checkpoint (truncated, corrupt, or not "
-                              f"written by kanlib's save): {type(error).__name__}: {error}") from None
+        raise CheckpointError(
+            f"{path}: not a readable kanlib checkpoint (truncated, corrupt, or not "
+            f"written by kanlib's save): {type(error).__name__}: {error}"
+        ) from None
     found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
     if found != file_format:
         other = (load_with or {}).get(found)
@@ -74,8 +82,10 @@ def read_checkpoint(path, file_format: str, load_with: dict[str, str] | None = N
             raise CheckpointError(f"{path}: is a {found} checkpoint, not a {file_format} one: load it with {other}")
         raise CheckpointError(f"{path}: not a kanlib checkpoint (format {found!r}, expected {file_format!r})")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')!r} is not "
-                              f"supported (this kanlib reads version {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {payload.get('format_version')!r} is not "
+            f"supported (this kanlib reads version {FORMAT_VERSION})"
+        )
     if not isinstance(payload.get("state"), dict) or not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"{path}: checkpoint lacks its 'state' or 'config' entry")
     if tensor_digest(payload["state"]) != payload.get("sha256"):

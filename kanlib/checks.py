@@ -20,12 +20,12 @@ def check_int(name: str, value, minimum: int) -> int:
 def check_width(width) -> tuple[int, ...]:
     """Layer sizes (input, ..., output), at least two positive integers, e.g. [2, 1, 1]."""
     if not isinstance(width, (list, tuple)) or len(width) < 2:
-        raise ValueError("width must be a list of at least 2 layer sizes (input, ..., output), "
-                         f"e.g. [2, 1, 1]; got {width!r}")
+        raise ValueError(
+            f"width must be a list of at least 2 layer sizes (input, ..., output), e.g. [2, 1, 1]; got {width!r}"
+        )
     sizes = []
     for i, w in enumerate(width):
         if isinstance(w, (list, tuple)):
-            raise ValueError(f"width[{i}] = {w!r}: multiplication nodes are not supported; "
-                             "use plain positive integers")
+            raise ValueError(f"width[{i}] = {w!r}: multiplication nodes are not supported; use plain positive integers")
         sizes.append(check_int(f"width[{i}]", w, 1))
     return tuple(sizes)

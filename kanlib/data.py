@@ -1,7 +1,8 @@
 """Datasets sampled from target functions, and their validation."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,16 +34,27 @@ def _labels(f: Callable, x: torch.Tensor, split: str) -> torch.Tensor:
     if y.dim() == 1:
         y = y[:, None]
     if y.dim() != 2 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"target function must return shape (n,) or (n, n_out) for input (n, n_var); "
-                         f"got {tuple(y.shape)} for input {tuple(x.shape)}")
+        raise ValueError(
+            f"target function must return shape (n,) or (n, n_out) for input (n, n_var); "
+            f"got {tuple(y.shape)} for input {tuple(x.shape)}"
+        )
     if not torch.isfinite(y).all():
         raise ValueError(f"target function returned non-finite values on the {split} inputs")
     return y
 
 
-def create_dataset(f: Callable, n_var: int = 2, ranges=(-1, 1), train_num: int = 1000, test_num: int = 1000,
-                   normalize_input: bool = False, normalize_label: bool = False, device="cpu",
-                   seed: int = 0, dtype=torch.float64) -> dict[str, torch.Tensor]:
+def create_dataset(
+    f: Callable,
+    n_var: int = 2,
+    ranges=(-1, 1),
+    train_num: int = 1000,
+    test_num: int = 1000,
+    normalize_input: bool = False,
+    normalize_label: bool = False,
+    device="cpu",
+    seed: int = 0,
+    dtype=torch.float64,
+) -> dict[str, torch.Tensor]:
     """Sample inputs uniformly in ``ranges`` and label them with ``f`` (pykan's call).
 
     f maps (n, n_var) to (n,) or (n, n_out). ranges: [lo, hi] for every variable
@@ -90,16 +102,19 @@ def validate_dataset(dataset, in_dim: int, out_dim: int) -> None:
             if not isinstance(tensor, torch.Tensor):
                 raise ValueError(f"dataset[{key!r}] must be a torch.Tensor; got {type(tensor).__name__}")
             if tensor.dim() != 2 or tensor.shape[1] != width or tensor.shape[0] < 1:
-                raise ValueError(f"dataset[{key!r}] must have shape (n, {width}) with n >= 1; "
-                                 f"got {tuple(tensor.shape)}")
+                raise ValueError(
+                    f"dataset[{key!r}] must have shape (n, {width}) with n >= 1; got {tuple(tensor.shape)}"
+                )
             if not tensor.is_floating_point():
                 raise ValueError(f"dataset[{key!r}] must be a floating-point tensor; got {tensor.dtype}")
             if not bool(torch.isfinite(tensor).all()):
                 bad = int((~torch.isfinite(tensor)).any(dim=1).sum())
                 raise ValueError(f"dataset[{key!r}] has non-finite values (NaN or inf) in {bad} row(s)")
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"dataset[{split + '_input'!r}] has {x.shape[0]} rows but "
-                             f"dataset[{split + '_label'!r}] has {y.shape[0]}")
+            raise ValueError(
+                f"dataset[{split + '_input'!r}] has {x.shape[0]} rows but "
+                f"dataset[{split + '_label'!r}] has {y.shape[0]}"
+            )
 
 
 def rmse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

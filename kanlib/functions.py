@@ -15,14 +15,15 @@ A user function given as ``module:function`` may be a plain callable or a
 ``formula``) attributes; without ``n_var`` the input size is taken from the
 configured width.
 """
+
 from __future__ import annotations
 
 import importlib
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 __all__ = ["TargetFunction", "REGISTRY", "get_function", "function_slug", "is_import_path", "registry_names"]
 
@@ -44,13 +45,16 @@ class TargetFunction:
 
 # ---- the registry: the seed's target and the KAN paper's toy functions (arXiv 2404.19756, Fig. 3.1) ----
 
+
 def _bessel_j0_20x(x):
     import torch
+
     return torch.special.bessel_j0(20.0 * x[:, [0]])
 
 
 def _exp_sin_pi_x_plus_y2(x):
     import torch
+
     return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
 
 
@@ -60,11 +64,13 @@ def _xy(x):
 
 def _exp_mean_sin_sq_100d(x):
     import torch
+
     return torch.exp(torch.mean(torch.sin(torch.pi * x / 2) ** 2, dim=1, keepdim=True))
 
 
 def _exp_composition_4d(x):
     import torch
+
     inner_a = torch.sin(torch.pi * (x[:, [0]] ** 2 + x[:, [1]] ** 2))
     inner_b = torch.sin(torch.pi * (x[:, [2]] ** 2 + x[:, [3]] ** 2))
     return torch.exp(0.5 * (inner_a + inner_b))
@@ -76,10 +82,10 @@ REGISTRY: dict[str, TargetFunction] = {
         TargetFunction("bessel_j0_20x", 1, "J0(20 x)", _bessel_j0_20x),
         TargetFunction("exp_sin_pi_x_plus_y2", 2, "exp(sin(pi x) + y^2)", _exp_sin_pi_x_plus_y2),
         TargetFunction("xy", 2, "x y", _xy),
-        TargetFunction("exp_mean_sin_sq_100d", 100, "exp(mean_i sin^2(pi x_i / 2)), i = 1..100",
-                       _exp_mean_sin_sq_100d),
-        TargetFunction("exp_composition_4d", 4,
-                       "exp(0.5 (sin(pi (x1^2 + x2^2)) + sin(pi (x3^2 + x4^2))))", _exp_composition_4d),
+        TargetFunction("exp_mean_sin_sq_100d", 100, "exp(mean_i sin^2(pi x_i / 2)), i = 1..100", _exp_mean_sin_sq_100d),
+        TargetFunction(
+            "exp_composition_4d", 4, "exp(0.5 (sin(pi (x1^2 + x2^2)) + sin(pi (x3^2 + x4^2))))", _exp_composition_4d
+        ),
     )
 }
 
@@ -111,8 +117,10 @@ def get_function(spec: str) -> TargetFunction:
     if spec in REGISTRY:
         return REGISTRY[spec]
     if not is_import_path(spec):
-        raise ValueError(f"unknown function {spec!r}; known: {', '.join(registry_names())}, "
-                         "or 'package.module:function' for your own")
+        raise ValueError(
+            f"unknown function {spec!r}; known: {', '.join(registry_names())}, "
+            "or 'package.module:function' for your own"
+        )
     if not _IMPORT_PATH.match(spec):
         raise ValueError(f"function {spec!r} is not a valid import path; expected 'package.module:function'")
     module_name, attribute = spec.split(":")
@@ -121,8 +129,9 @@ def get_function(spec: str) -> TargetFunction:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # ImportError, or the module itself raising
-        raise ValueError(f"function {spec!r}: cannot import module {module_name!r} "
-                         f"({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"function {spec!r}: cannot import module {module_name!r} ({type(error).__name__}: {error})"
+        ) from None
     target = getattr(module, attribute, None)
     if target is None:
         raise ValueError(f"function {spec!r}: module {module_name!r} has no attribute {attribute!r}")

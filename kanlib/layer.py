@@ -11,13 +11,23 @@ Forward and backward evaluate only the k+1 non-zero basis functions per
 sample and run as one fused autograd function, so their cost per sample does
 not depend on the grid size.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .bspline import (LocalBasis, UniformGridConstants, extend_grid, gather_windows, is_uniform,
-                      local_basis_general, local_basis_uniform, uniform_grid, window_index)
+from .bspline import (
+    LocalBasis,
+    UniformGridConstants,
+    extend_grid,
+    gather_windows,
+    is_uniform,
+    local_basis_general,
+    local_basis_uniform,
+    uniform_grid,
+    window_index,
+)
 from .lstsq import fit_spline_coefficients
 
 
@@ -37,8 +47,7 @@ def layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k: int, po
     return y_t, (x_t, base, spline, windows, positions, basis.values, basis.derivatives, scale_base, scale_sp)
 
 
-def layer_backward(saved, grad_y_t, n_coef: int, k: int, need_input_grad: bool,
-                   need_param_grads=(True, True, True)):
+def layer_backward(saved, grad_y_t, n_coef: int, k: int, need_input_grad: bool, need_param_grads=(True, True, True)):
     """Gradients of :func:`layer_forward` for the output gradient grad_y_t (out, B).
 
     Returns grad_x_t (in, B) or None, grad_coef (in, out, n), grad_scale_base and grad_scale_sp (in, out).
@@ -52,7 +61,7 @@ def layer_backward(saved, grad_y_t, n_coef: int, k: int, need_input_grad: bool,
         n_padded = n_coef + 2 * k + 2
         grad_flat = torch.zeros(out_dim, in_dim * n_padded, dtype=x_t.dtype, device=x_t.device)
         grad_flat.index_add_(1, positions.view(-1), contrib.reshape(out_dim, -1))
-        grad_coef = grad_flat.view(out_dim, in_dim, n_padded)[:, :, k + 1:k + 1 + n_coef].transpose(0, 1)
+        grad_coef = grad_flat.view(out_dim, in_dim, n_padded)[:, :, k + 1 : k + 1 + n_coef].transpose(0, 1)
     if need_param_grads[1]:
         grad_scale_base = base @ grad_y_t.T  # (in, out)
     if need_param_grads[2]:
@@ -77,8 +86,14 @@ class _KANLayerFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y_t):
-        grads = layer_backward(ctx.saved_tensors, grad_y_t.contiguous(), ctx.n_coef, ctx.k,
-                               ctx.needs_input_grad[0], ctx.needs_input_grad[1:4])
+        grads = layer_backward(
+            ctx.saved_tensors,
+            grad_y_t.contiguous(),
+            ctx.n_coef,
+            ctx.k,
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1:4],
+        )
         return (*grads, None, None, None, None)
 
 
@@ -89,10 +104,22 @@ class KANLayer(nn.Module):
     ``scale_sp`` (in_dim, out_dim). Buffer: ``knots`` (in_dim, G + 2k + 1).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, grid_size: int, k: int, *, grid_range=(-1.0, 1.0),
-                 grid_eps: float = 1.0, noise_scale: float = 1.0, scale_base_mu: float = 0.0,
-                 scale_base_sigma: float = 1.0, generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        grid_size: int,
+        k: int,
+        *,
+        grid_range=(-1.0, 1.0),
+        grid_eps: float = 1.0,
+        noise_scale: float = 1.0,
+        scale_base_mu: float = 0.0,
+        scale_base_sigma: float = 1.0,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ):
         super().__init__()
         self.in_dim, self.out_dim, self.grid_size, self.k = in_dim, out_dim, grid_size, k
         self.grid_eps = grid_eps
@@ -102,15 +129,22 @@ class KANLayer(nn.Module):
         self.register_buffer("knots", extend_grid(uniform_grid(lower, upper, grid_size), k))
         self.uniform_grid = True
         # Initial splines: least-squares fits to small noise at the grid points (pykan's init).
-        noise = (torch.rand(grid_size + 1, in_dim, out_dim, generator=generator, dtype=dtype) - 0.5)
+        noise = torch.rand(grid_size + 1, in_dim, out_dim, generator=generator, dtype=dtype) - 0.5
         noise = (noise * noise_scale / grid_size).to(device)  # (G+1, in, out)
-        grid_points = self.knots[:, k:k + grid_size + 1].T  # (G+1, in)
+        grid_points = self.knots[:, k : k + grid_size + 1].T  # (G+1, in)
         self.coef = nn.Parameter(fit_spline_coefficients(grid_points, noise, self.knots, k))
-        scale_base = (scale_base_mu / in_dim ** 0.5
-                      + scale_base_sigma * (torch.randn(in_dim, out_dim, generator=generator, dtype=dtype) * 2 - 1)
-                      / in_dim ** 0.5)
+        # scale_base ~ (mu + sigma * (2 z - 1)) / sqrt(in_dim) with z standard normal. pykan draws z
+        # uniform on [0, 1) (torch.rand), so its scales lie in [-sigma, sigma] / sqrt(in_dim); this
+        # layer has drawn z from torch.randn since kanlib 0.1 (mean -sigma, spread 2 sigma). It is kept
+        # because every recorded result (the seed table, docs/benchmarks.md, the tests' references)
+        # was produced with it; L-BFGS trains scale_base with the splines, and the measured seed table
+        # matches pykan's (docs/benchmarks.md). Changing it changes every number: measure first.
+        scale_base = (
+            scale_base_mu / in_dim**0.5
+            + scale_base_sigma * (torch.randn(in_dim, out_dim, generator=generator, dtype=dtype) * 2 - 1) / in_dim**0.5
+        )
         self.scale_base = nn.Parameter(scale_base.to(device))
-        self.scale_sp = nn.Parameter(torch.ones(in_dim, out_dim, **factory) / in_dim ** 0.5)
+        self.scale_sp = nn.Parameter(torch.ones(in_dim, out_dim, **factory) / in_dim**0.5)
 
     # ---- evaluation -------------------------------------------------------------------
     def basis(self, x_t: torch.Tensor, derivatives: bool = False) -> LocalBasis:
@@ -128,8 +162,9 @@ class KANLayer(nn.Module):
         needs_x_grad = x_t.requires_grad and torch.is_grad_enabled()
         basis = self.basis(x_t.detach(), derivatives=needs_x_grad)
         derivs = basis.derivatives if basis.derivatives is not None else basis.values
-        return _KANLayerFunction.apply(x_t, self.coef, self.scale_base, self.scale_sp,
-                                       basis.index, basis.values, derivs, self.k)
+        return _KANLayerFunction.apply(
+            x_t, self.coef, self.scale_base, self.scale_sp, basis.index, basis.values, derivs, self.k
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in_dim) -> (batch, out_dim)"""
@@ -145,12 +180,14 @@ class KANLayer(nn.Module):
         if need_input_grad:
             basis = self.basis(x_t, derivatives=True)
             return layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k)
-        key = (x_t.data_ptr(), x_t._version, x_t.shape, self.knots.data_ptr(), self.knots._version,
-               self.coef.shape)
+        key = (x_t.data_ptr(), x_t._version, x_t.shape, self.knots.data_ptr(), self.knots._version, self.coef.shape)
         if getattr(self, "_input_cache_key", None) != key:
             basis = self.basis(x_t)
-            self._input_cache = (basis, window_index(basis.index, self.coef.shape[2], self.k),
-                                 torch.nn.functional.silu(x_t))
+            self._input_cache = (
+                basis,
+                window_index(basis.index, self.coef.shape[2], self.k),
+                torch.nn.functional.silu(x_t),
+            )
             self._input_cache_key = key
         basis, positions, base = self._input_cache
         return layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k, positions, base)
@@ -207,7 +244,7 @@ class KANLayer(nn.Module):
         self.set_grid(grid, x_sorted, values)
 
     @torch.no_grad()
-    def initialize_from_parent(self, parent: "KANLayer", x: torch.Tensor) -> None:
+    def initialize_from_parent(self, parent: KANLayer, x: torch.Tensor) -> None:
         """Refine ``parent``'s grid to this layer's grid size and fit its splines.
 
         The new grid points interpolate the parent's grid points piecewise
@@ -217,7 +254,7 @@ class KANLayer(nn.Module):
         splines at the samples x (batch, in_dim), the inputs this layer sees.
         """
         pk, G_parent = parent.k, parent.grid_size
-        parent_grid = parent.knots[:, pk:pk + G_parent + 1]  # (in, G_parent+1)
+        parent_grid = parent.knots[:, pk : pk + G_parent + 1]  # (in, G_parent+1)
         G = self.grid_size
         position = torch.arange(G + 1, dtype=x.dtype, device=x.device) * (G_parent / G)  # (G+1,) in parent intervals
         left = torch.clamp(torch.floor(position).long(), max=G_parent - 1)
@@ -232,4 +269,4 @@ class KANLayer(nn.Module):
     @property
     def grid(self) -> torch.Tensor:
         """Grid points without the extension knots: (in_dim, G + 1)."""
-        return self.knots[:, self.k:self.k + self.grid_size + 1]
+        return self.knots[:, self.k : self.k + self.grid_size + 1]

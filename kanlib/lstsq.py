@@ -13,6 +13,7 @@ samples) well posed: it selects the near-minimum-norm solution, like LAPACK's
 CUDA, where ``torch.linalg.lstsq`` only offers ``gels`` and fails on such
 matrices. Solves run in float64 whatever the input dtype.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,9 @@ from .bspline import local_basis, window_index
 DEFAULT_RIDGE = 1e-12
 
 
-def fit_spline_coefficients(x: torch.Tensor, y: torch.Tensor, knots: torch.Tensor, k: int,
-                            ridge: float = DEFAULT_RIDGE) -> torch.Tensor:
+def fit_spline_coefficients(
+    x: torch.Tensor, y: torch.Tensor, knots: torch.Tensor, k: int, ridge: float = DEFAULT_RIDGE
+) -> torch.Tensor:
     """Coefficients whose splines best fit ``y`` at ``x`` in the least-squares sense.
 
     x: (batch, in_dim) sample positions, one column per knot vector
@@ -46,13 +48,13 @@ def fit_spline_coefficients(x: torch.Tensor, y: torch.Tensor, knots: torch.Tenso
     pairs = positions.unsqueeze(1) * n_padded + columns.unsqueeze(0)  # (k+1, k+1, in, B)
     gram = torch.zeros(in_dim * n_padded * n_padded, dtype=solve_dtype, device=x.device)
     gram.index_add_(0, pairs.reshape(-1), outer.reshape(-1))
-    gram = gram.view(in_dim, n_padded, n_padded)[:, k + 1:k + 1 + n, k + 1:k + 1 + n]  # (in_dim, n, n)
+    gram = gram.view(in_dim, n_padded, n_padded)[:, k + 1 : k + 1 + n, k + 1 : k + 1 + n]  # (in_dim, n, n)
 
     # A^T y: (in_dim, n, out_dim)
     contrib = values.unsqueeze(-1) * y.to(solve_dtype).transpose(0, 1).unsqueeze(0)  # (k+1, in, B, out)
     rhs = torch.zeros(in_dim * n_padded, out_dim, dtype=solve_dtype, device=x.device)
     rhs.index_add_(0, positions.reshape(-1), contrib.reshape(-1, out_dim))
-    rhs = rhs.view(in_dim, n_padded, out_dim)[:, k + 1:k + 1 + n]  # (in_dim, n, out_dim)
+    rhs = rhs.view(in_dim, n_padded, out_dim)[:, k + 1 : k + 1 + n]  # (in_dim, n, out_dim)
 
     coef = solve_ridge(gram, rhs, ridge)  # (in_dim, n, out_dim)
     return coef.permute(0, 2, 1).to(y.dtype).contiguous()

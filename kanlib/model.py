@@ -6,14 +6,15 @@ changing its import line. Differences: float64 by default without touching
 torch's global default dtype, a local random generator (no global seeding),
 no symbolic branch, no multiplication nodes, no checkpoints unless asked.
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -28,8 +29,17 @@ from .training import fit
 FORMAT = "kanlib.KAN"
 
 # Options pykan accepts that have no effect here (kept so pykan code runs unchanged).
-_IGNORED_PYKAN_OPTIONS = {"symbolic_enabled", "auto_save", "save_act", "save_plot_data", "first_init",
-                          "ckpt_path", "state_id", "round", "mult_arity"}
+_IGNORED_PYKAN_OPTIONS = {
+    "symbolic_enabled",
+    "auto_save",
+    "save_act",
+    "save_plot_data",
+    "first_init",
+    "ckpt_path",
+    "state_id",
+    "round",
+    "mult_arity",
+}
 
 
 @dataclass(frozen=True)
@@ -57,17 +67,27 @@ class KANConfig:
     dtype: str = "float64"
 
     def __post_init__(self):
-        normalised = {"width": check_width(self.width), "grid": check_int("grid", self.grid, 1),
-                      "k": check_int("k", self.k, 1), "seed": check_int("seed", self.seed, 0),
-                      "dtype": dtype_name(self.dtype)}
-        if not (isinstance(self.grid_eps, (int, float)) and not isinstance(self.grid_eps, bool)
-                and 0.0 <= self.grid_eps <= 1.0):
+        normalised = {
+            "width": check_width(self.width),
+            "grid": check_int("grid", self.grid, 1),
+            "k": check_int("k", self.k, 1),
+            "seed": check_int("seed", self.seed, 0),
+            "dtype": dtype_name(self.dtype),
+        }
+        if not (
+            isinstance(self.grid_eps, (int, float))
+            and not isinstance(self.grid_eps, bool)
+            and 0.0 <= self.grid_eps <= 1.0
+        ):
             raise ValueError(f"grid_eps must be a number in [0, 1]; got {self.grid_eps!r}")
         normalised["grid_eps"] = float(self.grid_eps)
         grid_range = self.grid_range
-        if (not isinstance(grid_range, (list, tuple)) or len(grid_range) != 2
-                or not all(isinstance(v, (int, float)) and math.isfinite(float(v)) for v in grid_range)
-                or float(grid_range[0]) >= float(grid_range[1])):
+        if (
+            not isinstance(grid_range, (list, tuple))
+            or len(grid_range) != 2
+            or not all(isinstance(v, (int, float)) and math.isfinite(float(v)) for v in grid_range)
+            or float(grid_range[0]) >= float(grid_range[1])
+        ):
             raise ValueError(f"grid_range must be [lower, upper] with finite lower < upper; got {grid_range!r}")
         normalised["grid_range"] = (float(grid_range[0]), float(grid_range[1]))
         for name in ("noise_scale", "scale_base_mu", "scale_base_sigma"):
@@ -87,7 +107,7 @@ class KANConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict) -> "KANConfig":
+    def from_dict(cls, values: dict) -> KANConfig:
         """The inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -113,13 +133,27 @@ class KAN(nn.Module):
     The architecture is a :class:`KANConfig` (``KAN.from_config``, ``model.config()``).
     """
 
-    def __init__(self, width: Sequence[int] = None, grid: int = 3, k: int = 3, seed: int = 1, grid_eps: float = 1.0,
-                 grid_range: Sequence[float] = (-1.0, 1.0), noise_scale: float = 1.0, scale_base_mu: float = 0.0,
-                 scale_base_sigma: float = 1.0, device="cpu", dtype=torch.float64, **pykan_options):
+    def __init__(
+        self,
+        width: Sequence[int] = None,
+        grid: int = 3,
+        k: int = 3,
+        seed: int = 1,
+        grid_eps: float = 1.0,
+        grid_range: Sequence[float] = (-1.0, 1.0),
+        noise_scale: float = 1.0,
+        scale_base_mu: float = 0.0,
+        scale_base_sigma: float = 1.0,
+        device="cpu",
+        dtype=torch.float64,
+        **pykan_options,
+    ):
         super().__init__()
         base_fun = pykan_options.pop("base_fun", "silu")
         if base_fun != "silu":
-            raise ValueError(f"base_fun must be 'silu' (the only residual function kanlib implements); got {base_fun!r}")
+            raise ValueError(
+                f"base_fun must be 'silu' (the only residual function kanlib implements); got {base_fun!r}"
+            )
         for flag in ("affine_trainable", "sparse_init"):
             if pykan_options.pop(flag, False):
                 raise ValueError(f"{flag}=True is not supported by kanlib; allowed: False")
@@ -127,18 +161,30 @@ class KAN(nn.Module):
         sb_trainable = bool(pykan_options.pop("sb_trainable", True))
         unsupported = {key for key in pykan_options if key not in _IGNORED_PYKAN_OPTIONS}
         if unsupported:
-            raise ValueError(f"unknown KAN argument(s) {sorted(unsupported)}; supported: width, grid, k, seed, "
-                             "grid_eps, grid_range, noise_scale, scale_base_mu, scale_base_sigma, device, dtype")
+            raise ValueError(
+                f"unknown KAN argument(s) {sorted(unsupported)}; supported: width, grid, k, seed, "
+                "grid_eps, grid_range, noise_scale, scale_base_mu, scale_base_sigma, device, dtype"
+            )
         if width is None:
             raise ValueError("width must be a list of at least 2 layer sizes (input, ..., output), e.g. [2, 1, 1]")
-        config = KANConfig(width=width, grid=grid, k=k, seed=seed, grid_eps=grid_eps, grid_range=tuple(grid_range)
-                           if isinstance(grid_range, (list, tuple)) else grid_range, noise_scale=noise_scale,
-                           scale_base_mu=scale_base_mu, scale_base_sigma=scale_base_sigma,
-                           sp_trainable=sp_trainable, sb_trainable=sb_trainable, dtype=dtype_name(dtype))
+        config = KANConfig(
+            width=width,
+            grid=grid,
+            k=k,
+            seed=seed,
+            grid_eps=grid_eps,
+            grid_range=tuple(grid_range) if isinstance(grid_range, (list, tuple)) else grid_range,
+            noise_scale=noise_scale,
+            scale_base_mu=scale_base_mu,
+            scale_base_sigma=scale_base_sigma,
+            sp_trainable=sp_trainable,
+            sb_trainable=sb_trainable,
+            dtype=dtype_name(dtype),
+        )
         self._build(config, resolve_device(device))
 
     @classmethod
-    def from_config(cls, config: KANConfig, device="cpu") -> "KAN":
+    def from_config(cls, config: KANConfig, device="cpu") -> KAN:
         """A freshly initialised KAN of ``config`` on ``device``."""
         model = cls.__new__(cls)
         nn.Module.__init__(model)
@@ -152,11 +198,22 @@ class KAN(nn.Module):
         self.grid_eps, self.grid_range = config.grid_eps, list(config.grid_range)
         generator = torch.Generator().manual_seed(config.seed)
         self.layers = nn.ModuleList(
-            KANLayer(self.width[l], self.width[l + 1], config.grid, config.k, grid_range=config.grid_range,
-                     grid_eps=config.grid_eps, noise_scale=config.noise_scale, scale_base_mu=config.scale_base_mu,
-                     scale_base_sigma=config.scale_base_sigma, generator=generator,
-                     dtype=resolve_dtype(config.dtype), device=device)
-            for l in range(len(self.width) - 1))
+            KANLayer(
+                self.width[l],
+                self.width[l + 1],
+                config.grid,
+                config.k,
+                grid_range=config.grid_range,
+                grid_eps=config.grid_eps,
+                noise_scale=config.noise_scale,
+                scale_base_mu=config.scale_base_mu,
+                scale_base_sigma=config.scale_base_sigma,
+                generator=generator,
+                dtype=resolve_dtype(config.dtype),
+                device=device,
+            )
+            for l in range(len(self.width) - 1)
+        )
         for layer in self.layers:
             layer.scale_sp.requires_grad_(config.sp_trainable)
             layer.scale_base.requires_grad_(config.sb_trainable)
@@ -223,9 +280,13 @@ class KAN(nn.Module):
         for index in range(self.depth - 1, -1, -1):
             layer = self.layers[index]
             grad, grad_coef, grad_scale_base, grad_scale_sp = layer.backward_from_cache(
-                saved[index], grad, need_input_grad=index > 0)
-            for param, value in ((layer.coef, grad_coef), (layer.scale_base, grad_scale_base),
-                                 (layer.scale_sp, grad_scale_sp)):
+                saved[index], grad, need_input_grad=index > 0
+            )
+            for param, value in (
+                (layer.coef, grad_coef),
+                (layer.scale_base, grad_scale_base),
+                (layer.scale_sp, grad_scale_sp),
+            ):
                 param.grad = value if param.requires_grad else None
         return loss
 
@@ -248,7 +309,7 @@ class KAN(nn.Module):
     update_grid = update_grid_from_samples
 
     @torch.no_grad()
-    def initialize_from_another_model(self, another_model: "KAN", x: torch.Tensor) -> "KAN":
+    def initialize_from_another_model(self, another_model: KAN, x: torch.Tensor) -> KAN:
         """Initialise this (usually finer) model from ``another_model`` by grid extension.
 
         Each layer's grid refines the other model's grid and its splines are
@@ -266,7 +327,7 @@ class KAN(nn.Module):
             layer.initialize_from_parent(_on(parent, self.device, self.dtype), layer_x)
         return self
 
-    def refine(self, new_grid: int, x: torch.Tensor) -> "KAN":
+    def refine(self, new_grid: int, x: torch.Tensor) -> KAN:
         """A new model with grid size ``new_grid`` initialised from this one on samples x."""
         config = dataclasses.replace(self.config(), grid=check_int("new_grid", new_grid, 1))
         return KAN.from_config(config, device=self.device).initialize_from_another_model(self, x)
@@ -277,11 +338,16 @@ class KAN(nn.Module):
 
     def save(self, path) -> Path:
         """Write configuration and tensors to ``path`` atomically (see :mod:`kanlib.checkpoint`)."""
-        return write_checkpoint(path, FORMAT, self.config().to_dict(), self.state_dict(),
-                                grid_sizes=[layer.grid_size for layer in self.layers])
+        return write_checkpoint(
+            path,
+            FORMAT,
+            self.config().to_dict(),
+            self.state_dict(),
+            grid_sizes=[layer.grid_size for layer in self.layers],
+        )
 
     @classmethod
-    def load(cls, path, device=None, dtype=None) -> "KAN":
+    def load(cls, path, device=None, dtype=None) -> KAN:
         """Read a model written by :meth:`save`; never executes code from the file.
 
         device/dtype: where and in which precision to put the model (default: as saved, on the CPU).
@@ -296,16 +362,19 @@ class KAN(nn.Module):
                 n_knots = state[f"layers.{index}.knots"].shape[1]
                 layer.grid_size = int(grid_size)
                 layer.knots = torch.empty(layer.in_dim, n_knots, dtype=layer.knots.dtype)
-                layer.coef.data = torch.empty(layer.in_dim, layer.out_dim, n_knots - layer.k - 1,
-                                              dtype=layer.coef.dtype)
+                layer.coef.data = torch.empty(
+                    layer.in_dim, layer.out_dim, n_knots - layer.k - 1, dtype=layer.coef.dtype
+                )
             model.load_state_dict(state, strict=True)
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: checkpoint does not match the model it describes: {error}") from None
         for layer in model.layers:
             layer.refresh_grid()
         if dtype is not None or device is not None:
-            model = model.to(device=resolve_device(device) if device is not None else None,
-                             dtype=resolve_dtype(dtype) if dtype is not None else None)
+            model = model.to(
+                device=resolve_device(device) if device is not None else None,
+                dtype=resolve_dtype(dtype) if dtype is not None else None,
+            )
         return model
 
 

@@ -13,10 +13,11 @@ c2 = 0.9). Differences:
   error of 1e-16 is common in scaling-law fits); pykan's 1e-32 absolute
   tolerance never stops.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -93,10 +94,21 @@ class LBFGS:
     return the objective.
     """
 
-    def __init__(self, params, lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
-                 tolerance_grad: float = 1e-12, tolerance_change: float = 1e-12, history_size: int = 10,
-                 c1: float = 1e-4, c2: float = 0.9, max_line_search: int = 25,
-                 stall_rtol: float = 0.0, stall_window: int = 10):
+    def __init__(
+        self,
+        params,
+        lr: float = 1.0,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-12,
+        tolerance_change: float = 1e-12,
+        history_size: int = 10,
+        c1: float = 1e-4,
+        c2: float = 0.9,
+        max_line_search: int = 25,
+        stall_rtol: float = 0.0,
+        stall_window: int = 10,
+    ):
         self.params = [p for p in params]
         # Stalled: over the last ``stall_window`` iterations the objective fell by less than
         # ``stall_rtol`` relative. Then later steps return at once (0 disables the test).
@@ -129,7 +141,7 @@ class LBFGS:
         self._flat_vector = self.vectors.from_flat(self._flat)  # shares memory with the parameters
         offset = 0
         for p in self.params:
-            p.data = self._flat[offset:offset + p.numel()].view_as(p)
+            p.data = self._flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
 
     def objective_changed(self, keep_history: bool = True) -> None:
@@ -152,8 +164,9 @@ class LBFGS:
         return self.vectors.copy(self._flat_vector)
 
     def _flat_grad(self):
-        grad = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-                          for p in self.params])
+        grad = torch.cat(
+            [p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1) for p in self.params]
+        )
         return self.vectors.from_flat(grad)
 
     def _set_params(self, flat) -> None:

@@ -4,6 +4,7 @@ Readable top to bottom: validate, move the data once, then for each step
 (maybe) update the grid, take one optimizer step, evaluate the test set
 without autograd and record train/test RMSE.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,10 +37,24 @@ class TrainableModel(Protocol):
     @property
     def dtype(self) -> torch.dtype: ...
 
+
 # pykan fit() options that only concern plotting, symbolic regression or devices; accepted and ignored.
-_IGNORED_FIT_OPTIONS = {"metrics", "save_fig", "in_vars", "out_vars", "beta", "save_fig_freq", "img_folder",
-                        "device", "singularity_avoiding", "y_th", "reg_metric", "small_mag_threshold",
-                        "small_reg_factor", "display_metrics"}
+_IGNORED_FIT_OPTIONS = {
+    "metrics",
+    "save_fig",
+    "in_vars",
+    "out_vars",
+    "beta",
+    "save_fig_freq",
+    "img_folder",
+    "device",
+    "singularity_avoiding",
+    "y_th",
+    "reg_metric",
+    "small_mag_threshold",
+    "small_reg_factor",
+    "display_metrics",
+}
 OPTIMIZERS = ("LBFGS", "Adam")
 
 
@@ -47,8 +62,9 @@ class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss."""
 
 
-def regularization(model: TrainableModel, x: torch.Tensor, lamb_l1: float, lamb_entropy: float, lamb_coef: float,
-                   lamb_coefdiff: float) -> torch.Tensor:
+def regularization(
+    model: TrainableModel, x: torch.Tensor, lamb_l1: float, lamb_entropy: float, lamb_coef: float, lamb_coefdiff: float
+) -> torch.Tensor:
     """pykan's sparsity regulariser on activation scales (L1 + entropy) plus coefficient penalties."""
     reg = x.new_zeros(())
     for layer in model.layers:
@@ -67,13 +83,34 @@ def regularization(model: TrainableModel, x: torch.Tensor, lamb_l1: float, lamb_
     return reg
 
 
-def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBFGS", steps: int = 100, log: int = 1, lamb: float = 0.0,
-        lamb_l1: float = 1.0, lamb_entropy: float = 2.0, lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0,
-        update_grid: bool = True, grid_update_num: int = 10, loss_fn: Callable | None = None, lr: float = 1.0,
-        start_grid_update_step: int = -1, stop_grid_update_step: int = 50, batch: int = -1,
-        progress: bool = True, max_iter: int = 20, history_size: int = 10, tolerance_change: float = 1e-12,
-        stall_rtol: float = 1e-3, stall_window: int = 10,
-        seed: int = 0, callback: Callable[[int, dict], None] | None = None, **pykan_options) -> dict:
+def fit(
+    model: TrainableModel,
+    dataset: dict[str, torch.Tensor],
+    opt: str = "LBFGS",
+    steps: int = 100,
+    log: int = 1,
+    lamb: float = 0.0,
+    lamb_l1: float = 1.0,
+    lamb_entropy: float = 2.0,
+    lamb_coef: float = 0.0,
+    lamb_coefdiff: float = 0.0,
+    update_grid: bool = True,
+    grid_update_num: int = 10,
+    loss_fn: Callable | None = None,
+    lr: float = 1.0,
+    start_grid_update_step: int = -1,
+    stop_grid_update_step: int = 50,
+    batch: int = -1,
+    progress: bool = True,
+    max_iter: int = 20,
+    history_size: int = 10,
+    tolerance_change: float = 1e-12,
+    stall_rtol: float = 1e-3,
+    stall_window: int = 10,
+    seed: int = 0,
+    callback: Callable[[int, dict], None] | None = None,
+    **pykan_options,
+) -> dict:
     """Train ``model`` on ``dataset`` (pykan's ``fit``), returning per-step histories.
 
     Returns a dict with per-step lists ``train_loss`` and ``test_loss`` (RMSE of
@@ -95,8 +132,13 @@ def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBF
         raise ValueError(f"unknown fit() argument(s) {sorted(unknown)}")
     if opt not in OPTIMIZERS:
         raise ValueError(f"opt must be one of {list(OPTIMIZERS)}; got {opt!r}")
-    for name, value, minimum in (("steps", steps, 0), ("log", log, 1), ("grid_update_num", grid_update_num, 1),
-                                 ("max_iter", max_iter, 1), ("history_size", history_size, 1)):
+    for name, value, minimum in (
+        ("steps", steps, 0),
+        ("log", log, 1),
+        ("grid_update_num", grid_update_num, 1),
+        ("max_iter", max_iter, 1),
+        ("history_size", history_size, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     if not (isinstance(batch, int) and (batch == -1 or batch >= 1)):
@@ -123,8 +165,15 @@ def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBF
     def make_optimizer():
         if opt == "Adam":
             return torch.optim.Adam(params, lr=lr)
-        return LBFGS(params, lr=lr, max_iter=max_iter, history_size=history_size,
-                     tolerance_change=tolerance_change, stall_rtol=stall_rtol, stall_window=stall_window)
+        return LBFGS(
+            params,
+            lr=lr,
+            max_iter=max_iter,
+            history_size=history_size,
+            tolerance_change=tolerance_change,
+            stall_rtol=stall_rtol,
+            stall_window=stall_window,
+        )
 
     optimizer = make_optimizer()
     zero = torch.zeros((), dtype=dtype, device=device)
@@ -133,6 +182,7 @@ def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBF
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=steps, ncols=100, desc="fit")
 
     for step in range(steps):
@@ -144,8 +194,12 @@ def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBF
         if fast_mse and (step == 0 or batch_size < n_train):
             x_t, y_t = x.T.contiguous(), y.T.contiguous()
         objective_changed = batch_size < n_train
-        if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
-                and step >= start_grid_update_step):
+        if (
+            update_grid
+            and step % grid_update_freq == 0
+            and step < stop_grid_update_step
+            and step >= start_grid_update_step
+        ):
             model.update_grid_from_samples(x)
             objective_changed = True
             if opt == "LBFGS":
@@ -191,15 +245,19 @@ def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBF
         reg = last.get("reg", zero)
         train_loss = last["train_loss"]
         if not bool(torch.isfinite(train_loss)):
-            raise DivergenceError(f"training diverged at step {step}: train loss is {float(train_loss)} "
-                                  f"(grid {model.grid_size}, optimizer {opt}, lr {lr})")
+            raise DivergenceError(
+                f"training diverged at step {step}: train loss is {float(train_loss)} "
+                f"(grid {model.grid_size}, optimizer {opt}, lr {lr})"
+            )
         history["train_loss"].append(train_loss.sqrt())
         history["test_loss"].append(test_loss.sqrt())
         history["reg"].append(reg)
         history["n_evals"].append(evals)
         if bar is not None and (step % log == 0 or step == steps - 1):
-            bar.set_description(f"train loss: {float(history['train_loss'][-1]):.2e} | "
-                                f"test loss: {float(history['test_loss'][-1]):.2e} | reg: {float(reg):.2e} ")
+            bar.set_description(
+                f"train loss: {float(history['train_loss'][-1]):.2e} | "
+                f"test loss: {float(history['test_loss'][-1]):.2e} | reg: {float(reg):.2e} "
+            )
             bar.update(step + 1 - bar.n)
         if callback is not None:
             callback(step, {key: values[-1] for key, values in history.items()})
@@ -208,7 +266,9 @@ def fit(model: TrainableModel, dataset: dict[str, torch.Tensor], opt: str = "LBF
     if opt == "LBFGS":
         optimizer.release()
 
-    result = {key: torch.stack(history[key]).tolist() if history[key] else [] for key in ("train_loss", "test_loss", "reg")}
+    result = {
+        key: torch.stack(history[key]).tolist() if history[key] else [] for key in ("train_loss", "test_loss", "reg")
+    }
     result["n_evals"] = history["n_evals"]
     result["wall_time_s"] = time.perf_counter() - started
     return result

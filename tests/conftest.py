@@ -5,6 +5,7 @@ temporary working directory (a copy of config/), default target: datasets, train
 the report rules. Tests that only read its results share it (tests/test_workflow.py,
 tests/test_report.py); a test that changes files must work on a copy.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,17 @@ def tiny_environment(**extra) -> dict:
 def tiny_command(*args) -> list[str]:
     """Snakemake on the repository's Snakefile with the tiny config (and config/extra.yaml) on top."""
     snakemake = str(Path(sys.executable).parent / "snakemake")
-    return [snakemake, "-s", str(REPO / "Snakefile"), "--cores", "2", *args,
-            "--configfile", "config/test.yaml", "config/extra.yaml"]
+    return [
+        snakemake,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--cores",
+        "2",
+        *args,
+        "--configfile",
+        "config/test.yaml",
+        "config/extra.yaml",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +57,9 @@ def tiny_sweep(tmp_path_factory) -> TinySweep:
     shutil.copytree(REPO / "config", work / "config")
     (work / "config" / "extra.yaml").write_text("{}\n")
     started = time.monotonic()
-    result = subprocess.run(tiny_command(), cwd=work, env=tiny_environment(), capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        tiny_command(), cwd=work, env=tiny_environment(), capture_output=True, text=True, timeout=600
+    )
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
     if result.returncode != 0:

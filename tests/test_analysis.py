@@ -309,9 +309,7 @@ def u_shaped_test_rmse() -> np.ndarray:
 
 def test_threshold_at_minimum_of_u_shaped_curve():
     grid = GRID_SIZES
-    threshold = find_interpolation_threshold(
-        grid, u_shaped_test_rmse(), n_params=3 * (grid + 3), n_train=100
-    )
+    threshold = find_interpolation_threshold(grid, u_shaped_test_rmse(), n_params=3 * (grid + 3), n_train=100)
     assert threshold.threshold_grid == 20
     assert threshold.threshold_index == 2
     assert threshold.used_mask.tolist() == [True, True, True, False, False]

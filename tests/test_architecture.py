@@ -5,6 +5,7 @@ A module may import its own layer and the ones below, never one above; the graph
 and function-level imports alike) has no cycle; the core imports no mlflow, snakemake or pandas;
 the analysis layer never loads torch.
 """
+
 from __future__ import annotations
 
 import ast
@@ -56,8 +57,11 @@ def graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         targets = {target for target in imports_of(path) if target in modules}
         if name == "kanlib":
-            targets |= {node.value for node in ast.walk(ast.parse(path.read_text()))
-                        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules}
+            targets |= {
+                node.value
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules
+            }
         edges[name] = targets - {name}
     return edges
 
@@ -68,15 +72,21 @@ def test_the_graph_is_read_from_every_module(graph):
 
 
 def test_no_module_imports_a_higher_layer(graph):
-    upward = [(source, target) for source, targets in graph.items() for target in targets
-              if LAYERS[layer_of(target)] > LAYERS[layer_of(source)]]
+    upward = [
+        (source, target)
+        for source, targets in graph.items()
+        for target in targets
+        if LAYERS[layer_of(target)] > LAYERS[layer_of(source)]
+    ]
     assert not upward, upward
 
 
 def test_the_import_graph_has_no_cycle(graph):
     # package __init__ modules are entered by every import of a submodule: leave out edges into them
-    edges = {source: {t for t in targets if t not in ("kanlib", "kanlib.analysis", "kanlib.workflow")}
-             for source, targets in graph.items()}
+    edges = {
+        source: {t for t in targets if t not in ("kanlib", "kanlib.analysis", "kanlib.workflow")}
+        for source, targets in graph.items()
+    }
     state: dict[str, int] = {}
     cycles = []
 
@@ -84,7 +94,7 @@ def test_the_import_graph_has_no_cycle(graph):
         state[node] = 1
         for target in sorted(edges[node]):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in state:
                 visit(target, path + [target])
         state[node] = 2

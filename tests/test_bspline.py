@@ -1,4 +1,5 @@
 """B-spline basis against scipy.interpolate.BSpline (an independent reference)."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,7 @@ def scipy_basis(x: np.ndarray, knots: np.ndarray, k: int) -> np.ndarray:
     n = len(knots) - k - 1
     columns = []
     for i in range(n):
-        element = BSpline.basis_element(knots[i:i + k + 2], extrapolate=False)
+        element = BSpline.basis_element(knots[i : i + k + 2], extrapolate=False)
         values = np.nan_to_num(element(x))
         # basis_element is closed at its right end; kanlib's intervals are half-open
         values[x >= knots[i + k + 1]] = 0.0
@@ -32,7 +33,12 @@ def test_basis_matches_scipy(k, uniform):
     rng = np.random.default_rng(k)
     grid_size = 7
     if uniform:
-        knots = extend_grid(uniform_grid(torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64), grid_size), k)[0].numpy()
+        knots = extend_grid(
+            uniform_grid(
+                torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64), grid_size
+            ),
+            k,
+        )[0].numpy()
     else:
         knots = random_knots(rng, grid_size, k)
     # samples over the whole extended range and beyond it
@@ -46,7 +52,10 @@ def test_basis_matches_scipy(k, uniform):
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_uniform_and_general_paths_agree(k):
     rng = np.random.default_rng(0)
-    knots = extend_grid(uniform_grid(torch.tensor([-2.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 3.0], dtype=torch.float64), 11), k)
+    knots = extend_grid(
+        uniform_grid(torch.tensor([-2.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 3.0], dtype=torch.float64), 11),
+        k,
+    )
     assert is_uniform(knots)
     x = torch.tensor(rng.uniform(-3, 4, (300, 2)))
     fast = local_basis(x, knots, k, uniform=True, derivatives=True)
@@ -71,14 +80,17 @@ def test_spline_values_and_derivatives_match_scipy(uniform):
     k = 3
     rng = np.random.default_rng(2)
     if uniform:
-        knots = extend_grid(uniform_grid(torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64), 10), k)[0].numpy()
+        knots = extend_grid(
+            uniform_grid(torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64), 10), k
+        )[0].numpy()
     else:
         knots = random_knots(rng, 10, k)
     coef = rng.normal(size=len(knots) - k - 1)
     x = rng.uniform(-1, 1, 500)
     spline = BSpline(knots, coef, k)
-    ours = evaluate_spline(torch.tensor(x)[:, None], torch.tensor(knots)[None, :],
-                           torch.tensor(coef)[None, None, :], k)[:, 0, 0].numpy()
+    ours = evaluate_spline(
+        torch.tensor(x)[:, None], torch.tensor(knots)[None, :], torch.tensor(coef)[None, None, :], k
+    )[:, 0, 0].numpy()
     np.testing.assert_allclose(ours, spline(x), atol=1e-12)
     basis = local_basis(torch.tensor(x)[:, None], torch.tensor(knots)[None, :], k, derivatives=True)
     padded = np.pad(coef, k + 1)
@@ -89,7 +101,9 @@ def test_spline_values_and_derivatives_match_scipy(uniform):
 
 def test_zero_outside_knots_and_nan_safe():
     k = 3
-    knots = extend_grid(uniform_grid(torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64), 5), k)
+    knots = extend_grid(
+        uniform_grid(torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64), 5), k
+    )
     x = torch.tensor([[-50.0], [knots[0, 0] - 1e-9], [knots[0, -1]], [10.0], [float("nan")]], dtype=torch.float64)
     assert torch.all(dense_basis(x, knots, k) == 0)
 
@@ -98,6 +112,7 @@ def test_cost_per_sample_does_not_depend_on_grid_size():
     """Locality: the evaluated basis always has k+1 entries per sample, whatever G."""
     x = torch.rand(50, 2, dtype=torch.float64)
     for grid_size in (5, 1000):
-        knots = extend_grid(uniform_grid(torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64),
-                                         grid_size), 3)
+        knots = extend_grid(
+            uniform_grid(torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), grid_size), 3
+        )
         assert local_basis(x, knots, 3).values.shape == (4, 2, 50)

@@ -1,4 +1,5 @@
 """Checkpoints: round trip, and clear errors for truncated, corrupt, unsafe or mismatched files."""
+
 import pickle
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def test_mismatched_configuration(trained):
 class _Exploit:
     def __reduce__(self):
         import os
+
         return (os.system, ("touch EXPLOITED",))
 
 

@@ -7,6 +7,7 @@ profiles/slurm-gpu) and runs its own mlflow server on a free loopback port with 
 store (kanlib.workflow.mlflow_server, the documented way). Every Snakemake run is wrapped in `timeout`;
 SLURM jobs a test leaves behind are cancelled by id.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,25 @@ RUNS = "results/test/runs/exp_sin_pi_x_plus_y2/w2-1-1_k3"
 LEVELS = ["N100_seed0/G3", "N100_seed0/G6", "N200_seed0/G3", "N200_seed0/G6"]
 # what a level measured: identical on SLURM and locally (same data, seeds and thread count)
 MEASURED = ["train_rmse", "test_rmse", "min_test_rmse", "reg", "n_evals", "n_params", "model_sha256"]
-RESULT_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "n_params", "steps", "optimizer",
-                  "train_rmse", "test_rmse", "device", "prev_grid_size", "grid_level", "n_evals", "reg", "dtype"]
+RESULT_COLUMNS = [
+    "function",
+    "width",
+    "k",
+    "n_train",
+    "seed",
+    "grid_size",
+    "n_params",
+    "steps",
+    "optimizer",
+    "train_rmse",
+    "test_rmse",
+    "device",
+    "prev_grid_size",
+    "grid_level",
+    "n_evals",
+    "reg",
+    "dtype",
+]
 SNAKEMAKE_LIMIT = 300  # seconds for one Snakemake run on the cluster
 
 pytestmark = pytest.mark.cluster
@@ -40,13 +58,15 @@ pytestmark = pytest.mark.cluster
 
 # ---- fixtures -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def slurm():
     """The single-node SLURM (started if it is not running)."""
     if shutil.which("sbatch") is None and os.geteuid() != 0:
         pytest.fail("SLURM is not installed and installing it needs root: run `make test-cluster` as root")
-    result = subprocess.run(["bash", str(REPO / "tests/cluster/start_slurm.sh")], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        ["bash", str(REPO / "tests/cluster/start_slurm.sh")], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, f"tests/cluster/start_slurm.sh failed:\n{result.stdout}{result.stderr}"
     return shutil.which("sbatch")
 
@@ -71,6 +91,7 @@ def local_reference(tmp_path_factory):
 
 # ---- helpers ------------------------------------------------------------------------------------------
 
+
 def workdir(tmp_path: Path, **overrides) -> Path:
     work = tmp_path / "work"
     shutil.copytree(REPO / "config", work / "config")
@@ -79,22 +100,44 @@ def workdir(tmp_path: Path, **overrides) -> Path:
 
 
 def environment(**extra) -> dict:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MLFLOW_", "KANLIB_SLURM_", "SNAKEMAKE_", "SLURM_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MLFLOW_", "KANLIB_SLURM_", "SNAKEMAKE_", "SLURM_"))
+    }
     env.update(MLFLOW_DISABLE_TELEMETRY="true", **extra)
     return env
 
 
 def command(*targets, profile="slurm", extra=()) -> list[str]:
     profile_args = ["--profile", str(REPO / "profiles" / profile)] if profile else ["--cores", "2"]
-    return ["timeout", "-k", "30", str(SNAKEMAKE_LIMIT), SNAKEMAKE, "-s", str(REPO / "Snakefile"), *profile_args,
-            *extra, *targets, "--configfile", "config/test.yaml", "config/extra.yaml"]
+    return [
+        "timeout",
+        "-k",
+        "30",
+        str(SNAKEMAKE_LIMIT),
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        *profile_args,
+        *extra,
+        *targets,
+        "--configfile",
+        "config/test.yaml",
+        "config/extra.yaml",
+    ]
 
 
 def run(work: Path, *targets, profile="slurm", env=None, extra=()) -> subprocess.CompletedProcess:
     try:
-        result = subprocess.run(command(*targets, profile=profile, extra=extra), cwd=work, env=env,
-                                capture_output=True, text=True, timeout=SNAKEMAKE_LIMIT + 60)
+        result = subprocess.run(
+            command(*targets, profile=profile, extra=extra),
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SNAKEMAKE_LIMIT + 60,
+        )
     finally:
         cancel_leftover_jobs(work)
     result.output = result.stdout + result.stderr
@@ -117,8 +160,7 @@ def cancel_leftover_jobs(work: Path) -> None:
 
 
 def scontrol_job(job_id) -> dict[str, str]:
-    text = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True,
-                          timeout=30).stdout
+    text = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True, timeout=30).stdout
     return dict(re.findall(r"(\w+)=(\S*)", text))
 
 
@@ -174,13 +216,15 @@ def assert_current_runs_match_files(uri: str, work: Path) -> tuple[pd.Series, pd
 
 def assert_same_measurements(work: Path, reference: dict) -> None:
     for level, metrics in level_metrics(work).items():
-        assert {key: metrics[key] for key in MEASURED} == {key: reference["metrics"][level][key] for key in MEASURED}, \
+        assert {key: metrics[key] for key in MEASURED} == {key: reference["metrics"][level][key] for key in MEASURED}, (
             level
+        )
     results = pd.read_csv(work / "results/test/results.csv")
     pd.testing.assert_frame_equal(results[RESULT_COLUMNS], reference["results"][RESULT_COLUMNS])
 
 
 # ---- the tiny sweep on SLURM -----------------------------------------------------------------------------
+
 
 def test_tiny_sweep_on_slurm_with_mlflow_server(slurm, server, local_reference, tmp_path):
     work = workdir(tmp_path)
@@ -201,8 +245,12 @@ def test_tiny_sweep_on_slurm_with_mlflow_server(slurm, server, local_reference, 
         assert job["JobState"] == "COMPLETED" and job["Partition"] == "debug", job
         assert job["Comment"] == f"rule_train_wildcards_exp_sin_pi_x_plus_y2_2-1-1_3_{level_wildcards(level)}", job
         assert int(job["NumCPUs"]) == 1 and job["MinMemoryNode"] == "800M" and job["TimeLimit"] == "00:06:00", job
-    listed = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i %T", "-j", ",".join(map(str, job_ids.values()))],
-                            capture_output=True, text=True, timeout=30).stdout.split()
+    listed = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%i %T", "-j", ",".join(map(str, job_ids.values()))],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.split()
     assert dict(zip(listed[::2], listed[1::2])) == {str(i): "COMPLETED" for i in job_ids.values()}
 
     # MLflow: everything in the server's store, all FINISHED under one parent, with the SLURM job ids.
@@ -218,11 +266,14 @@ def test_tiny_sweep_on_slurm_with_mlflow_server(slurm, server, local_reference, 
 
     # Identical to a local run of the same config with the same thread count.
     assert_same_measurements(work, local_reference)
-    print(f"\nSLURM tiny sweep: {elapsed:.1f} s wall, {len(submitted['train'])} SLURM jobs "
-          f"({sorted(submitted['train'])}), {len(children) + 1} MLflow runs (1 parent, {len(children)} children)")
+    print(
+        f"\nSLURM tiny sweep: {elapsed:.1f} s wall, {len(submitted['train'])} SLURM jobs "
+        f"({sorted(submitted['train'])}), {len(children) + 1} MLflow runs (1 parent, {len(children)} children)"
+    )
 
 
 # ---- the server dies mid-sweep --------------------------------------------------------------------------------
+
 
 def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, tmp_path):
     """Kill the mlflow server once the first level is logged; the jobs still training keep their results
@@ -234,9 +285,15 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
     extra = ["--retries", "0"]
     log_path = tmp_path / "run1.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command(target, extra=extra), cwd=work, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        process = subprocess.Popen(
+            command(target, extra=extra),
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         deadline = time.monotonic() + SNAKEMAKE_LIMIT
         while not re.search(r"^Finished jobid: \d+ \(Rule: train\)", log_path.read_text(), re.M):
@@ -256,8 +313,11 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         cancel_leftover_jobs(work)
-    stashed = {level: json.loads((work / RUNS / level / "unsynced" / "metrics.json").read_text())
-               for level in LEVELS if (work / RUNS / level / "unsynced" / "metrics.json").is_file()}
+    stashed = {
+        level: json.loads((work / RUNS / level / "unsynced" / "metrics.json").read_text())
+        for level in LEVELS
+        if (work / RUNS / level / "unsynced" / "metrics.json").is_file()
+    }
     assert stashed, "no level was left unsynced"
     assert all(not m["mlflow_synced"] for m in stashed.values())
     for level in stashed:  # each failed naming the URI (its own log and its SLURM job's log)
@@ -278,11 +338,14 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
         assert "reusing the result" in train_log(work, level)
         assert not (work / RUNS / level / "unsynced").exists()
     assert_same_measurements(work, local_reference)
-    print(f"\nserver killed mid-sweep: {len(stashed)} level(s) kept in unsynced/ and synced by the rerun; "
-          f"{len(children)} child runs ({(children['status'] != 'FINISHED').sum()} interrupted ones superseded)")
+    print(
+        f"\nserver killed mid-sweep: {len(stashed)} level(s) kept in unsynced/ and synced by the rerun; "
+        f"{len(children)} child runs ({(children['status'] != 'FINISHED').sum()} interrupted ones superseded)"
+    )
 
 
 # ---- the GPU profile ------------------------------------------------------------------------------------------
+
 
 def test_gpu_profile_requests_a_gpu_and_device_cuda(slurm, tmp_path):
     """profiles/slurm-gpu: train jobs are submitted with --gpus (the model from KANLIB_SLURM_GPU_MODEL),
@@ -296,7 +359,8 @@ def test_gpu_profile_requests_a_gpu_and_device_cuda(slurm, tmp_path):
             "#!/bin/bash\n"
             f'printf "%s\\n" "$*" >> {tmp_path}/{tool}_calls.txt\n'
             'args=(); for a in "$@"; do case "$a" in --gpus=*) ;; *) args+=("$a");; esac; done\n'
-            f'exec {shutil.which(tool)} "${{args[@]}}"\n')
+            f'exec {shutil.which(tool)} "${{args[@]}}"\n'
+        )
         (wrappers / tool).chmod(0o755)
     work = workdir(tmp_path, mlflow={"retry_seconds": 2})
     env = environment(KANLIB_SLURM_GPU_MODEL="h200", KANLIB_SLURM_PARTITION="debug")
@@ -306,9 +370,15 @@ def test_gpu_profile_requests_a_gpu_and_device_cuda(slurm, tmp_path):
     # has seen the job fail, stop it (Ctrl-C).
     log_path = tmp_path / "snakemake.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command(level, profile="slurm-gpu", extra=["--retries", "0"]), cwd=work, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        process = subprocess.Popen(
+            command(level, profile="slurm-gpu", extra=["--retries", "0"]),
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         deadline = time.monotonic() + SNAKEMAKE_LIMIT
         while "Error in rule train" not in log_path.read_text() and process.poll() is None:
@@ -331,8 +401,9 @@ def test_gpu_profile_requests_a_gpu_and_device_cuda(slurm, tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
-    (failed,) = client.search_runs([client.get_experiment_by_name("kan-scaling").experiment_id],
-                                   "tags.`kanlib.role` = 'child'")
+    (failed,) = client.search_runs(
+        [client.get_experiment_by_name("kan-scaling").experiment_id], "tags.`kanlib.role` = 'child'"
+    )
     assert failed.info.status == "FAILED" and failed.data.params["device_requested"] == "cuda"
     (job_id,) = slurm_job_ids(work)["train"]
     assert failed.data.tags["slurm_job_id"] == str(job_id)

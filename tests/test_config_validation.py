@@ -4,6 +4,7 @@ The Snakefile runs exactly this sequence before any job: coerce_cli_strings, the
 snakemake.utils.validate inside schema_errors(), then check_config. The same checks through a
 real Snakemake run are in test_workflow.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -96,7 +97,6 @@ BAD = [
     ({"widths": [[2, 1, 2]]}, "'widths'", "must start with 2 and end with 1"),
     ({"functions": [{"name": "xy", "widths": [[1, 1]]}]}, "'functions[0].widths'", "must start with 2"),
     ({"input_range": [1, -1]}, "'input_range'", "lower < upper"),
-
 ]
 
 
@@ -110,8 +110,14 @@ def test_bad_configs_name_the_key(change, key, text):
 
 
 def test_cli_strings_are_coerced_where_the_schema_wants_numbers():
-    config = with_changes(grids=["3", "6"], steps="5", lr="0.5", update_grid="false",
-                          widths=[["2", "1", "1"]], **{"mlflow.retry_seconds": "1"})
+    config = with_changes(
+        grids=["3", "6"],
+        steps="5",
+        lr="0.5",
+        update_grid="false",
+        widths=[["2", "1", "1"]],
+        **{"mlflow.retry_seconds": "1"},
+    )
     check(config)
     assert config["grids"] == [3, 6] and config["steps"] == 5 and config["lr"] == 0.5
     assert config["update_grid"] is False and config["widths"] == [[2, 1, 1]]
@@ -119,8 +125,12 @@ def test_cli_strings_are_coerced_where_the_schema_wants_numbers():
 
 
 def test_per_function_widths_and_job_list():
-    config = with_changes(functions=["exp_sin_pi_x_plus_y2", {"name": "bessel_j0_20x", "widths": [[1, 1], [1, 2, 1]]}],
-                          data_sizes=[10, 20], seeds=[0, 1], grids=[3, 6, 12])
+    config = with_changes(
+        functions=["exp_sin_pi_x_plus_y2", {"name": "bessel_j0_20x", "widths": [[1, 1], [1, 2, 1]]}],
+        data_sizes=[10, 20],
+        seeds=[0, 1],
+        grids=[3, 6, 12],
+    )
     check(config)
     chains = sweep.chains(config)
     assert len(chains) == (1 + 2) * 2 * 2
@@ -165,14 +175,25 @@ def test_stale_snakemake_locks_are_cleared_only_without_a_live_run(tmp_path):
     locks.mkdir(parents=True)
     (locks / "0.input.lock").write_text("x")
     # another live run holds the run lock: leave its locks alone
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, sys, time; h = open(sys.argv[1], 'a'); fcntl.flock(h, fcntl.LOCK_EX); "
-        "print('held', flush=True); time.sleep(60)"), str(tmp_path / ".snakemake" / "kanlib-run.lock")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, sys, time; h = open(sys.argv[1], 'a'); fcntl.flock(h, fcntl.LOCK_EX); "
+                "print('held', flush=True); time.sleep(60)"
+            ),
+            str(tmp_path / ".snakemake" / "kanlib-run.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        code = ("import sys; from kanlib.workflow.runtime import clear_stale_snakemake_locks as c; "
-                "print(len(c(sys.argv[1])))")
+        code = (
+            "import sys; from kanlib.workflow.runtime import clear_stale_snakemake_locks as c; "
+            "print(len(c(sys.argv[1])))"
+        )
         run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
         assert run.stdout.strip() == "0" and (locks / "0.input.lock").exists()
     finally:

@@ -1,13 +1,13 @@
 """CUDA path; skipped on machines without a GPU (run on the GPU with the device tool)."""
+
 import pytest
 import torch
 
 from kanlib import KAN, create_dataset
-from kanlib.lstsq import fit_spline_coefficients
 from kanlib.bspline import extend_grid, uniform_grid
+from kanlib.lstsq import fit_spline_coefficients
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def target(x):
@@ -31,14 +31,21 @@ def test_training_on_cuda_matches_cpu():
 
 def test_rank_deficient_least_squares_on_cuda():
     k = 3
-    knots = extend_grid(uniform_grid(torch.tensor([-1.0], dtype=torch.float64, device="cuda"),
-                                     torch.tensor([1.0], dtype=torch.float64, device="cuda"), 100), k)
+    knots = extend_grid(
+        uniform_grid(
+            torch.tensor([-1.0], dtype=torch.float64, device="cuda"),
+            torch.tensor([1.0], dtype=torch.float64, device="cuda"),
+            100,
+        ),
+        k,
+    )
     x = torch.rand(30, 1, dtype=torch.float64, device="cuda") - 1.0  # 30 samples, 103 coefficients, half empty
     y = torch.exp(x).unsqueeze(-1)
     coef = fit_spline_coefficients(x, y, knots, k)
     assert torch.isfinite(coef).all()
     # the fit at the samples is determined (the coefficients of empty intervals are not): compare it to the CPU's
     from kanlib.bspline import evaluate_spline
+
     cpu = fit_spline_coefficients(x.cpu(), y.cpu(), knots.cpu(), k)
     on_gpu = evaluate_spline(x, knots, coef, k).cpu()
     on_cpu = evaluate_spline(x.cpu(), knots.cpu(), cpu, k)

@@ -1,10 +1,11 @@
 """environment.yml (cluster nodes, conda) lists the same dependencies as pyproject.toml (make setup)."""
+
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +24,9 @@ def test_environment_yml_matches_pyproject():
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(entry["pip"] for entry in environment["dependencies"] if isinstance(entry, dict) and "pip" in entry)
     listed = {normalise(r) for r in pip if not r.startswith("-e")}
-    assert listed == expected, (f"only in environment.yml: {sorted(listed - expected)}; "
-                                f"only in pyproject.toml: {sorted(expected - listed)}")
+    assert listed == expected, (
+        f"only in environment.yml: {sorted(listed - expected)}; only in pyproject.toml: {sorted(expected - listed)}"
+    )
     assert "-e ." in pip  # kanlib itself, editable, as make setup installs it
     python = next(d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python"))
     required = project["requires-python"].removeprefix(">=")

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from kanlib.analysis.fits import fit_scaling_laws
 from kanlib.analysis.figures import (
     plot_fitted_power_laws,
     plot_loss_staircase,
@@ -23,6 +22,7 @@ from kanlib.analysis.figures import (
     rmse_vs_grid_figure,
     save_figure,
 )
+from kanlib.analysis.fits import fit_scaling_laws
 from kanlib.analysis.reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
 
 N_LABELS = [f"N={n}" for n in SEED_TRAIN_SIZES]
@@ -386,15 +386,32 @@ def test_modules_import_neither_pyplot_nor_torch():
 
 
 def _results_row(function="xy", width="2-1-1", n=100, grid=3, test=1e-2):
-    return {"function": function, "width": width, "k": 3, "n_train": n, "seed": 0, "grid_size": grid,
-            "n_params": 10 * grid, "steps": 2, "optimizer": "LBFGS", "train_rmse": test / 2, "test_rmse": test,
-            "wall_time_s": 0.1, "device": "cpu", "mlflow_run_id": f"run{n}{grid}"}
+    return {
+        "function": function,
+        "width": width,
+        "k": 3,
+        "n_train": n,
+        "seed": 0,
+        "grid_size": grid,
+        "n_params": 10 * grid,
+        "steps": 2,
+        "optimizer": "LBFGS",
+        "train_rmse": test / 2,
+        "test_rmse": test,
+        "wall_time_s": 0.1,
+        "device": "cpu",
+        "mlflow_run_id": f"run{n}{grid}",
+    }
 
 
 @pytest.mark.parametrize("functions", [["xy"], ["xy", "bessel_j0_20x"]])
 def test_rmse_vs_grid_figure_one_panel_per_configuration(functions):
-    rows = [_results_row(function=f, width="2-1-1" if f == "xy" else "1-1", n=n, grid=g, test=1 / g)
-            for f in functions for n in (100, 200) for g in (3, 6)]
+    rows = [
+        _results_row(function=f, width="2-1-1" if f == "xy" else "1-1", n=n, grid=g, test=1 / g)
+        for f in functions
+        for n in (100, 200)
+        for g in (3, 6)
+    ]
     figure = rmse_vs_grid_figure(pd.DataFrame(rows))
     if len(functions) == 1:
         assert figure.axes[0].get_xscale() == "log"

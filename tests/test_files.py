@@ -1,4 +1,5 @@
 """kanlib.files, the one atomic writer: every kind of output file, its mode, and what a failure leaves."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """kanlib.functions: the registry of target functions and module:function resolution."""
+
 from __future__ import annotations
 
 import math
@@ -67,12 +68,15 @@ def test_module_function_from_the_working_directory(tmp_path, monkeypatch):
         get_function("my_targets:missing")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nope", "unknown function 'nope'; known: bessel_j0_20x"),
-    ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
-    ("bad path:f", "not a valid import path"),
-    ("", "registry name or 'module:function'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nope", "unknown function 'nope'; known: bessel_j0_20x"),
+        ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
+        ("bad path:f", "not a valid import path"),
+        ("", "registry name or 'module:function'"),
+    ],
+)
 def test_unknown_functions_name_the_allowed_values(spec, message):
     with pytest.raises(ValueError, match=message):
         get_function(spec)

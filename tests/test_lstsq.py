@@ -1,4 +1,5 @@
 """Least-squares spline fits against scipy and numpy references."""
+
 import numpy as np
 import pytest
 import torch

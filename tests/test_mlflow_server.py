@@ -1,4 +1,5 @@
 """kanlib.workflow.mlflow_server: the documented way to run the sweep's tracking server (a real mlflow server)."""
+
 from __future__ import annotations
 
 import os
@@ -7,16 +8,19 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from kanlib.workflow import mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kanlib.workflow.mlflow_server", *args], capture_output=True, text=True,
-                          timeout=180, env=env or {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    return subprocess.run(
+        [sys.executable, "-m", "kanlib.workflow.mlflow_server", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env or {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
 
 
 def group_members(pgid: int, wait: float = 0.0) -> list[int]:
@@ -24,8 +28,11 @@ def group_members(pgid: int, wait: float = 0.0) -> list[int]:
     deadline = time.monotonic() + wait
     while True:
         out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True).stdout.split()
-        members = [int(pid) for pid, group, stat in zip(out[::3], out[1::3], out[2::3])
-                   if int(group) == pgid and not stat.startswith("Z")]
+        members = [
+            int(pid)
+            for pid, group, stat in zip(out[::3], out[1::3], out[2::3])
+            if int(group) == pgid and not stat.startswith("Z")
+        ]
         if not members or time.monotonic() >= deadline:
             return members
         time.sleep(0.1)
@@ -37,7 +44,9 @@ def test_start_status_stop_on_loopback(tmp_path):
     assert started.returncode == 0, started.stderr
     info = mlflow_server.status(folder)
     assert info is not None and started.stdout.strip() == f"export MLFLOW_TRACKING_URI={info.uri}"
-    assert info.uri.startswith("http://127.0.0.1:") and info.backend_store_uri == f"sqlite:///{folder.resolve()}/mlflow.db"
+    assert (
+        info.uri.startswith("http://127.0.0.1:") and info.backend_store_uri == f"sqlite:///{folder.resolve()}/mlflow.db"
+    )
     try:
         # one worker, job runner off, bound to loopback
         command = (folder / "server.log").read_text()
@@ -73,8 +82,15 @@ def test_other_interfaces_need_allowed_hosts(tmp_path):
 
 def test_allowed_hosts_also_allow_the_port():
     assert mlflow_server._expand_allowed_hosts("login1, login1.cluster", 5000).split(",") == [
-        "login1", "login1.cluster", "login1:5000", "login1.cluster:5000", "localhost", "localhost:*", "127.0.0.1",
-        "127.0.0.1:*"]
+        "login1",
+        "login1.cluster",
+        "login1:5000",
+        "login1.cluster:5000",
+        "localhost",
+        "localhost:*",
+        "127.0.0.1",
+        "127.0.0.1:*",
+    ]
 
 
 def test_default_dir_is_local_and_per_user(monkeypatch):
@@ -85,6 +101,15 @@ def test_default_dir_is_local_and_per_user(monkeypatch):
 
 
 def test_a_server_that_cannot_start_is_reported(tmp_path):
-    result = cli("start", "--dir", str(tmp_path / "s"), "--port", "0", "--backend-store-uri", "bogus://nowhere",
-                 "--timeout", "60")
+    result = cli(
+        "start",
+        "--dir",
+        str(tmp_path / "s"),
+        "--port",
+        "0",
+        "--backend-store-uri",
+        "bogus://nowhere",
+        "--timeout",
+        "60",
+    )
     assert result.returncode == 1 and "exited with status" in result.stderr, result.stderr

@@ -1,4 +1,5 @@
 """KAN model: forward against scipy, gradients, grid extension, input validation."""
+
 import math
 
 import numpy as np
@@ -20,7 +21,7 @@ def scipy_spline(knots: np.ndarray, coef: np.ndarray, k: int, x: np.ndarray) -> 
     tapered end pieces included, half-open intervals), zero outside the knots."""
     total = np.zeros_like(x)
     for i, c in enumerate(coef):
-        values = np.nan_to_num(BSpline.basis_element(knots[i:i + k + 2], extrapolate=False)(x))
+        values = np.nan_to_num(BSpline.basis_element(knots[i : i + k + 2], extrapolate=False)(x))
         values[x >= knots[i + k + 1]] = 0.0
         total += c * values
     return total
@@ -72,10 +73,15 @@ def test_hand_written_gradients_match_autograd():
     layer = model.layers[1]
     # gradcheck the fused layer function, input gradient included
     h = torch.rand(32, 3, dtype=F64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda inp, c, sb, ssp: layer.__class__.forward(
-        _with(layer, c, sb, ssp), inp), (h, layer.coef.detach().clone().requires_grad_(),
-                                        layer.scale_base.detach().clone().requires_grad_(),
-                                        layer.scale_sp.detach().clone().requires_grad_()))
+    assert torch.autograd.gradcheck(
+        lambda inp, c, sb, ssp: layer.__class__.forward(_with(layer, c, sb, ssp), inp),
+        (
+            h,
+            layer.coef.detach().clone().requires_grad_(),
+            layer.scale_base.detach().clone().requires_grad_(),
+            layer.scale_sp.detach().clone().requires_grad_(),
+        ),
+    )
     # the autograd-free training path equals autograd through a plain formula
     loss = model.mse_and_grad(x, y)
     fast = [p.grad.clone() for p in model.parameters()]
@@ -90,6 +96,7 @@ def test_hand_written_gradients_match_autograd():
 def _with(layer, coef, scale_base, scale_sp):
     """A shallow copy of layer whose parameters are the given tensors (for gradcheck)."""
     import copy
+
     clone = copy.copy(layer)
     clone._parameters = dict(coef=coef, scale_base=scale_base, scale_sp=scale_sp)
     return clone
@@ -129,20 +136,29 @@ def test_fits_a_known_cubic_spline_on_its_own_grid():
     model = KAN(width=[1, 1], grid=G, k=k, seed=0, scale_base_mu=0.0, scale_base_sigma=0.0, sb_trainable=False)
     knots = model.layers[0].knots[0].numpy()
     spline = BSpline(knots, np.random.default_rng(0).normal(size=G + k), k)
-    dataset = create_dataset(lambda x: torch.as_tensor(spline(x[:, 0].numpy()))[:, None], n_var=1,
-                             train_num=400, test_num=200)
+    dataset = create_dataset(
+        lambda x: torch.as_tensor(spline(x[:, 0].numpy()))[:, None], n_var=1, train_num=400, test_num=200
+    )
     result = model.fit(dataset, steps=40, update_grid=False, progress=False)
     assert result["train_loss"][-1] < 1e-7
     assert result["test_loss"][-1] < 1e-6
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(width=[2]), "width"), (dict(width=[2, 0, 1]), "width[1]"), (dict(width=2), "width"),
-    (dict(width=[2, 1], grid=0), "grid"), (dict(width=[2, 1], k=0), "k"),
-    (dict(width=[2, 1], grid_eps=2.0), "grid_eps"), (dict(width=[2, 1], dtype="float16"), "dtype"),
-    (dict(width=[2, 1], grid_range=[1, -1]), "grid_range"), (dict(width=[2, 1], base_fun="tanh"), "base_fun"),
-    (dict(width=[2, 1], nonsense=1), "nonsense"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(width=[2]), "width"),
+        (dict(width=[2, 0, 1]), "width[1]"),
+        (dict(width=2), "width"),
+        (dict(width=[2, 1], grid=0), "grid"),
+        (dict(width=[2, 1], k=0), "k"),
+        (dict(width=[2, 1], grid_eps=2.0), "grid_eps"),
+        (dict(width=[2, 1], dtype="float16"), "dtype"),
+        (dict(width=[2, 1], grid_range=[1, -1]), "grid_range"),
+        (dict(width=[2, 1], base_fun="tanh"), "base_fun"),
+        (dict(width=[2, 1], nonsense=1), "nonsense"),
+    ],
+)
 def test_bad_model_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name.replace("[", r"\[").replace("]", r"\]")):
         KAN(**kwargs)
@@ -166,7 +182,9 @@ def test_bad_fit_input_names_the_problem():
 
 
 def test_create_dataset_is_deterministic_and_test_set_independent_of_train_size():
-    f = lambda x: torch.exp(torch.sin(math.pi * x[:, [0]]) + x[:, [1]] ** 2)
+    def f(x):
+        return torch.exp(torch.sin(math.pi * x[:, [0]]) + x[:, [1]] ** 2)
+
     a, b = create_dataset(f, train_num=100, seed=3), create_dataset(f, train_num=3000, seed=3)
     assert torch.equal(a["test_input"], b["test_input"]) and torch.equal(a["test_label"], b["test_label"])
     assert torch.equal(a["train_input"], create_dataset(f, train_num=100, seed=3)["train_input"])
@@ -190,6 +208,7 @@ def test_adam_reduces_the_loss_and_history_lengths():
 
 def test_divergence_raises():
     from kanlib import DivergenceError
+
     dataset = create_dataset(lambda x: x[:, [0]] * x[:, [1]], train_num=50, test_num=20)
     model = KAN(width=[2, 1, 1], grid=5)
     with pytest.raises(DivergenceError, match="diverged at step"):
@@ -202,7 +221,7 @@ def test_regularised_fit_uses_autograd_and_reports_reg():
     lamb = 0.01
     result = model.fit(dataset, steps=5, lamb=lamb, progress=False)
     assert all(r > 0 for r in result["reg"])
-    objective = [t ** 2 + lamb * r for t, r in zip(result["train_loss"], result["reg"])]
+    objective = [t**2 + lamb * r for t, r in zip(result["train_loss"], result["reg"])]
     assert all(b <= a * (1 + 1e-12) for a, b in zip(objective, objective[1:]))  # L-BFGS never goes uphill
     assert model.fit(dataset, steps=2, progress=False)["reg"] == [0.0, 0.0]  # lamb = 0: not computed
 

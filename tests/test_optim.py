@@ -1,9 +1,11 @@
 """kanlib.optim.LBFGS against independent references."""
+
 import numpy as np
+import pytest
 import torch
 from scipy.optimize import rosen
 
-from kanlib.optim import LBFGS
+from kanlib.optim import LBFGS, _NumpyVectors, _TorchVectors
 
 
 def two_loop(grad, steps, grad_diffs, gamma):
@@ -19,11 +21,6 @@ def two_loop(grad, steps, grad_diffs, gamma):
         beta = (y @ r) / (y @ s)
         r += (alpha - beta) * s
     return -r
-
-
-import pytest
-
-from kanlib.optim import _NumpyVectors, _TorchVectors
 
 
 @pytest.mark.parametrize("vectors", [_NumpyVectors, _TorchVectors], ids=["numpy two-loop", "torch compact form"])

@@ -1,5 +1,6 @@
 """The Snakemake profiles under profiles/ and the resources the rules request (no SLURM needed;
 tests/test_cluster.py runs them on a real one)."""
+
 from __future__ import annotations
 
 import os
@@ -52,10 +53,21 @@ def test_slurm_profile_defaults_have_no_site_values():
 
 
 def test_site_settings_come_from_the_environment():
-    profile = load_profile("slurm-gpu", KANLIB_SLURM_PARTITION="gpu", KANLIB_SLURM_ACCOUNT="proj1",
-                           KANLIB_SLURM_QOS="short", KANLIB_SLURM_GPU_MODEL="a100", KANLIB_SLURM_GPUS="2")
-    assert profile["default-resources"] == {"runtime": 30, "mem_mb": 1000, "slurm_partition": "gpu",
-                                            "slurm_account": "proj1", "qos": "short"}
+    profile = load_profile(
+        "slurm-gpu",
+        KANLIB_SLURM_PARTITION="gpu",
+        KANLIB_SLURM_ACCOUNT="proj1",
+        KANLIB_SLURM_QOS="short",
+        KANLIB_SLURM_GPU_MODEL="a100",
+        KANLIB_SLURM_GPUS="2",
+    )
+    assert profile["default-resources"] == {
+        "runtime": 30,
+        "mem_mb": 1000,
+        "slurm_partition": "gpu",
+        "slurm_account": "proj1",
+        "qos": "short",
+    }
     assert profile["set-resources"] == {"train": {"gpu": 2, "gpu_model": "a100"}}
     assert profile["config"] == {"device": "cuda"}
     assert load_profile("slurm-gpu")["set-resources"] == {"train": {"gpu": 1}}
@@ -78,8 +90,11 @@ def test_train_resources_scale_with_n_g_width_and_retries():
     wide = sweep.train_resources(1_000_000, 5, [4, 4, 2, 1], 3, 50)
     assert small["mem_mb"] < big_n["mem_mb"] < big_g["mem_mb"] and big_n["mem_mb"] < wide["mem_mb"]
     assert small["runtime"] < big_n["runtime"] < big_g["runtime"] and big_n["runtime"] < wide["runtime"]
-    assert sweep.train_resources(100, 5, [2, 1, 1], 3, 50, attempt=2) == {"mem_mb": 1600, "runtime": 12,
-                                                                         "cpus_per_task": 1}
+    assert sweep.train_resources(100, 5, [2, 1, 1], 3, 50, attempt=2) == {
+        "mem_mb": 1600,
+        "runtime": 12,
+        "cpus_per_task": 1,
+    }
     gpu = sweep.train_resources(100, 5, [2, 1, 1], 3, 50, threads=4, device="cuda")
     assert gpu == {"mem_mb": 800 + 1500, "runtime": 6, "cpus_per_task": 4}
 
@@ -90,9 +105,25 @@ def test_slurm_dry_run_gives_train_jobs_their_resources(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "KANLIB_SLURM_"))}
     env.update(MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_TRACKING_URI="http://127.0.0.1:9")
-    result = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles/slurm"),
-                             "-n", "--configfile", "config/test.yaml", "--config", "threads=2"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "-n",
+            "--configfile",
+            "config/test.yaml",
+            "--config",
+            "threads=2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     blocks = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", result.stdout + result.stderr, re.M)
     train = [body for name, body in blocks if name == "train"]

@@ -1,5 +1,6 @@
 """The scaling-law report: kanlib.analysis.report on synthetic tables, then the report rules of a real tiny sweep
 (figures, summary, exponent table, MLflow artifacts and metrics, `snakemake --report`)."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from kanlib.analysis import catalog, report
-from kanlib.analysis.reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
+from kanlib.analysis.reference import SEED_TRAIN_SIZES, seed_reference_frame
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = (5, 10, 20, 50, 100)
@@ -26,8 +27,18 @@ SEED_CONFIG = {"function": "exp_sin_pi_x_plus_y2", "width": "2-1-1", "k": 3}
 
 # ---- synthetic results tables ---------------------------------------------------------------------------
 
-def sweep_table(alpha=4.0, sigma_log=0.0, seeds=(0,), function="exp_sin_pi_x_plus_y2", width="2-1-1",
-                threshold=lambda n: n / 5, grids=GRIDS, sizes=SIZES, rng_seed=0) -> pd.DataFrame:
+
+def sweep_table(
+    alpha=4.0,
+    sigma_log=0.0,
+    seeds=(0,),
+    function="exp_sin_pi_x_plus_y2",
+    width="2-1-1",
+    threshold=lambda n: n / 5,
+    grids=GRIDS,
+    sizes=SIZES,
+    rng_seed=0,
+) -> pd.DataFrame:
     """A results table with test RMSE = 0.5 G^-alpha (log-normal noise) up to G* = threshold(N), then
     rising tenfold per level (U-shaped), train RMSE following the power law throughout."""
     rng = np.random.default_rng(rng_seed)
@@ -37,12 +48,26 @@ def sweep_table(alpha=4.0, sigma_log=0.0, seeds=(0,), function="exp_sin_pi_x_plu
             previous = None
             for grid in grids:
                 noise = float(rng.lognormal(0.0, sigma_log)) if sigma_log else 1.0
-                clean = 0.5 * grid ** -alpha * noise
+                clean = 0.5 * grid**-alpha * noise
                 test = clean if grid <= threshold(n_train) or previous is None else previous * 10.0
-                rows.append({"function": function, "width": width, "k": 3, "n_train": n_train, "seed": seed,
-                             "grid_size": grid, "n_params": 3 * (grid + 3) + 6, "steps": 50, "optimizer": "LBFGS",
-                             "train_rmse": 0.9 * clean, "test_rmse": test, "wall_time_s": 0.1, "device": "cpu",
-                             "mlflow_run_id": f"r{seed}{n_train}{grid}"})
+                rows.append(
+                    {
+                        "function": function,
+                        "width": width,
+                        "k": 3,
+                        "n_train": n_train,
+                        "seed": seed,
+                        "grid_size": grid,
+                        "n_params": 3 * (grid + 3) + 6,
+                        "steps": 50,
+                        "optimizer": "LBFGS",
+                        "train_rmse": 0.9 * clean,
+                        "test_rmse": test,
+                        "wall_time_s": 0.1,
+                        "device": "cpu",
+                        "mlflow_run_id": f"r{seed}{n_train}{grid}",
+                    }
+                )
                 previous = test
     return pd.DataFrame(rows)
 
@@ -54,9 +79,20 @@ def history_for(results: pd.DataFrame, steps=4) -> pd.DataFrame:
         for _, level in chain.sort_values("grid_size").iterrows():
             for step in range(steps):
                 factor = 1.0 + 2.0 * math.exp(-step)
-                rows.append({"function": function, "width": width, "k": k, "n_train": n_train, "seed": seed,
-                             "grid_size": level["grid_size"], "step": step, "cumulative_step": cumulative,
-                             "train_rmse": level["train_rmse"] * factor, "test_rmse": level["test_rmse"] * factor})
+                rows.append(
+                    {
+                        "function": function,
+                        "width": width,
+                        "k": k,
+                        "n_train": n_train,
+                        "seed": seed,
+                        "grid_size": level["grid_size"],
+                        "step": step,
+                        "cumulative_step": cumulative,
+                        "train_rmse": level["train_rmse"] * factor,
+                        "test_rmse": level["test_rmse"] * factor,
+                    }
+                )
                 cumulative += 1
     return pd.DataFrame(rows)
 
@@ -74,7 +110,7 @@ def table_rows(markdown: str, header_start: str) -> list[list[str]]:
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
@@ -82,6 +118,7 @@ def table_rows(markdown: str, header_start: str) -> list[list[str]]:
 
 
 # ---- the rule file and the library agree ----------------------------------------------------------------
+
 
 def test_every_catalog_figure_has_its_caption_and_every_caption_is_used():
     captions = {path.stem for path in (REPO / "workflow/report").glob("*.rst")}
@@ -102,13 +139,16 @@ def test_library_imports_neither_torch_nor_matplotlib():
 
 # ---- exponents -------------------------------------------------------------------------------------------
 
+
 def test_exponent_table_recovers_known_exponent_with_interval():
     results = sweep_table(alpha=4.0, sigma_log=0.05, threshold=lambda n: 1e9, rng_seed=3)
     exponents = report.exponent_table(results)
     assert len(exponents) == len(report.FIT_SPECS) * len(SIZES)
     assert [tuple(pair) for pair in exponents[["x", "metric"]].drop_duplicates().to_numpy()] == list(report.FIT_SPECS)
     main = exponents[(exponents["x"] == "grid_size") & (exponents["metric"] == "test_rmse")].set_index("n_train")
-    assert (abs(main["alpha"] - 4.0) < 0.2).all() and (main["theory_alpha"] == 4).all() and (main["n_points"] == 5).all()
+    assert (
+        (abs(main["alpha"] - 4.0) < 0.2).all() and (main["theory_alpha"] == 4).all() and (main["n_points"] == 5).all()
+    )
     covered = (main["alpha_low"] < 4.0) & (4.0 < main["alpha_high"])
     assert covered.sum() >= 3, main[["alpha", "alpha_low", "alpha_high"]]  # 95% intervals: 3 or 4 of 4
 
@@ -117,20 +157,28 @@ def test_mlflow_metric_names_one_and_several_configurations():
     results = sweep_table(threshold=lambda n: n / 5)
     metrics = report.mlflow_metrics(report.exponent_table(results, n_boot=100))
     assert metrics["alpha_test_rmse_vs_grid_N3000"] == pytest.approx(4.0, abs=1e-9)
-    assert {"alpha_test_rmse_vs_grid_N3000_ci_low", "alpha_test_rmse_vs_grid_N3000_ci_high",
-            "alpha_train_rmse_vs_grid_N3000", "alpha_test_rmse_vs_params_N3000",
-            "alpha_train_rmse_vs_params_N3000"} <= set(metrics)
+    assert {
+        "alpha_test_rmse_vs_grid_N3000_ci_low",
+        "alpha_test_rmse_vs_grid_N3000_ci_high",
+        "alpha_train_rmse_vs_grid_N3000",
+        "alpha_test_rmse_vs_params_N3000",
+        "alpha_train_rmse_vs_params_N3000",
+    } <= set(metrics)
     assert metrics["threshold_grid_N100"] == 20 and "threshold_grid_N3000" not in metrics
     assert metrics["threshold_params_per_sample_N100"] == pytest.approx((3 * 23 + 6) / 100)
     assert all(math.isfinite(v) for v in metrics.values())
     both = pd.concat([results, sweep_table(function="xy")])
     names = set(report.mlflow_metrics(report.exponent_table(both, n_boot=100)))
-    assert {"alpha_test_rmse_vs_grid_exp_sin_pi_x_plus_y2_w2-1-1_N3000", "alpha_test_rmse_vs_grid_xy_w2-1-1_N3000",
-            "threshold_grid_xy_w2-1-1_N100"} <= names
+    assert {
+        "alpha_test_rmse_vs_grid_exp_sin_pi_x_plus_y2_w2-1-1_N3000",
+        "alpha_test_rmse_vs_grid_xy_w2-1-1_N3000",
+        "threshold_grid_xy_w2-1-1_N100",
+    } <= names
     assert not any(name.endswith("rmse_vs_grid_N3000") for name in names)
 
 
 # ---- the summary -----------------------------------------------------------------------------------------
+
 
 def test_summary_opens_with_the_answer_and_its_interval():
     results = sweep_table(alpha=4.0, sigma_log=0.05, threshold=lambda n: n / 5 if n < 3000 else 1e9, rng_seed=1)
@@ -265,6 +313,7 @@ def test_empty_results_give_a_clear_summary():
 
 # ---- figures ----------------------------------------------------------------------------------------------
 
+
 def rendered_std(figure) -> float:
     canvas = FigureCanvasAgg(figure)
     figure.set_dpi(40)
@@ -304,8 +353,9 @@ TINY_CONFIG = f"{TINY}/report/exp_sin_pi_x_plus_y2/w2-1-1_k3"
 def tiny_snakemake(work: Path, *args, env=None, check=True):
     from conftest import tiny_command, tiny_environment
 
-    result = subprocess.run(tiny_command(*args), cwd=work, env=env or tiny_environment(), capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        tiny_command(*args), cwd=work, env=env or tiny_environment(), capture_output=True, text=True, timeout=300
+    )
     result.output = result.stdout + result.stderr
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.output[-6000:]}")
@@ -314,8 +364,10 @@ def tiny_snakemake(work: Path, *args, env=None, check=True):
 
 def report_outputs(work: Path) -> list[Path]:
     figures = [work / TINY_CONFIG / f"{stem}.{ext}" for stem in catalog.figure_stems() for ext in ("png", "pdf")]
-    return figures + [work / TINY / name for name in ("summary.md", "report/summary.html", "report/exponents.csv",
-                                                     "report/mlflow.json")]
+    return figures + [
+        work / TINY / name
+        for name in ("summary.md", "report/summary.html", "report/exponents.csv", "report/mlflow.json")
+    ]
 
 
 @pytest.mark.workflow
@@ -335,8 +387,10 @@ def test_tiny_sweep_writes_every_report_output(tiny_sweep):
     markdown = (work / TINY / "summary.md").read_text()
     assert markdown.startswith("# KAN scaling sweep `test`: summary\n\n**Answer.** ")
     assert "| N \\ G | 3 | 6 |" in markdown and "5 LBFGS steps per level" in markdown
-    assert "![fitted power laws of test RMSE in G with 95% bands]" \
-           "(report/exp_sin_pi_x_plus_y2/w2-1-1_k3/fit_test_rmse_vs_grid.png)" in markdown
+    assert (
+        "![fitted power laws of test RMSE in G with 95% bands]"
+        "(report/exp_sin_pi_x_plus_y2/w2-1-1_k3/fit_test_rmse_vs_grid.png)" in markdown
+    )
     assert "shares no (N, G) with the seed's published table" in markdown  # G=3, 6: nothing to compare
     page = (work / TINY / "report/summary.html").read_text()
     assert page.count("<table>") == sum(line.startswith("|---") for line in markdown.splitlines()) >= 5
@@ -353,11 +407,11 @@ def test_parent_run_has_report_artifacts_and_alpha_metrics(tiny_sweep):
     parent = client.get_run(logged["run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["mlflow.runName"] == "test"
     top = {a.path for a in client.list_artifacts(logged["run_id"], "report")}
-    assert top >= {"report/summary.md", "report/summary.html", "report/exponents.csv",
-                   "report/exp_sin_pi_x_plus_y2"}
+    assert top >= {"report/summary.md", "report/summary.html", "report/exponents.csv", "report/exp_sin_pi_x_plus_y2"}
     folder = "report/exp_sin_pi_x_plus_y2/w2-1-1_k3"
     assert {a.path for a in client.list_artifacts(logged["run_id"], folder)} == {
-        f"{folder}/{stem}.{ext}" for stem in catalog.figure_stems() for ext in ("png", "pdf")}
+        f"{folder}/{stem}.{ext}" for stem in catalog.figure_stems() for ext in ("png", "pdf")
+    }
     expected = report.mlflow_metrics(pd.read_csv(work / TINY / "report/exponents.csv", dtype={"width": str}))
     assert any(name.startswith("alpha_test_rmse_vs_grid_N") for name in expected)
     assert expected == logged["metrics"]
@@ -382,8 +436,14 @@ def test_snakemake_report_html_has_every_figure_and_caption(tiny_sweep):
         phrase = bold.group(1) if caption.name != "workflow.rst" else "KAN scaling-law sweep"
         phrase = re.sub(r"\{\{.*?\}\}", "", phrase).split("``")[0].strip()
         assert phrase and phrase in page, (caption.name, phrase)
-    for category in ("1. Summary", "2. RMSE vs grid size", "3. Power-law fits", "4. RMSE vs training-set size",
-                     "5. Training curves", "6. Heatmap"):
+    for category in (
+        "1. Summary",
+        "2. RMSE vs grid size",
+        "3. Power-law fits",
+        "4. RMSE vs training-set size",
+        "5. Training curves",
+        "6. Heatmap",
+    ):
         assert category in page, category
     assert "G^-4 (alpha = k + 1)" in page  # Jinja in the captions was rendered with the wildcards
 

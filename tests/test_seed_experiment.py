@@ -1,10 +1,11 @@
 """The seed notebook's code cell, run unchanged except for its import line."""
+
 import numpy as np
 
 from kanlib.analysis.reference import SEED_TEST_RMSE
 
 # Example_8_scaling.rst's code cell; only `from kan import *` is replaced.
-SEED_CELL = '''
+SEED_CELL = """
 import numpy as np, torch
 from kanlib import KAN, create_dataset
 
@@ -35,7 +36,7 @@ for j in range(data_sizes.shape[0]):
         results = model.fit(dataset, opt="LBFGS", steps=steps, stop_grid_update_step = 30)
         train_losses[j][i] = results['train_loss'][-1]
         test_losses[j][i] = results['test_loss'][-1]
-'''
+"""
 
 
 def test_seed_cell_reproduces_the_published_scaling_law():

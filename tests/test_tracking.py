@@ -1,4 +1,5 @@
 """kanlib.workflow.tracking against a real MLflow SQLite store in a temporary folder."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 def test_tracking_uri_precedence(tmp_path):
     cwd = str(tmp_path)
     assert tracking.resolve_tracking_uri("sqlite:///a.db", environ={}, cwd=cwd) == f"sqlite:///{tmp_path}/a.db"
-    assert tracking.resolve_tracking_uri("sqlite:///a.db", environ={"MLFLOW_TRACKING_URI": "http://h:5000"},
-                                         cwd=cwd) == "http://h:5000"
+    assert (
+        tracking.resolve_tracking_uri("sqlite:///a.db", environ={"MLFLOW_TRACKING_URI": "http://h:5000"}, cwd=cwd)
+        == "http://h:5000"
+    )
     assert tracking.resolve_tracking_uri(None, environ={}, cwd=cwd) == f"sqlite:///{tmp_path}/mlflow.db"
     assert tracking.resolve_tracking_uri("sqlite:////abs/m.db", environ={}, cwd=cwd) == "sqlite:////abs/m.db"
     assert tracking.resolve_tracking_uri("x", environ={"MLFLOW_TRACKING_URI": ""}, cwd=cwd) == "x"
@@ -86,16 +89,30 @@ def store(tmp_path_factory):
 
 def log_child(store, job, status="FINISHED", steps=400):
     uri, parent, client, folder = store
-    history = {"train_rmse": [1.0 / (s + 1) for s in range(steps)], "test_rmse": [2.0 / (s + 1) for s in range(steps)],
-               "reg": [0.0] * steps}
+    history = {
+        "train_rmse": [1.0 / (s + 1) for s in range(steps)],
+        "test_rmse": [2.0 / (s + 1) for s in range(steps)],
+        "reg": [0.0] * steps,
+    }
     artifact = folder / "history.csv"
     artifact.write_text("step,train_rmse\n0,1\n")
     now = int(time.time() * 1000)
     return tracking.log_child_run(
-        client, uri=uri, experiment_id=parent["experiment_id"], parent_run_id=parent["run_id"], run_name=job,
-        params={"grid_size": "3", "n_train": "100"}, tags={"kanlib.job": job}, history=history,
-        final={"final_test_rmse": history["test_rmse"][-1]}, timestamps_ms=[now] * steps, start_ms=now, end_ms=now,
-        artifacts=[(artifact, None)], status=status)
+        client,
+        uri=uri,
+        experiment_id=parent["experiment_id"],
+        parent_run_id=parent["run_id"],
+        run_name=job,
+        params={"grid_size": "3", "n_train": "100"},
+        tags={"kanlib.job": job},
+        history=history,
+        final={"final_test_rmse": history["test_rmse"][-1]},
+        timestamps_ms=[now] * steps,
+        start_ms=now,
+        end_ms=now,
+        artifacts=[(artifact, None)],
+        status=status,
+    )
 
 
 def test_parent_and_child_runs(store):
@@ -119,8 +136,14 @@ def test_a_rerun_supersedes_the_earlier_run_of_a_job(store):
     stale = log_child(store, job, status="RUNNING", steps=3)  # as if killed while logging
     failed = log_child(store, job, status="FAILED", steps=3)
     second = log_child(store, job, steps=3)
-    superseded = tracking.supersede_runs(client, experiment_id=parent["experiment_id"], parent_run_id=parent["run_id"],
-                                         job=job, keep_run_id=second, uri=uri)
+    superseded = tracking.supersede_runs(
+        client,
+        experiment_id=parent["experiment_id"],
+        parent_run_id=parent["run_id"],
+        job=job,
+        keep_run_id=second,
+        uri=uri,
+    )
     assert sorted(superseded) == sorted([first, stale])
     assert client.get_run(first).data.tags["kanlib.superseded_by"] == second
     assert client.get_run(stale).info.status == "KILLED"
@@ -132,8 +155,9 @@ def test_parent_lifecycle(store, tmp_path):
     uri, parent, client, folder = store
     table = tmp_path / "results.csv"
     table.write_text("a\n1\n")
-    tracking.finish_parent(client, parent["run_id"], uri=uri, artifacts=[(table, "aggregate")],
-                           metrics={"n_grid_levels": 2})
+    tracking.finish_parent(
+        client, parent["run_id"], uri=uri, artifacts=[(table, "aggregate")], metrics={"n_grid_levels": 2}
+    )
     run = client.get_run(parent["run_id"])
     assert run.info.status == "FINISHED" and run.data.metrics["n_grid_levels"] == 2
     assert [a.path for a in client.list_artifacts(parent["run_id"], "aggregate")] == ["aggregate/results.csv"]
@@ -153,9 +177,11 @@ def test_a_missing_parent_is_a_clear_error(store):
 
 
 def test_flatten_params_and_provenance():
-    assert tracking.flatten_params({"a": 1, "m": {"b": None, "c": [1, 2]}}) == {"a": "1", "m.b": "none",
-                                                                               "m.c": "[1, 2]"}
+    assert tracking.flatten_params({"a": 1, "m": {"b": None, "c": [1, 2]}}) == {
+        "a": "1",
+        "m.b": "none",
+        "m.c": "[1, 2]",
+    }
     assert "host" in tracking.host_tags()
     commit = tracking.git_commit()
     assert commit == "unknown" or len(commit) == 40
-

@@ -3,6 +3,7 @@
 Each test works in its own temporary working directory (a copy of config/) and runs the
 repository's Snakefile there, so results/, mlflow.db, mlruns/ and .snakemake/ stay in tmp.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,29 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-REQUIRED_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "n_params", "steps", "optimizer",
-                    "train_rmse", "test_rmse", "wall_time_s", "device", "mlflow_run_id"]
+REQUIRED_COLUMNS = [
+    "function",
+    "width",
+    "k",
+    "n_train",
+    "seed",
+    "grid_size",
+    "n_params",
+    "steps",
+    "optimizer",
+    "train_rmse",
+    "test_rmse",
+    "wall_time_s",
+    "device",
+    "mlflow_run_id",
+]
 RUNS = "results/test/runs/exp_sin_pi_x_plus_y2/w2-1-1_k3"
 
 pytestmark = pytest.mark.workflow
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
+
 
 def workdir(tmp_path: Path, **overrides) -> Path:
     """A working directory with config/ copied and config/extra.yaml holding ``overrides``."""
@@ -50,8 +66,9 @@ def command(*args, tiny=True) -> list[str]:
 
 
 def snakemake(work: Path, *args, tiny=True, check=True, env=None, timeout=300) -> subprocess.CompletedProcess:
-    result = subprocess.run(command(*args, tiny=tiny), cwd=work, env=env or environment(), capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        command(*args, tiny=tiny), cwd=work, env=env or environment(), capture_output=True, text=True, timeout=timeout
+    )
     result.output = result.stdout + result.stderr  # Snakemake's messages go to either
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.output[-6000:]}")
@@ -97,8 +114,9 @@ def finished_train_outputs(log_text: str) -> set[str]:
 
 def snapshot(work: Path, metrics_files) -> dict[str, tuple[int, str]]:
     """(mtime_ns, mlflow_run_id) of each metrics.json."""
-    return {p: ((work / p).stat().st_mtime_ns, json.loads((work / p).read_text())["mlflow_run_id"])
-            for p in metrics_files}
+    return {
+        p: ((work / p).stat().st_mtime_ns, json.loads((work / p).read_text())["mlflow_run_id"]) for p in metrics_files
+    }
 
 
 def assert_one_finished_child_per_job(work: Path, n_jobs: int) -> pd.DataFrame:
@@ -108,8 +126,10 @@ def assert_one_finished_child_per_job(work: Path, n_jobs: int) -> pd.DataFrame:
     assert len(parents) == 1, parents
     kids = children(frame)
     assert (kids["tags.mlflow.parentRunId"] == parents["run_id"].iloc[0]).all()
-    current = kids[(kids["status"] == "FINISHED") & kids.get("tags.kanlib.superseded_by", pd.Series(
-        index=kids.index, dtype=object)).isna()]
+    current = kids[
+        (kids["status"] == "FINISHED")
+        & kids.get("tags.kanlib.superseded_by", pd.Series(index=kids.index, dtype=object)).isna()
+    ]
     assert len(current) == n_jobs and current["tags.kanlib.job"].is_unique, current
     recorded = {json.loads(p.read_text())["mlflow_run_id"] for p in work.glob("results/*/runs/*/*/*/G*/metrics.json")}
     assert recorded == set(current["run_id"])
@@ -117,6 +137,7 @@ def assert_one_finished_child_per_job(work: Path, n_jobs: int) -> pd.DataFrame:
 
 
 # ---- the DAG of the default config ------------------------------------------------------------------
+
 
 def dry_run_jobs(text: str) -> list[dict]:
     """The jobs of a dry run's output: rule, input and output lists, wildcards."""
@@ -139,9 +160,16 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
     dry = snakemake(work, "-n", tiny=False)
     jobs = dry_run_jobs(dry.output)
     rules = [job["rule"] for job in jobs]
-    assert {rule: rules.count(rule) for rule in set(rules)} == {"all": 1, "aggregate": 1, "mlflow_parent": 1,
-                                                                  "dataset": 4, "train": 20, "report_figures": 1,
-                                                                  "report_summary": 1, "report_mlflow": 1}
+    assert {rule: rules.count(rule) for rule in set(rules)} == {
+        "all": 1,
+        "aggregate": 1,
+        "mlflow_parent": 1,
+        "dataset": 4,
+        "train": 20,
+        "report_figures": 1,
+        "report_summary": 1,
+        "report_mlflow": 1,
+    }
     train = {(int(j["wildcards"]["n"]), int(j["wildcards"]["grid"])): j for j in jobs if j["rule"] == "train"}
     datasets = {int(j["wildcards"]["n"]): j["output"][0] for j in jobs if j["rule"] == "dataset"}
     assert sorted(datasets) == sorted({n for n, _ in train}) == [100, 300, 1000, 3000]
@@ -162,6 +190,7 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
 
 # ---- the tiny sweep end to end ----------------------------------------------------------------------------
 
+
 def test_tiny_sweep_end_to_end(tiny_sweep):
     # the session's tiny sweep (tests/conftest.py), shared with tests/test_report.py
     work, elapsed = tiny_sweep.work, tiny_sweep.elapsed
@@ -169,26 +198,40 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
 
     # files
     dirs = train_dirs(work)
-    assert [d.relative_to(work / RUNS).as_posix() for d in dirs] == ["N100_seed0/G3", "N100_seed0/G6",
-                                                                     "N200_seed0/G3", "N200_seed0/G6"]
+    assert [d.relative_to(work / RUNS).as_posix() for d in dirs] == [
+        "N100_seed0/G3",
+        "N100_seed0/G6",
+        "N200_seed0/G3",
+        "N200_seed0/G6",
+    ]
     for d in dirs:
         assert sorted(p.name for p in d.iterdir()) == ["benchmark.tsv", "history.csv", "metrics.json", "model.pt"]
-        assert (work / "results/test/logs/train" / d.relative_to(work / "results/test/runs")).with_suffix(
-            ".log").is_file()
+        assert (
+            (work / "results/test/logs/train" / d.relative_to(work / "results/test/runs")).with_suffix(".log").is_file()
+        )
     assert len(list(work.glob("results/test/data/exp_sin_pi_x_plus_y2/N*_seed0.pt"))) == 2
-    for name in ("results.csv", "results.parquet", "history.csv", "test_rmse_vs_grid.png", "test_rmse_vs_grid.pdf",
-                 "mlflow_parent.json", "logs/aggregate.log", "logs/mlflow_parent.log"):
+    for name in (
+        "results.csv",
+        "results.parquet",
+        "history.csv",
+        "test_rmse_vs_grid.png",
+        "test_rmse_vs_grid.pdf",
+        "mlflow_parent.json",
+        "logs/aggregate.log",
+        "logs/mlflow_parent.log",
+    ):
         assert (work / "results/test" / name).is_file(), name
     assert not list(work.rglob("*.tmp")) and not list(work.rglob("unsynced"))
 
     # tables
     results = pd.read_csv(work / "results/test/results.csv")
-    assert list(results.columns[:len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS and len(results) == 4
+    assert list(results.columns[: len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS and len(results) == 4
     assert (results["steps"] == steps).all() and (results["width"] == "2-1-1").all()
     assert results["prev_grid_size"].isna().sum() == 2
     assert (results["test_rmse"] > 0).all() and (results["device"] == "cpu").all()
-    pd.testing.assert_frame_equal(pd.read_parquet(work / "results/test/results.parquet").reset_index(drop=True),
-                                  results, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(work / "results/test/results.parquet").reset_index(drop=True), results, check_dtype=False
+    )
     history = pd.read_csv(work / "results/test/history.csv")
     assert len(history) == 4 * steps
     assert history.groupby("n_train")["cumulative_step"].apply(list).tolist() == [list(range(2 * steps))] * 2
@@ -199,23 +242,45 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
     assert parent["status"] == "FINISHED" and parent["tags.mlflow.runName"] == "test"
     mlflow_client = client(work)
     assert {a.path for a in mlflow_client.list_artifacts(parent["run_id"], "aggregate")} >= {
-        "aggregate/results.csv", "aggregate/results.parquet", "aggregate/test_rmse_vs_grid.png"}
+        "aggregate/results.csv",
+        "aggregate/results.parquet",
+        "aggregate/test_rmse_vs_grid.png",
+    }
     for _, row in results.iterrows():
         run = mlflow_client.get_run(row["mlflow_run_id"])
         params, tags = run.data.params, run.data.tags
         assert params["grid_size"] == str(row["grid_size"]) and params["n_train"] == str(row["n_train"])
-        assert params["prev_grid_size"] == ("none" if pd.isna(row["prev_grid_size"]) else
-                                            str(int(row["prev_grid_size"])))
-        for key in ("function", "width", "k", "seed", "steps", "optimizer", "lr", "grid_eps",
-                    "stop_grid_update_step", "grid_update_num", "device", "dtype", "kanlib_version", "git_commit",
-                    "data_file", "model_seed"):
+        assert params["prev_grid_size"] == (
+            "none" if pd.isna(row["prev_grid_size"]) else str(int(row["prev_grid_size"]))
+        )
+        for key in (
+            "function",
+            "width",
+            "k",
+            "seed",
+            "steps",
+            "optimizer",
+            "lr",
+            "grid_eps",
+            "stop_grid_update_step",
+            "grid_update_num",
+            "device",
+            "dtype",
+            "kanlib_version",
+            "git_commit",
+            "data_file",
+            "model_seed",
+        ):
             assert key in params, key
         assert tags["rule"] == "train" and "host" in tags and f"grid={row['grid_size']}" in tags["wildcards"]
         for name in ("train_rmse", "test_rmse", "reg"):
             assert len(mlflow_client.get_metric_history(run.info.run_id, name)) == steps
         assert run.data.metrics["final_test_rmse"] == pytest.approx(row["test_rmse"], rel=1e-9)
-        assert {a.path for a in mlflow_client.list_artifacts(run.info.run_id)} == {"history.csv", "metrics.json",
-                                                                                  "model.pt"}
+        assert {a.path for a in mlflow_client.list_artifacts(run.info.run_id)} == {
+            "history.csv",
+            "metrics.json",
+            "model.pt",
+        }
 
     # nothing left to do; a finished sweep does not retrain
     assert "Nothing to be done" in snakemake(work, "-n").output
@@ -224,12 +289,20 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
 
 # ---- interruptions ------------------------------------------------------------------------------------------
 
+
 def start(work: Path, log_path: Path) -> subprocess.Popen:
     handle = open(log_path, "w")
     # SIGINT back to its default: a test run started in the background (nohup, `cmd &`) inherits
     # SIGINT ignored, and Snakemake would then never see the Ctrl-C this test sends
-    return subprocess.Popen(command(), cwd=work, env=environment(), stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=default_sigint)
+    return subprocess.Popen(
+        command(),
+        cwd=work,
+        env=environment(),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
 
 
 def default_sigint() -> None:
@@ -296,6 +369,7 @@ def test_resume_after_sigint_and_sigkill(tmp_path):
 
 # ---- failures -------------------------------------------------------------------------------------------------
 
+
 def test_diverged_chain_fails_alone(tmp_path):
     """A fit whose loss overflows fails its job and its MLflow run; --keep-going finishes the other chain."""
     work = workdir(tmp_path, functions=["exp_sin_pi_x_plus_y2", "blowup:f"], data_sizes=[100])
@@ -344,13 +418,17 @@ def test_unreachable_tracking_store_loses_nothing(tmp_path):
 
 # ---- configuration errors stop everything before any job --------------------------------------------------
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"bogus_key": 1}, "config error: unknown key(s) 'bogus_key'"),
-    ({"grids": [0, 3]}, "config error: 'grids[0]' = 0: 0 is less than the minimum of 1"),
-    ({"grids": [6, 3]}, "config error: 'grids' = [6, 3]: must be strictly increasing"),
-    ({"data_sizes": []}, "config error: 'data_sizes' = []: [] should be non-empty"),
-    ({"functions": ["no_such_module_xyz:f"]}, "cannot import module 'no_such_module_xyz'"),
-])
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"bogus_key": 1}, "config error: unknown key(s) 'bogus_key'"),
+        ({"grids": [0, 3]}, "config error: 'grids[0]' = 0: 0 is less than the minimum of 1"),
+        ({"grids": [6, 3]}, "config error: 'grids' = [6, 3]: must be strictly increasing"),
+        ({"data_sizes": []}, "config error: 'data_sizes' = []: [] should be non-empty"),
+        ({"functions": ["no_such_module_xyz:f"]}, "cannot import module 'no_such_module_xyz'"),
+    ],
+)
 def test_bad_config_stops_before_any_job(tmp_path, overrides, message):
     work = workdir(tmp_path, **overrides)
     result = snakemake(work, check=False)

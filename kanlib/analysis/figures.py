@@ -475,9 +475,7 @@ def plot_fitted_power_laws(results: pd.DataFrame, fits: pd.DataFrame) -> Figure:
             ax.fill_between(line_x, np.fmin(*curves), np.fmax(*curves), color=color, alpha=0.2, linewidth=0)
     handles, labels = ax.get_legend_handles_labels()
     if any_excluded:
-        handles.append(
-            Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="grey")
-        )
+        handles.append(Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="grey"))
         labels.append("excluded")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -501,8 +499,13 @@ def rmse_vs_grid_figure(results, metric: str = "test_rmse"):
             return plot_rmse_vs_grid(frame, metric)
         except ValueError as error:  # e.g. no finite value to plot: say so in the panel
             figure = Figure(figsize=(6.4, 4.8))
-            figure.text(0.5, 0.5, f"{', '.join(str(v) for v in frame[list(CONFIG_COLUMNS)].iloc[0])}:\n{error}",
-                        ha="center", va="center")
+            figure.text(
+                0.5,
+                0.5,
+                f"{', '.join(str(v) for v in frame[list(CONFIG_COLUMNS)].iloc[0])}:\n{error}",
+                ha="center",
+                va="center",
+            )
             return figure
 
     groups = [frame for _, frame in results.groupby(list(CONFIG_COLUMNS), sort=False)]

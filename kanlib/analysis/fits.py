@@ -24,8 +24,9 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -203,9 +204,7 @@ def drop_nonfinite_points(
     if groups is not None:
         group_array = np.asarray(groups)
         if group_array.shape != x_array.shape:
-            raise ValueError(
-                f"groups must have the same length as x, got {group_array.size} and {x_array.size}"
-            )
+            raise ValueError(f"groups must have the same length as x, got {group_array.size} and {x_array.size}")
         group_array = group_array[kept]
     return FinitePoints(x_array[kept], y_array[kept], group_array, kept, dropped)
 
@@ -226,8 +225,7 @@ def _validate_points(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[f
         bad = np.flatnonzero(array <= 0)
         if bad.size:
             raise ValueError(
-                f"{name} must be strictly positive for a log-log fit; "
-                f"non-positive values at positions {bad.tolist()}"
+                f"{name} must be strictly positive for a log-log fit; non-positive values at positions {bad.tolist()}"
             )
     if x_array.size < 2:
         raise ValueError(
@@ -548,9 +546,7 @@ def find_interpolation_threshold(
         params_per_sample = float(params_sorted[order][threshold_index] / float(n_train))
 
     used_mask = np.array([not r for r in reasons], dtype=bool)
-    excluded = tuple(
-        (_as_int_if_whole(grid_sorted[i]), " and ".join(r)) for i, r in enumerate(reasons) if r
-    )
+    excluded = tuple((_as_int_if_whole(grid_sorted[i]), " and ".join(r)) for i, r in enumerate(reasons) if r)
     return InterpolationThreshold(
         grid_sizes=grid_sorted,
         used_mask=used_mask,
@@ -625,9 +621,7 @@ def summarize_over_seeds(
             row[metric] = geometric_mean(good)
             row[f"{metric}_min"] = float(good.min()) if good.size else float("nan")
             row[f"{metric}_max"] = float(good.max()) if good.size else float("nan")
-            row[f"{metric}_gstd"] = (
-                float(10.0 ** np.std(np.log10(good), ddof=1)) if good.size > 1 else float("nan")
-            )
+            row[f"{metric}_gstd"] = float(10.0 ** np.std(np.log10(good), ddof=1)) if good.size > 1 else float("nan")
             row[f"{metric}_n_seeds"] = int(good.size)
         if "n_params" in cell.columns:
             row["n_params"] = float(cell["n_params"].astype(float).mean())

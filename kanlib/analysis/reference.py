@@ -62,6 +62,4 @@ def seed_reference_frame() -> pd.DataFrame:
         for grid_size in SEED_GRID_SIZES
     ]
     frame = pd.DataFrame(rows, columns=["n_train", "grid_size", "train_rmse", "test_rmse"])
-    return frame.astype(
-        {"n_train": "int64", "grid_size": "int64", "train_rmse": "float64", "test_rmse": "float64"}
-    )
+    return frame.astype({"n_train": "int64", "grid_size": "int64", "train_rmse": "float64", "test_rmse": "float64"})

@@ -18,20 +18,22 @@ Called by the workflow's report rules (``workflow/rules/report.smk``) on the agg
 
 Nothing here imports torch; matplotlib is imported only by :func:`figure_set`.
 """
+
 from __future__ import annotations
 
 import html
 import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_text
+from ..functions import function_slug
+from .catalog import FIGURES, figure_spec
 from .fits import (
     CONFIG_COLUMNS,
     DEFAULT_DIVERGENCE_FACTOR,
@@ -40,8 +42,6 @@ from .fits import (
     rmse_pivot,
     summarize_over_seeds,
 )
-from ..functions import function_slug
-from .catalog import FIGURES, figure_spec
 from .reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES, seed_reference_frame
 
 __all__ = [
@@ -108,8 +108,11 @@ def config_dir(function: str, width: str, k: int) -> str:
 
 def select_configuration(frame: pd.DataFrame, function: str, width: str, k: int) -> pd.DataFrame:
     """Rows of ``frame`` (results, history or exponents) for one configuration."""
-    mask = (frame["function"].astype(str) == str(function)) & (frame["width"].astype(str) == str(width)) & (
-        frame["k"].astype(int) == int(k))
+    mask = (
+        (frame["function"].astype(str) == str(function))
+        & (frame["width"].astype(str) == str(width))
+        & (frame["k"].astype(int) == int(k))
+    )
     return frame[mask]
 
 
@@ -131,8 +134,9 @@ def exponent_table(
     jobs, everything beyond the threshold) get NaN ``alpha`` and the reason in ``note``.
     """
     frames = [
-        fit_scaling_laws(results, x=x, metric=metric, confidence=confidence,
-                         divergence_factor=divergence_factor, n_boot=n_boot)
+        fit_scaling_laws(
+            results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor, n_boot=n_boot
+        )
         for x, metric in FIT_SPECS
     ]
     table = pd.concat(frames, ignore_index=True)
@@ -204,8 +208,11 @@ def _ratio(value) -> str:
 
 
 def _integer(value) -> str:
-    return str(int(value)) if _finite(value) and float(value).is_integer() else (
-        f"{float(value):g}" if _finite(value) else "n/a")
+    return (
+        str(int(value))
+        if _finite(value) and float(value).is_integer()
+        else (f"{float(value):g}" if _finite(value) else "n/a")
+    )
 
 
 def _plural(count: int, word: str) -> str:
@@ -346,14 +353,19 @@ def to_html(document: Document, title: str = "KAN scaling report") -> str:
         elif kind == "table":
             frame = block[1]
             head = "".join(f"<th>{_inline_html(c)}</th>" for c in frame.columns)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row) + "</tr>"
-                           for row in frame.itertuples(index=False))
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row) + "</tr>"
+                for row in frame.itertuples(index=False)
+            )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             body.append(f'<p>Figure: <a href="{html.escape(block[1])}">{_inline_html(block[2])}</a></p>')
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -385,8 +397,10 @@ def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
     k = int(results["k"].iloc[0])
     theory = k + 1
     if len(grids) < 2:
-        return (f"No exponent: the sweep has a single grid size (G={_integer(grids[0]) if grids else 'none'}); "
-                f"a power law in G needs at least two (theory α = k+1 = {theory}).")
+        return (
+            f"No exponent: the sweep has a single grid size (G={_integer(grids[0]) if grids else 'none'}); "
+            f"a power law in G needs at least two (theory α = k+1 = {theory})."
+        )
     fits = _fits(exponents, "grid_size", "test_rmse")
     fitted = fits[fits["alpha"].map(_finite)]
     thresholds = fits[fits["threshold_grid"].map(_finite)]
@@ -399,8 +413,10 @@ def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
     used_range = used.split(",")
     span = f"G={used_range[0]}..{used_range[-1]}" if len(used_range) > 1 else f"G={used}"
     verb = "falls as" if float(best["alpha"]) > 0 else "does not fall with G: it scales as"
-    sentence = (f"Test RMSE {verb} G^-α with α = {_alpha_text(best)} at N={n_best} "
-                f"(theory k+1 = {theory}; {int(best['confidence'] * 100)}% CI, fit over {span})")
+    sentence = (
+        f"Test RMSE {verb} G^-α with α = {_alpha_text(best)} at N={n_best} "
+        f"(theory k+1 = {theory}; {int(best['confidence'] * 100)}% CI, fit over {span})"
+    )
     others = thresholds[thresholds["n_train"] != n_best]
     own = thresholds[thresholds["n_train"] == n_best]
     if not own.empty:
@@ -408,8 +424,11 @@ def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
     if not others.empty:
         parts = [f"{_threshold_phrase(r)} for N={int(r['n_train'])}" for _, r in others.iterrows()]
         smaller = (others["n_train"] < n_best).all()
-        sentence += ("; smaller training sets stop improving earlier: interpolation threshold at "
-                     if own.empty and smaller else "; interpolation threshold at ") + _join_words(parts)
+        sentence += (
+            "; smaller training sets stop improving earlier: interpolation threshold at "
+            if own.empty and smaller
+            else "; interpolation threshold at "
+        ) + _join_words(parts)
     if thresholds.empty:
         sentence += f"; no interpolation threshold within G ≤ {_integer(grids[-1])} at any N"
     elif own.empty:
@@ -427,7 +446,8 @@ def _pivot_table(pivot: pd.DataFrame, formatter=_rmse, corner: str = "N \\ G") -
     table = pd.DataFrame({corner: [str(int(n)) for n in pivot.index]})
     for column in pivot.columns:
         table[str(int(column)) if float(column).is_integer() else str(column)] = [
-            formatter(v) for v in pivot[column].to_numpy()]
+            formatter(v) for v in pivot[column].to_numpy()
+        ]
     return table
 
 
@@ -451,15 +471,18 @@ def _exponent_display(exponents: pd.DataFrame) -> pd.DataFrame:
 def _threshold_display(exponents: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, fit in _fits(exponents, "grid_size", "test_rmse").iterrows():
-        rows.append({
-            "N": str(int(fit["n_train"])),
-            "threshold G": _integer(fit["threshold_grid"]) if _finite(fit["threshold_grid"]) else "none",
-            "params/sample at threshold": _ratio(fit["threshold_params_per_sample"])
-            if _finite(fit["threshold_params_per_sample"]) else "–",
-            "points used (G)": _used_text(fit["points_used"]),
-            "excluded (G: reason)": _excluded_text(fit["points_excluded"]),
-            "note": fit["note"] if isinstance(fit["note"], str) and fit["note"] else "",
-        })
+        rows.append(
+            {
+                "N": str(int(fit["n_train"])),
+                "threshold G": _integer(fit["threshold_grid"]) if _finite(fit["threshold_grid"]) else "none",
+                "params/sample at threshold": _ratio(fit["threshold_params_per_sample"])
+                if _finite(fit["threshold_params_per_sample"])
+                else "–",
+                "points used (G)": _used_text(fit["points_used"]),
+                "excluded (G: reason)": _excluded_text(fit["points_excluded"]),
+                "note": fit["note"] if isinstance(fit["note"], str) and fit["note"] else "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -469,24 +492,33 @@ def _data_scaling_section(document: Document, results: pd.DataFrame) -> None:
     per_grid = summary.per_grid
     sizes = list(summary.pivot.index)
     if len(sizes) < 2:
-        document.paragraph(f"The sweep has a single training-set size (N={sizes[0] if sizes else 'none'}): "
-                           "nothing to say about scaling with data.")
+        document.paragraph(
+            f"The sweep has a single training-set size (N={sizes[0] if sizes else 'none'}): "
+            "nothing to say about scaling with data."
+        )
         return
     table = pd.DataFrame({"G": [str(int(g)) for g in summary.pivot.columns]})
     for n_train in sizes:
         table[f"N={int(n_train)}"] = [_rmse(summary.pivot.loc[n_train, g]) for g in summary.pivot.columns]
     table["largest / smallest N"] = [_ratio(v) for v in per_grid["ratio_largest_to_smallest_n"]]
-    table["monotone in N"] = ["yes" if m else ("n/a" if p < 2 else "no")
-                              for m, p in zip(per_grid["monotone_non_increasing"], per_grid["n_points"])]
+    table["monotone in N"] = [
+        "yes" if m else ("n/a" if p < 2 else "no")
+        for m, p in zip(per_grid["monotone_non_increasing"], per_grid["n_points"])
+    ]
     document.paragraph(
-        "No power law in N is fitted (the seed shows no clean one either). Per grid size: test RMSE at each N, the ratio of the RMSE at the largest N to "
-        "that at the smallest (below 1: more data helped) and whether it never rises as N grows.")
+        "No power law in N is fitted (the seed shows no clean one either). Per grid size: test RMSE at each N, "
+        "the ratio of the RMSE at the largest N to that at the smallest (below 1: more data helped) "
+        "and whether it never rises as N grows."
+    )
     document.table(table)
     valid = per_grid[per_grid["n_points"] >= 2]
     if valid.empty:
         return
-    falling = [f"G={int(g)}" for g, r, m in zip(valid["grid_size"], valid["ratio_largest_to_smallest_n"],
-                                                valid["monotone_non_increasing"]) if m and r < 0.5]
+    falling = [
+        f"G={int(g)}"
+        for g, r, m in zip(valid["grid_size"], valid["ratio_largest_to_smallest_n"], valid["monotone_non_increasing"])
+        if m and r < 0.5
+    ]
     flat = [f"G={int(g)}" for g, r in zip(valid["grid_size"], valid["ratio_largest_to_smallest_n"]) if 0.5 <= r <= 2]
     rising = [f"G={int(g)}" for g, r in zip(valid["grid_size"], valid["ratio_largest_to_smallest_n"]) if r > 2]
     not_monotone = [f"G={int(g)}" for g, m in zip(valid["grid_size"], valid["monotone_non_increasing"]) if not m]
@@ -497,8 +529,10 @@ def _data_scaling_section(document: Document, results: pd.DataFrame) -> None:
         verdict = "the effect of more data depends strongly on G, so no single power law in N describes these curves"
     else:
         verdict = "a similar effect at every G"
-    points = [f"From N={int(sizes[0])} to N={int(sizes[-1])} the test RMSE changes by a factor between "
-              f"{_ratio(low)} (G={g_low}) and {_ratio(high)} (G={g_high}): {verdict}."]
+    points = [
+        f"From N={int(sizes[0])} to N={int(sizes[-1])} the test RMSE changes by a factor between "
+        f"{_ratio(low)} (G={g_low}) and {_ratio(high)} (G={g_high}): {verdict}."
+    ]
     if falling:
         points.append(f"Falls monotonically with N (by more than half): {_join_words(falling)}.")
     if flat:
@@ -537,7 +571,8 @@ def seed_comparison(results: pd.DataFrame) -> dict | None:
     for metric in ("test_rmse", "train_rmse"):
         ours = rmse_pivot(results, metric).loc[sizes, grids]
         theirs = reference.pivot(index="n_train", columns="grid_size", values=metric).loc[
-            [int(n) for n in sizes], [int(g) for g in grids]]
+            [int(n) for n in sizes], [int(g) for g in grids]
+        ]
         theirs.index, theirs.columns = ours.index, ours.columns
         out[f"seed_{metric.split('_')[0]}"] = theirs
         out[f"ratio_{metric.split('_')[0]}"] = ours / theirs
@@ -552,17 +587,21 @@ def _seed_section(document: Document, results: pd.DataFrame, exponents: pd.DataF
     comparison = seed_comparison(results)
     if comparison is None:
         if not results.empty and configurations(results)[0] == SEED_CONFIGURATION:
-            document.paragraph("This is the seed's configuration, but the sweep shares no (N, G) with the "
-                               f"seed's published table (N in {list(SEED_TRAIN_SIZES)}, G in "
-                               f"{list(SEED_GRID_SIZES)}): no comparison.")
+            document.paragraph(
+                "This is the seed's configuration, but the sweep shares no (N, G) with the "
+                f"seed's published table (N in {list(SEED_TRAIN_SIZES)}, G in "
+                f"{list(SEED_GRID_SIZES)}): no comparison."
+            )
         return
     document.heading(3, "Comparison with the seed's published numbers")
     steps = sorted(results["steps"].dropna().unique()) if "steps" in results else []
     optimizers = sorted(results["optimizer"].dropna().astype(str).unique()) if "optimizer" in results else []
-    setting = ("Same setting as the seed (50 LBFGS steps per grid level, grid extension)."
-               if list(steps) == [50] and [o.upper() for o in optimizers] == ["LBFGS"] else
-               f"Note: the seed trained 50 LBFGS steps per grid level; this sweep used "
-               f"{', '.join(str(int(s)) for s in steps) or '?'} {', '.join(optimizers) or '?'} steps.")
+    setting = (
+        "Same setting as the seed (50 LBFGS steps per grid level, grid extension)."
+        if list(steps) == [50] and [o.upper() for o in optimizers] == ["LBFGS"]
+        else f"Note: the seed trained 50 LBFGS steps per grid level; this sweep used "
+        f"{', '.join(str(int(s)) for s in steps) or '?'} {', '.join(optimizers) or '?'} steps."
+    )
     seed_fits = _seed_fits()
     ours = _fits(exponents, "grid_size", "test_rmse").set_index("n_train")
 
@@ -571,15 +610,20 @@ def _seed_section(document: Document, results: pd.DataFrame, exponents: pd.DataF
         return float(value) if _finite(value) else math.inf
 
     ratio = comparison["ratio_test"]
-    below = [float(ratio.loc[n, g]) for n in ratio.index for g in ratio.columns
-             if g <= min(threshold(ours, n), threshold(seed_fits, n)) and _finite(ratio.loc[n, g])]
+    below = [
+        float(ratio.loc[n, g])
+        for n in ratio.index
+        for g in ratio.columns
+        if g <= min(threshold(ours, n), threshold(seed_fits, n)) and _finite(ratio.loc[n, g])
+    ]
     agree_below = sum(abs(math.log2(r)) <= 1.0 + 1e-9 for r in below)
     document.paragraph(
         f"{setting} Ratio ours / seed's (below 1: ours lower): {comparison['within_2x']} of "
         f"{comparison['cells']} test-RMSE cells agree within a factor 2; {agree_below} of {len(below)} among the "
         "cells at or below both runs' interpolation thresholds. Past a threshold the test RMSE is set by "
         "overfitting, which depends on the data sample and the initialisation, so there the runs can differ "
-        "by orders of magnitude.")
+        "by orders of magnitude."
+    )
     document.paragraph("**Seed's published test RMSE** (pykan docs Example 8; KAN paper Fig. 2.3):")
     document.table(_pivot_table(comparison["seed_test"]))
     document.paragraph("**Test RMSE, ours / seed's:**")
@@ -588,27 +632,39 @@ def _seed_section(document: Document, results: pd.DataFrame, exponents: pd.DataF
     document.table(_pivot_table(comparison["ratio_train"], _ratio))
     rows = []
     for n_train in sorted(set(ours.index) & set(seed_fits.index)):
-        rows.append({
-            "N": str(int(n_train)),
-            "α ours": _alpha_text(ours.loc[n_train]),
-            "α seed's table": _alpha_text(seed_fits.loc[n_train]),
-            "threshold G ours": _integer(ours.loc[n_train, "threshold_grid"])
-            if _finite(ours.loc[n_train, "threshold_grid"]) else "none",
-            "threshold G seed's table": _integer(seed_fits.loc[n_train, "threshold_grid"])
-            if _finite(seed_fits.loc[n_train, "threshold_grid"]) else "none",
-        })
+        rows.append(
+            {
+                "N": str(int(n_train)),
+                "α ours": _alpha_text(ours.loc[n_train]),
+                "α seed's table": _alpha_text(seed_fits.loc[n_train]),
+                "threshold G ours": _integer(ours.loc[n_train, "threshold_grid"])
+                if _finite(ours.loc[n_train, "threshold_grid"])
+                else "none",
+                "threshold G seed's table": _integer(seed_fits.loc[n_train, "threshold_grid"])
+                if _finite(seed_fits.loc[n_train, "threshold_grid"])
+                else "none",
+            }
+        )
     if rows:
-        document.paragraph("**Exponent of test RMSE vs G and threshold, the same rule applied to the seed's "
-                           "published table** (all five of its grid sizes):")
+        document.paragraph(
+            "**Exponent of test RMSE vs G and threshold, the same rule applied to the seed's "
+            "published table** (all five of its grid sizes):"
+        )
         document.table(pd.DataFrame(rows))
 
 
 def _failed_rows(results: pd.DataFrame) -> list[str]:
-    bad = results[~(np.isfinite(results["test_rmse"].to_numpy(dtype=float)) &
-                    np.isfinite(results["train_rmse"].to_numpy(dtype=float)))]
-    return [f"{config_label(r['function'], r['width'], int(r['k']))}: N={int(r['n_train'])} seed {int(r['seed'])} "
-            f"G={int(r['grid_size'])} (test RMSE {r['test_rmse']:g}, train RMSE {r['train_rmse']:g})"
-            for _, r in bad.iterrows()]
+    bad = results[
+        ~(
+            np.isfinite(results["test_rmse"].to_numpy(dtype=float))
+            & np.isfinite(results["train_rmse"].to_numpy(dtype=float))
+        )
+    ]
+    return [
+        f"{config_label(r['function'], r['width'], int(r['k']))}: N={int(r['n_train'])} seed {int(r['seed'])} "
+        f"G={int(r['grid_size'])} (test RMSE {r['test_rmse']:g}, train RMSE {r['train_rmse']:g})"
+        for _, r in bad.iterrows()
+    ]
 
 
 def _spread_table(results: pd.DataFrame) -> pd.DataFrame | None:
@@ -616,7 +672,8 @@ def _spread_table(results: pd.DataFrame) -> pd.DataFrame | None:
     if (summary["test_rmse_n_seeds"] <= 1).all():
         return None
     spread = summary.assign(spread=summary["test_rmse_max"] / summary["test_rmse_min"]).pivot(
-        index="n_train", columns="grid_size", values="spread")
+        index="n_train", columns="grid_size", values="spread"
+    )
     return _pivot_table(spread, _ratio)
 
 
@@ -653,8 +710,9 @@ def build_summary(
     # The answer first, one sentence per configuration.
     answers = []
     for configuration in configs:
-        sentence = answer_sentence(select_configuration(results, *configuration),
-                                   select_configuration(exponents, *configuration))
+        sentence = answer_sentence(
+            select_configuration(results, *configuration), select_configuration(exponents, *configuration)
+        )
         answers.append(f"**{config_label(*configuration)}**: {sentence}" if len(configs) > 1 else sentence)
     if len(answers) == 1:
         document.paragraph(f"**Answer.** {answers[0]}")
@@ -667,20 +725,26 @@ def build_summary(
     optimizers = sorted(results["optimizer"].dropna().astype(str).unique()) if "optimizer" in results else []
     n_failed = len(_failed_rows(results))
     document.paragraph(
-        f"Sweep: {_plural(len(configs), 'configuration')}; N ∈ {{{', '.join(str(int(n)) for n in sorted(results['n_train'].unique()))}}}; "
+        f"Sweep: {_plural(len(configs), 'configuration')}; "
+        f"N ∈ {{{', '.join(str(int(n)) for n in sorted(results['n_train'].unique()))}}}; "
         f"G ∈ {{{', '.join(str(int(g)) for g in sorted(results['grid_size'].unique()))}}} (one chain per N and seed, "
         f"each level initialised from the previous one by grid extension); "
         f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}); "
         f"{', '.join(map(str, steps)) or '?'} {', '.join(optimizers) or ''} steps per level; "
-        f"{len(results)} grid levels, {n_failed} without a finite RMSE.")
-    ci_method = ("bootstrap over seeds (percentile interval)" if len(seeds) > 1 else
-                 "OLS standard error with Student t (one seed)")
+        f"{len(results)} grid levels, {n_failed} without a finite RMSE."
+    )
+    ci_method = (
+        "bootstrap over seeds (percentile interval)"
+        if len(seeds) > 1
+        else "OLS standard error with Student t (one seed)"
+    )
     document.paragraph(
         f"Method: RMSE = C·x^-α fitted by least squares in log-log space, per N, over the grid sizes below the "
         f"interpolation threshold; 95% interval of α from the {ci_method}. The threshold is the G of minimal "
         f"test RMSE when test RMSE rises after it; points beyond it, and points whose test/train RMSE ratio "
         f"exceeds {divergence_factor:g}, are excluded. Theory for splines of order k: α = k+1 (in G; in the "
-        "parameter count too once parameters ∝ G). Seeds are averaged geometrically.")
+        "parameter count too once parameters ∝ G). Seeds are averaged geometrically."
+    )
 
     for configuration in configs:
         config_results = select_configuration(results, *configuration)
@@ -691,8 +755,9 @@ def build_summary(
 
         document.heading(3, "Exponents α (RMSE ∝ x^-α), 95% CI")
         if config_results["grid_size"].nunique() < 2:
-            document.paragraph(f"No exponent: the sweep has a single grid size "
-                               f"(G={_integer(config_results['grid_size'].iloc[0])}).")
+            document.paragraph(
+                f"No exponent: the sweep has a single grid size (G={_integer(config_results['grid_size'].iloc[0])})."
+            )
         document.table(_exponent_display(config_exponents))
         document.heading(3, "Interpolation threshold and the points of each fit")
         document.table(_threshold_display(config_exponents))
@@ -701,8 +766,10 @@ def build_summary(
         mean_note = " (geometric mean over seeds)" if several_seeds else ""
         document.heading(3, "Test RMSE (rows N, columns G, like the seed's table)")
         if several_seeds:
-            document.paragraph(f"Geometric mean over {config_results['seed'].nunique()} seeds; "
-                               "the spread (largest / smallest seed) follows.")
+            document.paragraph(
+                f"Geometric mean over {config_results['seed'].nunique()} seeds; "
+                "the spread (largest / smallest seed) follows."
+            )
         document.table(_pivot_table(rmse_pivot(config_results, "test_rmse")))
         spread = _spread_table(config_results) if several_seeds else None
         if spread is not None:
@@ -781,12 +848,17 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 
 def report_exponents(results: pd.DataFrame, settings: dict) -> pd.DataFrame:
     """:func:`exponent_table` with the report's settings (confidence, divergence_factor, n_boot)."""
-    return exponent_table(results, confidence=settings["confidence"], divergence_factor=settings["divergence_factor"],
-                          n_boot=settings["n_boot"])
+    return exponent_table(
+        results,
+        confidence=settings["confidence"],
+        divergence_factor=settings["divergence_factor"],
+        n_boot=settings["n_boot"],
+    )
 
 
-def write_figures(results_csv, history_csv, configuration: tuple[str, str, int], settings: dict,
-                  png_paths: dict[str, str]) -> int:
+def write_figures(
+    results_csv, history_csv, configuration: tuple[str, str, int], settings: dict, png_paths: dict[str, str]
+) -> int:
     """Draw every figure of one (function, width, k) and save each as PNG (+ PDF beside it).
 
     png_paths: figure stem -> PNG path (every stem of the catalog). Returns the number of figures.
@@ -804,8 +876,9 @@ def write_figures(results_csv, history_csv, configuration: tuple[str, str, int],
     return len(figures)
 
 
-def write_summary(results_csv, sweep: str, settings: dict, figure_pngs, *, summary_md, summary_html,
-                  exponents_csv) -> pd.DataFrame:
+def write_summary(
+    results_csv, sweep: str, settings: dict, figure_pngs, *, summary_md, summary_html, exponents_csv
+) -> pd.DataFrame:
     """The exponent table (CSV) and the summary (Markdown and HTML) of a sweep; returns the table.
 
     figure_pngs: the figure files the summary may link (report/<function>/w<width>_k<k>/<stem>.png
@@ -815,11 +888,17 @@ def write_summary(results_csv, sweep: str, settings: dict, figure_pngs, *, summa
     exponents = report_exponents(results, settings)
     report_folder, summary_folder = os.path.dirname(summary_html), os.path.dirname(summary_md)
     figure_paths = {
-        configuration: {stem: os.path.relpath(os.path.join(report_folder, config_dir(*configuration), f"{stem}.png"),
-                                              summary_folder) for stem in (spec.stem for spec in FIGURES)}
-        for configuration in configurations(results)}
+        configuration: {
+            stem: os.path.relpath(
+                os.path.join(report_folder, config_dir(*configuration), f"{stem}.png"), summary_folder
+            )
+            for stem in (spec.stem for spec in FIGURES)
+        }
+        for configuration in configurations(results)
+    }
     missing = {path for paths in figure_paths.values() for path in paths.values()} - {
-        os.path.relpath(path, summary_folder) for path in figure_pngs}
+        os.path.relpath(path, summary_folder) for path in figure_pngs
+    }
     if missing:
         raise ValueError(f"the summary would link figures that are not inputs of the rule: {sorted(missing)}")
     document = build_summary(results, exponents, sweep, figure_paths, divergence_factor=settings["divergence_factor"])

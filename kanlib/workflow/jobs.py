@@ -33,13 +33,23 @@ def make_dataset(target, *, n_var: int, n_train: int, test_num: int, seed: int, 
     import torch
 
     import kanlib
+
     from ..data import create_dataset
 
     lower, upper = (float(v) for v in input_range)
-    dataset = create_dataset(target, n_var=n_var, ranges=(lower, upper), train_num=n_train, test_num=test_num,
-                             seed=seed, dtype=torch.float64)
-    info = {"function": target.name, "formula": target.formula, "n_var": n_var, "train_num": n_train,
-            "test_num": test_num, "seed": seed, "input_range": [lower, upper], "kanlib_version": kanlib.__version__}
+    dataset = create_dataset(
+        target, n_var=n_var, ranges=(lower, upper), train_num=n_train, test_num=test_num, seed=seed, dtype=torch.float64
+    )
+    info = {
+        "function": target.name,
+        "formula": target.formula,
+        "n_var": n_var,
+        "train_num": n_train,
+        "test_num": test_num,
+        "seed": seed,
+        "input_range": [lower, upper],
+        "kanlib_version": kanlib.__version__,
+    }
     save_dataset(path, dataset, info)
     return info
 
@@ -61,16 +71,24 @@ def create_sweep_parent(config: dict, *, sweep: str, experiment: str, path) -> d
         config_file = Path(folder) / "config.yaml"
         config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         try:
-            parent = tracking.create_parent_run(uri, experiment, sweep, params, tags, artifacts=[config_file],
-                                                retry_seconds=config["mlflow"]["retry_seconds"])
+            parent = tracking.create_parent_run(
+                uri,
+                experiment,
+                sweep,
+                params,
+                tags,
+                artifacts=[config_file],
+                retry_seconds=config["mlflow"]["retry_seconds"],
+            )
         except tracking.TrackingError as error:
             raise JobError(f"mlflow_parent: {error}") from error
     write_json(path, parent)
     return parent
 
 
-def aggregate_sweep(config: dict, *, metrics_files, history_files, parent_file, results_csv, results_parquet,
-                    history_csv, plot_png) -> dict:
+def aggregate_sweep(
+    config: dict, *, metrics_files, history_files, parent_file, results_csv, results_parquet, history_csv, plot_png
+) -> dict:
     """One table of every grid level (CSV + Parquet), the step histories, a plot of test RMSE vs G;
     all logged to the parent run, which is then set FINISHED. Returns a few totals for the log."""
     from ..analysis.figures import rmse_vs_grid_figure, save_figure
@@ -82,8 +100,11 @@ def aggregate_sweep(config: dict, *, metrics_files, history_files, parent_file, 
     write_table(results, results_parquet)
     write_table(history, history_csv)
     plot_png, plot_pdf = save_figure(rmse_vs_grid_figure(results, "test_rmse"), plot_png)
-    totals = {"n_grid_levels": len(results), "total_train_time_s": float(results["wall_time_s"].sum()),
-              "best_test_rmse": float(results["test_rmse"].min())}
+    totals = {
+        "n_grid_levels": len(results),
+        "total_train_time_s": float(results["wall_time_s"].sum()),
+        "best_test_rmse": float(results["test_rmse"].min()),
+    }
 
     parent = read_json(parent_file)
     uri = tracking.resolve_tracking_uri(config["mlflow"]["tracking_uri"])
@@ -91,8 +112,9 @@ def aggregate_sweep(config: dict, *, metrics_files, history_files, parent_file, 
     artifacts = [(path, "aggregate") for path in (results_csv, results_parquet, history_csv, plot_png, plot_pdf)]
     try:
         client = tracking.connect(uri, retry_seconds)
-        tracking.finish_parent(client, parent["run_id"], uri=uri, retry_seconds=retry_seconds, artifacts=artifacts,
-                               metrics=totals)
+        tracking.finish_parent(
+            client, parent["run_id"], uri=uri, retry_seconds=retry_seconds, artifacts=artifacts, metrics=totals
+        )
     except tracking.TrackingError as error:
         raise JobError(f"aggregate: {error}") from error
     return {**totals, "n_steps": len(history), "run_id": parent["run_id"], "tracking_uri": uri}
@@ -112,18 +134,28 @@ def log_report(config: dict, *, parent_file, pngs, pdfs, summary_md, summary_htm
     uri = tracking.resolve_tracking_uri(config["mlflow"]["tracking_uri"])
     retry_seconds = config["mlflow"]["retry_seconds"]
     root = os.path.dirname(summary_html)  # results/<sweep>/report
-    artifacts = [(figure, os.path.join("report", os.path.dirname(os.path.relpath(figure, root))).rstrip("/"))
-                 for figure in [*pngs, *pdfs]]
+    artifacts = [
+        (figure, os.path.join("report", os.path.dirname(os.path.relpath(figure, root))).rstrip("/"))
+        for figure in [*pngs, *pdfs]
+    ]
     artifacts += [(file, "report") for file in (summary_md, summary_html, exponents_csv)]
     metrics = mlflow_metrics(read_results(exponents_csv))
     try:
         client = tracking.connect(uri, retry_seconds)
-        tracking.finish_parent(client, parent["run_id"], uri=uri, retry_seconds=retry_seconds, artifacts=artifacts,
-                               metrics=metrics)
+        tracking.finish_parent(
+            client, parent["run_id"], uri=uri, retry_seconds=retry_seconds, artifacts=artifacts, metrics=metrics
+        )
     except tracking.TrackingError as error:
-        raise JobError(f"report_mlflow: {error} (the report files are written; run the same command again once "
-                       "the store is reachable to log them)") from error
-    logged = {"run_id": parent["run_id"], "tracking_uri": uri, "logged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "artifacts": [f"{folder}/{os.path.basename(file)}" for file, folder in artifacts], "metrics": metrics}
+        raise JobError(
+            f"report_mlflow: {error} (the report files are written; run the same command again once "
+            "the store is reachable to log them)"
+        ) from error
+    logged = {
+        "run_id": parent["run_id"],
+        "tracking_uri": uri,
+        "logged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "artifacts": [f"{folder}/{os.path.basename(file)}" for file, folder in artifacts],
+        "metrics": metrics,
+    }
     write_json(path, logged)
     return logged

@@ -25,6 +25,7 @@ authentication: anyone who can reach the port can read and log.
 ``DIR/server.log``, returns once the server answers an API call at the URI it prints, and does
 nothing when the server of DIR is already running. ``stop`` ends exactly that process group.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -131,10 +132,19 @@ def _answers(uri: str) -> int | None:
         return None
 
 
-def start(folder: str | os.PathLike | None = None, *, host: str = "127.0.0.1", port: int = 5000,
-          backend_store_uri: str | None = None, artifacts_destination: str | None = None,
-          allowed_hosts: str | None = None, uri_host: str | None = None, workers: int = 1,
-          timeout: float = 120.0, extra_args=()) -> ServerInfo:
+def start(
+    folder: str | os.PathLike | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+    allowed_hosts: str | None = None,
+    uri_host: str | None = None,
+    workers: int = 1,
+    timeout: float = 120.0,
+    extra_args=(),
+) -> ServerInfo:
     """Start ``mlflow server`` in the background (a new session) and wait until it answers.
 
     port 0 picks a free port. uri_host: the host name in the printed URI (default: ``host``, or
@@ -146,9 +156,11 @@ def start(folder: str | os.PathLike | None = None, *, host: str = "127.0.0.1", p
     if running is not None:
         return running
     if host not in LOOPBACK and not allowed_hosts:
-        raise ServerError(f"binding {host} exposes the server beyond this host: pass --allowed-hosts with the "
-                          f"host names the jobs use in the URI (e.g. --allowed-hosts {socket.gethostname()}), or "
-                          "bind 127.0.0.1 (the default)")
+        raise ServerError(
+            f"binding {host} exposes the server beyond this host: pass --allowed-hosts with the "
+            f"host names the jobs use in the URI (e.g. --allowed-hosts {socket.gethostname()}), or "
+            "bind 127.0.0.1 (the default)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
     port = free_port("127.0.0.1" if host in ("0.0.0.0", "::") else host) if port == 0 else port
@@ -159,22 +171,52 @@ def start(folder: str | os.PathLike | None = None, *, host: str = "127.0.0.1", p
     if _answers(uri) is not None:
         raise ServerError(f"something already answers at {uri} (not the server of {folder}); choose another --port")
 
-    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
-               "--workers", str(workers), "--backend-store-uri", store, "--artifacts-destination", artifacts]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--backend-store-uri",
+        store,
+        "--artifacts-destination",
+        artifacts,
+    ]
     if allowed_hosts:
         command += ["--allowed-hosts", _expand_allowed_hosts(allowed_hosts, port)]
     command += list(extra_args)
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true",
-               DO_NOT_TRACK="true")
+    env = dict(
+        os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true"
+    )
     env.pop("MLFLOW_TRACKING_URI", None)
     log_path = folder / "server.log"
     with open(log_path, "ab") as log:
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=env, cwd=folder, start_new_session=True)
-    info = ServerInfo(uri=uri, pid=process.pid, host=host, port=port, backend_store_uri=store,
-                      artifacts_destination=artifacts, log=str(log_path), dir=str(folder))
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=folder,
+            start_new_session=True,
+        )
+    info = ServerInfo(
+        uri=uri,
+        pid=process.pid,
+        host=host,
+        port=port,
+        backend_store_uri=store,
+        artifacts_destination=artifacts,
+        log=str(log_path),
+        dir=str(folder),
+    )
     (folder / "server.pid").write_text(f"{process.pid}\n")
     (folder / "server.json").write_text(json.dumps(asdict(info), indent=1) + "\n")
 
@@ -187,12 +229,15 @@ def start(folder: str | os.PathLike | None = None, *, host: str = "127.0.0.1", p
             stop(folder)
             raise ServerError(f"the server at {uri} rejects the Host {name!r}: add it to --allowed-hosts")
         if process.poll() is not None:
-            raise ServerError(f"mlflow server exited with status {process.returncode} before answering at {uri}; "
-                              f"its log {log_path} ends with:\n{_tail(log_path)}")
+            raise ServerError(
+                f"mlflow server exited with status {process.returncode} before answering at {uri}; "
+                f"its log {log_path} ends with:\n{_tail(log_path)}"
+            )
         if time.monotonic() > deadline:
             stop(folder)
-            raise ServerError(f"mlflow server did not answer at {uri} within {timeout:g} s; log: {log_path}\n"
-                              f"{_tail(log_path)}")
+            raise ServerError(
+                f"mlflow server did not answer at {uri} within {timeout:g} s; log: {log_path}\n{_tail(log_path)}"
+            )
         time.sleep(0.25)
 
 
@@ -242,32 +287,55 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kanlib.workflow.mlflow_server", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kanlib.workflow.mlflow_server",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     for action in ("start", "status", "stop"):
         p = sub.add_parser(action)
-        p.add_argument("--dir", default=None, help="state folder: pid file, log, default store and artifacts "
-                       "(default: $KANLIB_MLFLOW_DIR or /var/tmp/kanlib-mlflow-$USER)")
+        p.add_argument(
+            "--dir",
+            default=None,
+            help="state folder: pid file, log, default store and artifacts "
+            "(default: $KANLIB_MLFLOW_DIR or /var/tmp/kanlib-mlflow-$USER)",
+        )
         if action == "start":
             p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
             p.add_argument("--port", type=int, default=5000, help="port (default 5000; 0: a free one)")
-            p.add_argument("--allowed-hosts", default=None,
-                           help="required when --host is not loopback: the Host names the jobs use")
+            p.add_argument(
+                "--allowed-hosts",
+                default=None,
+                help="required when --host is not loopback: the Host names the jobs use",
+            )
             p.add_argument("--uri-host", default=None, help="host name in the printed URI")
-            p.add_argument("--backend-store-uri", default=None,
-                           help="default sqlite:///DIR/mlflow.db; e.g. postgresql://user@dbhost/mlflow")
+            p.add_argument(
+                "--backend-store-uri",
+                default=None,
+                help="default sqlite:///DIR/mlflow.db; e.g. postgresql://user@dbhost/mlflow",
+            )
             p.add_argument("--artifacts-destination", default=None, help="default DIR/artifacts")
             p.add_argument("--workers", type=int, default=1)
             p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
-            info = start(args.dir, host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
-                         artifacts_destination=args.artifacts_destination, allowed_hosts=args.allowed_hosts,
-                         uri_host=args.uri_host, workers=args.workers, timeout=args.timeout)
-            print(f"mlflow server (pid {info.pid}) answers at {info.uri}; store {info.backend_store_uri}; "
-                  f"log {info.log}", file=sys.stderr)
+            info = start(
+                args.dir,
+                host=args.host,
+                port=args.port,
+                backend_store_uri=args.backend_store_uri,
+                artifacts_destination=args.artifacts_destination,
+                allowed_hosts=args.allowed_hosts,
+                uri_host=args.uri_host,
+                workers=args.workers,
+                timeout=args.timeout,
+            )
+            print(
+                f"mlflow server (pid {info.pid}) answers at {info.uri}; store {info.backend_store_uri}; log {info.log}",
+                file=sys.stderr,
+            )
             print(f"export MLFLOW_TRACKING_URI={info.uri}")
         elif args.action == "status":
             info = status(args.dir)
@@ -275,8 +343,10 @@ def main(argv=None) -> int:
                 print(f"no mlflow server running for {Path(args.dir) if args.dir else default_dir()}", file=sys.stderr)
                 return 1
             answer = _answers(info.uri)
-            print(f"mlflow server pid {info.pid} at {info.uri} ({'answers' if answer == 200 else 'NOT answering'}); "
-                  f"store {info.backend_store_uri}")
+            print(
+                f"mlflow server pid {info.pid} at {info.uri} ({'answers' if answer == 200 else 'NOT answering'}); "
+                f"store {info.backend_store_uri}"
+            )
             return 0 if answer == 200 else 1
         else:
             print("stopped" if stop(args.dir) else "no mlflow server was running", file=sys.stderr)

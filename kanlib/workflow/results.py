@@ -1,8 +1,8 @@
 """The workflow's files: datasets, per-job history and metrics, and the aggregated tables.
 
-Every writer here goes through :mod:`kanlib.files` (atomic, umask's mode), so a killed job never leaves a file that a rerun would take as
-complete. torch, pandas and matplotlib are imported only by the functions that
-need them.
+Every writer here goes through :mod:`kanlib.files` (atomic, the umask's mode), so a killed job
+never leaves a file that a rerun would take as complete. torch and pandas are imported only by
+the functions that need them.
 
 Aggregated tables (the contract of :mod:`kanlib.analysis.fits` and the report rules):
 
@@ -14,6 +14,7 @@ history (one row per training step)
     ``function, width, k, n_train, seed, grid_size, step, cumulative_step, train_rmse,
     test_rmse``, then ``reg, n_evals``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,19 +23,62 @@ from pathlib import Path
 
 from ..files import atomic_path, atomic_write_bytes, atomic_write_text
 
-__all__ = ["save_dataset", "load_dataset", "write_history", "read_history", "RESULT_COLUMNS", "HISTORY_COLUMNS",
-           "results_table", "history_table", "write_table"]
+__all__ = [
+    "save_dataset",
+    "load_dataset",
+    "write_history",
+    "read_history",
+    "RESULT_COLUMNS",
+    "HISTORY_COLUMNS",
+    "results_table",
+    "history_table",
+    "write_table",
+]
 
-RESULT_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "n_params", "steps", "optimizer",
-                  "train_rmse", "test_rmse", "wall_time_s", "device", "mlflow_run_id"]
-RESULT_EXTRA_COLUMNS = ["prev_grid_size", "grid_level", "n_evals", "reg", "dtype", "lr", "data_seed", "model_seed",
-                        "job"]
-HISTORY_COLUMNS = ["function", "width", "k", "n_train", "seed", "grid_size", "step", "cumulative_step",
-                   "train_rmse", "test_rmse"]
+RESULT_COLUMNS = [
+    "function",
+    "width",
+    "k",
+    "n_train",
+    "seed",
+    "grid_size",
+    "n_params",
+    "steps",
+    "optimizer",
+    "train_rmse",
+    "test_rmse",
+    "wall_time_s",
+    "device",
+    "mlflow_run_id",
+]
+RESULT_EXTRA_COLUMNS = [
+    "prev_grid_size",
+    "grid_level",
+    "n_evals",
+    "reg",
+    "dtype",
+    "lr",
+    "data_seed",
+    "model_seed",
+    "job",
+]
+HISTORY_COLUMNS = [
+    "function",
+    "width",
+    "k",
+    "n_train",
+    "seed",
+    "grid_size",
+    "step",
+    "cumulative_step",
+    "train_rmse",
+    "test_rmse",
+]
 HISTORY_STEP_COLUMNS = ["step", "train_rmse", "test_rmse", "reg", "n_evals"]
 
 
 # ---- datasets -----------------------------------------------------------------------------------------------
+
 
 def save_dataset(path, dataset: dict, info: dict) -> Path:
     """Write the four tensors of ``dataset`` plus plain ``info`` (strings, numbers, lists) atomically."""
@@ -57,13 +101,15 @@ def load_dataset(path, device="cpu") -> tuple[dict, dict]:
 
 # ---- per-job history --------------------------------------------------------------------------------------
 
+
 def write_history(path, fit_result: dict) -> Path:
     """history.csv from KAN.fit's result: step, train_rmse, test_rmse, reg, n_evals (one row a step)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HISTORY_STEP_COLUMNS)
-    for step, row in enumerate(zip(fit_result["train_loss"], fit_result["test_loss"], fit_result["reg"],
-                                   fit_result["n_evals"])):
+    for step, row in enumerate(
+        zip(fit_result["train_loss"], fit_result["test_loss"], fit_result["reg"], fit_result["n_evals"])
+    ):
         writer.writerow([step, *(repr(float(v)) for v in row[:3]), int(row[3])])
     return atomic_write_text(path, buffer.getvalue())
 
@@ -81,16 +127,30 @@ def read_history(path) -> dict[str, list]:
 
 # ---- aggregated tables -----------------------------------------------------------------------------------
 
+
 def results_table(metrics: list[dict]):
     """The results DataFrame from the jobs' metrics.json contents (sorted by chain, then grid)."""
     import pandas as pd
 
     columns = RESULT_COLUMNS + RESULT_EXTRA_COLUMNS
     frame = pd.DataFrame([{column: m.get(column) for column in columns} for m in metrics], columns=columns)
-    frame = frame.astype({"k": "int64", "n_train": "int64", "seed": "int64", "grid_size": "int64",
-                          "n_params": "int64", "steps": "int64", "train_rmse": "float64", "test_rmse": "float64",
-                          "wall_time_s": "float64", "prev_grid_size": "Int64", "grid_level": "int64",
-                          "n_evals": "int64", "reg": "float64"})
+    frame = frame.astype(
+        {
+            "k": "int64",
+            "n_train": "int64",
+            "seed": "int64",
+            "grid_size": "int64",
+            "n_params": "int64",
+            "steps": "int64",
+            "train_rmse": "float64",
+            "test_rmse": "float64",
+            "wall_time_s": "float64",
+            "prev_grid_size": "Int64",
+            "grid_level": "int64",
+            "n_evals": "int64",
+            "reg": "float64",
+        }
+    )
     return frame.sort_values(["function", "width", "k", "n_train", "seed", "grid_size"]).reset_index(drop=True)
 
 

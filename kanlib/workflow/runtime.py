@@ -52,6 +52,7 @@ def clear_stale_snakemake_locks(workdir: str | os.PathLike = ".") -> list[str]:
 
 # ---- job logs -------------------------------------------------------------------------------------------
 
+
 def job_logger(path, name: str = "kanlib.job"):
     """A logger writing to the job's Snakemake log file (and warnings and errors also to stderr)."""
     import logging

@@ -22,28 +22,65 @@ Output layout, relative to the working directory (``R = results/<sweep>``)::
 ``<function>`` is :func:`kanlib.functions.function_slug` of the configured name
 and ``<width>`` the layer sizes joined by ``-`` (``2-1-1``).
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..functions import function_slug, get_function
 
-__all__ = ["ConfigError", "coerce_cli_strings", "schema_errors", "describe_schema_error", "check_config",
-           "function_entries", "function_n_var", "function_of_slug", "width_str", "parse_width", "Chain",
-           "TrainJob", "chains", "train_jobs", "datasets", "previous_grid", "results_dir", "data_path", "run_dir",
-           "job_key", "hyperparameters", "train_resources", "DATA_PATTERN", "RUN_PATTERN", "TRAIN_KEYS"]
+__all__ = [
+    "ConfigError",
+    "coerce_cli_strings",
+    "schema_errors",
+    "describe_schema_error",
+    "check_config",
+    "function_entries",
+    "function_n_var",
+    "function_of_slug",
+    "width_str",
+    "parse_width",
+    "Chain",
+    "TrainJob",
+    "chains",
+    "train_jobs",
+    "datasets",
+    "previous_grid",
+    "results_dir",
+    "data_path",
+    "run_dir",
+    "job_key",
+    "hyperparameters",
+    "train_resources",
+    "DATA_PATTERN",
+    "RUN_PATTERN",
+    "TRAIN_KEYS",
+]
 
 #: Path patterns (``str.format`` fields; the rule files turn them into Snakemake wildcards).
 DATA_PATTERN = "{results}/data/{function}/N{n}_seed{seed}.pt"
 RUN_PATTERN = "{results}/runs/{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"
 
 #: The training hyperparameters a train job gets (its Snakemake params: changing one reruns the jobs).
-TRAIN_KEYS = ("steps", "optimizer", "lr", "update_grid", "grid_update_num", "stop_grid_update_step", "grid_eps",
-              "lamb", "batch", "device", "dtype", "model_seed_offset", "test_num", "input_range")
+TRAIN_KEYS = (
+    "steps",
+    "optimizer",
+    "lr",
+    "update_grid",
+    "grid_update_num",
+    "stop_grid_update_step",
+    "grid_eps",
+    "lamb",
+    "batch",
+    "device",
+    "dtype",
+    "model_seed_offset",
+    "test_num",
+    "input_range",
+)
 
 
 class ConfigError(ValueError):
@@ -51,6 +88,7 @@ class ConfigError(ValueError):
 
 
 # ---- before validation: --config values are strings ------------------------------------------------
+
 
 def coerce_cli_strings(config: dict, schema: dict | str | os.PathLike) -> dict:
     """Turn strings where the schema wants numbers or booleans into those (in place; returns config).
@@ -60,6 +98,7 @@ def coerce_cli_strings(config: dict, schema: dict | str | os.PathLike) -> dict:
     """
     if not isinstance(schema, dict):
         import yaml
+
         with open(schema) as stream:
             schema = yaml.safe_load(stream)
     definitions = schema.get("$defs", {})
@@ -101,6 +140,7 @@ def coerce_cli_strings(config: dict, schema: dict | str | os.PathLike) -> dict:
 
 # ---- schema errors in one line ---------------------------------------------------------------------
 
+
 def _key_path(path) -> str:
     text = ""
     for part in path:
@@ -115,8 +155,9 @@ def describe_schema_error(error) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         where = f"in '{key}' " if error.absolute_path else ""
-        return (f"config error: unknown key(s) {', '.join(repr(e) for e in extra)} {where}(allowed: "
-                f"{', '.join(allowed)})")
+        return (
+            f"config error: unknown key(s) {', '.join(repr(e) for e in extra)} {where}(allowed: {', '.join(allowed)})"
+        )
     if error.validator == "required":
         return f"config error: '{key}': {error.message}"
     if error.validator in ("oneOf", "anyOf") and error.context:
@@ -138,6 +179,7 @@ def schema_errors():
 
 
 # ---- what JSON schema cannot express -----------------------------------------------------------------
+
 
 def function_entries(config: dict) -> list[tuple[str, list[list[int]]]]:
     """(function name, its widths) for every configured function, in config order."""
@@ -164,15 +206,18 @@ def check_config(config: dict) -> dict:
     """
     grids = config["grids"]
     if not _strictly_increasing(grids):
-        raise ConfigError(f"config error: 'grids' = {grids}: must be strictly increasing (each grid level "
-                          "extends the previous one), e.g. [5, 10, 20]")
+        raise ConfigError(
+            f"config error: 'grids' = {grids}: must be strictly increasing (each grid level "
+            "extends the previous one), e.g. [5, 10, 20]"
+        )
     for key in ("data_sizes", "seeds"):
         if len(set(config[key])) != len(config[key]):
             raise ConfigError(f"config error: '{key}' = {config[key]}: has repeated values; list each once")
     lower, upper = config["input_range"]
     if not lower < upper:
-        raise ConfigError(f"config error: 'input_range' = {config['input_range']}: must be [lower, upper] "
-                          "with lower < upper")
+        raise ConfigError(
+            f"config error: 'input_range' = {config['input_range']}: must be [lower, upper] with lower < upper"
+        )
     slugs: dict[str, str] = {}
     for index, (name, widths) in enumerate(function_entries(config)):
         key = f"functions[{index}]"
@@ -191,11 +236,13 @@ def check_config(config: dict) -> dict:
                 raise ConfigError(
                     f"config error: '{width_key}' has {width} for function {name!r}, which maps {n_var} "
                     f"input(s) to {target.n_out} output(s): the width must start with {n_var} and end with "
-                    f"{target.n_out}, e.g. [{n_var}, 1, {target.n_out}]")
+                    f"{target.n_out}, e.g. [{n_var}, 1, {target.n_out}]"
+                )
     return config
 
 
 # ---- jobs ---------------------------------------------------------------------------------------------
+
 
 def width_str(width) -> str:
     """[2, 1, 1] -> '2-1-1' (paths, tables)."""
@@ -238,16 +285,23 @@ class TrainJob:
 
 def chains(config: dict) -> list[Chain]:
     """Every chain of the sweep: functions x their widths x data sizes x seeds (config order)."""
-    return [Chain(name, tuple(width), int(config["spline_order"]), int(n), int(seed))
-            for name, widths in function_entries(config) for width in widths
-            for n in config["data_sizes"] for seed in config["seeds"]]
+    return [
+        Chain(name, tuple(width), int(config["spline_order"]), int(n), int(seed))
+        for name, widths in function_entries(config)
+        for width in widths
+        for n in config["data_sizes"]
+        for seed in config["seeds"]
+    ]
 
 
 def train_jobs(config: dict) -> list[TrainJob]:
     """Every train job: each chain's grid levels in order."""
     grids = [int(g) for g in config["grids"]]
-    return [TrainJob(chain, grid, grids[level - 1] if level else None, level)
-            for chain in chains(config) for level, grid in enumerate(grids)]
+    return [
+        TrainJob(chain, grid, grids[level - 1] if level else None, level)
+        for chain in chains(config)
+        for level, grid in enumerate(grids)
+    ]
 
 
 def datasets(config: dict) -> list[tuple[str, int, int]]:
@@ -266,6 +320,7 @@ def previous_grid(config: dict, grid: int) -> int | None:
 
 # ---- paths --------------------------------------------------------------------------------------------
 
+
 def results_dir(config: dict) -> str:
     return f"results/{config['sweep']}"
 
@@ -275,8 +330,15 @@ def data_path(config: dict, function: str, n_train: int, seed: int) -> str:
 
 
 def run_dir(config: dict, chain: Chain, grid: int) -> str:
-    return RUN_PATTERN.format(results=results_dir(config), function=chain.slug, width=chain.width_str, k=chain.k,
-                              n=chain.n_train, seed=chain.seed, grid=grid)
+    return RUN_PATTERN.format(
+        results=results_dir(config),
+        function=chain.slug,
+        width=chain.width_str,
+        k=chain.k,
+        n=chain.n_train,
+        seed=chain.seed,
+        grid=grid,
+    )
 
 
 def job_key(function_slug_: str, width: str, k, n_train, seed, grid) -> str:
@@ -307,8 +369,19 @@ def function_of_slug(config: dict, slug: str) -> str:
 
 # ---- resources (defaults; a SLURM profile may override them with set-resources) -------------------------
 
-def train_resources(n_train: int, grid: int, width, k: int, steps: int, attempt: int = 1, *, threads: int = 1,
-                    grid_update_num: int = 10, device: str = "cpu") -> dict:
+
+def train_resources(
+    n_train: int,
+    grid: int,
+    width,
+    k: int,
+    steps: int,
+    attempt: int = 1,
+    *,
+    threads: int = 1,
+    grid_update_num: int = 10,
+    device: str = "cpu",
+) -> dict:
     """SLURM-sized resources of one grid level: ``mem_mb``, ``runtime`` (minutes), ``cpus_per_task``.
 
     Upper bounds with headroom (a job that outgrows them is killed), doubled on each retry.

@@ -21,6 +21,7 @@ turned down so that this budget holds), then :class:`TrackingError` names the UR
 
 mlflow is imported only inside the functions that talk to it (``import mlflow`` takes ~2 s).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,10 +30,25 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["DEFAULT_TRACKING_URI", "TrackingError", "configure_environment", "resolve_tracking_uri", "connect",
-           "call_with_retry", "get_or_create_experiment", "create_parent_run", "ensure_parent_running",
-           "log_child_run", "finish_parent", "set_parent_status", "host_tags", "git_commit", "flatten_params",
-           "metric_batches", "MAX_METRICS_PER_BATCH"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "TrackingError",
+    "configure_environment",
+    "resolve_tracking_uri",
+    "connect",
+    "call_with_retry",
+    "get_or_create_experiment",
+    "create_parent_run",
+    "ensure_parent_running",
+    "log_child_run",
+    "finish_parent",
+    "set_parent_status",
+    "host_tags",
+    "git_commit",
+    "flatten_params",
+    "metric_batches",
+    "MAX_METRICS_PER_BATCH",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limits for one log_batch call
@@ -40,8 +56,16 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_TAGS_PER_BATCH = 100
 
 # MlflowException error codes that no retry can fix.
-_PERMANENT_ERRORS = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS",
-                     "INVALID_STATE", "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "NOT_FOUND"}
+_PERMANENT_ERRORS = {
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_ALREADY_EXISTS",
+    "INVALID_STATE",
+    "BAD_REQUEST",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "NOT_FOUND",
+}
 
 
 class TrackingError(RuntimeError):
@@ -72,13 +96,13 @@ def resolve_tracking_uri(configured: str | None = None, environ=None, cwd=None) 
     environ = os.environ if environ is None else environ
     uri = environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_TRACKING_URI
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and uri[len(prefix):] != ":memory:":
-        uri = prefix + str(Path(cwd or os.getcwd()).resolve() / uri[len(prefix):])
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and uri[len(prefix) :] != ":memory:":
+        uri = prefix + str(Path(cwd or os.getcwd()).resolve() / uri[len(prefix) :])
     return uri
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 def _is_permanent(error: Exception) -> bool:
@@ -95,11 +119,14 @@ def call_with_retry(function, *args, uri: str, retry_seconds: float, what: str, 
             return function(*args, **kwargs)
         except Exception as error:  # connection refused, timeouts, "database is locked", HTTP 5xx ...
             if _is_permanent(error):
-                raise TrackingError(f"MLflow at {uri} refused to {what}: {_first_line(error)}",
-                                    permanent=True) from error
+                raise TrackingError(
+                    f"MLflow at {uri} refused to {what}: {_first_line(error)}", permanent=True
+                ) from error
             if time.monotonic() + pause > deadline:
-                raise TrackingError(f"MLflow tracking store {uri} is unreachable (could not {what} within "
-                                    f"{retry_seconds:g} s: {type(error).__name__}: {_first_line(error)})") from error
+                raise TrackingError(
+                    f"MLflow tracking store {uri} is unreachable (could not {what} within "
+                    f"{retry_seconds:g} s: {type(error).__name__}: {_first_line(error)})"
+                ) from error
             time.sleep(pause)
             pause = min(2 * pause, 2.0)
 
@@ -121,8 +148,10 @@ def connect(uri: str, retry_seconds: float = 5.0, create: bool = False):
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.is_file():
-            raise TrackingError(f"MLflow store {uri} does not exist; it is created by rule mlflow_parent before any "
-                                "train job (delete results/<sweep>/mlflow_parent.json to have it run again)")
+            raise TrackingError(
+                f"MLflow store {uri} does not exist; it is created by rule mlflow_parent before any "
+                "train job (delete results/<sweep>/mlflow_parent.json to have it run again)"
+            )
     from mlflow.tracking import MlflowClient
 
     def contact():
@@ -134,16 +163,20 @@ def connect(uri: str, retry_seconds: float = 5.0, create: bool = False):
 
 
 def get_or_create_experiment(client, name: str, uri: str, retry_seconds: float = 5.0) -> str:
-    experiment = call_with_retry(client.get_experiment_by_name, name, uri=uri, retry_seconds=retry_seconds,
-                                 what=f"look up experiment {name!r}")
+    experiment = call_with_retry(
+        client.get_experiment_by_name, name, uri=uri, retry_seconds=retry_seconds, what=f"look up experiment {name!r}"
+    )
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
-            raise TrackingError(f"MLflow experiment {name!r} in {uri} is deleted; restore it "
-                                f"(mlflow experiments restore) or choose another mlflow.experiment")
+            raise TrackingError(
+                f"MLflow experiment {name!r} in {uri} is deleted; restore it "
+                f"(mlflow experiments restore) or choose another mlflow.experiment"
+            )
         return experiment.experiment_id
     try:
-        return call_with_retry(client.create_experiment, name, uri=uri, retry_seconds=retry_seconds,
-                               what=f"create experiment {name!r}")
+        return call_with_retry(
+            client.create_experiment, name, uri=uri, retry_seconds=retry_seconds, what=f"create experiment {name!r}"
+        )
     except TrackingError:  # created meanwhile by someone else
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -152,6 +185,7 @@ def get_or_create_experiment(client, name: str, uri: str, retry_seconds: float =
 
 
 # ---- provenance -------------------------------------------------------------------------------------------
+
 
 def host_tags() -> dict[str, str]:
     """host, and slurm_job_id when running under SLURM."""
@@ -165,8 +199,9 @@ def git_commit(path=None) -> str:
     """The git commit of the kanlib source tree (or of ``path``), or 'unknown'."""
     folder = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
-        result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
+        result = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
@@ -186,15 +221,20 @@ def flatten_params(values: dict, prefix: str = "") -> dict[str, str]:
 
 # ---- logging ----------------------------------------------------------------------------------------------
 
-def metric_batches(history: dict[str, list[float]], final: dict[str, float], timestamps_ms: list[int],
-                   end_ms: int) -> list[list]:
+
+def metric_batches(
+    history: dict[str, list[float]], final: dict[str, float], timestamps_ms: list[int], end_ms: int
+) -> list[list]:
     """mlflow Metric lists of at most MAX_METRICS_PER_BATCH: every step of every history series, then finals."""
     from mlflow.entities import Metric
 
-    metrics = [Metric(name, float(value), int(timestamps_ms[min(step, len(timestamps_ms) - 1)]), step)
-               for name, values in history.items() for step, value in enumerate(values)]
+    metrics = [
+        Metric(name, float(value), int(timestamps_ms[min(step, len(timestamps_ms) - 1)]), step)
+        for name, values in history.items()
+        for step, value in enumerate(values)
+    ]
     metrics += [Metric(name, float(value), end_ms, 0) for name, value in final.items()]
-    return [metrics[i:i + MAX_METRICS_PER_BATCH] for i in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
+    return [metrics[i : i + MAX_METRICS_PER_BATCH] for i in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
 
 
 def _log_everything(client, run_id, params, tags, batches, artifacts, uri, retry_seconds):
@@ -203,21 +243,48 @@ def _log_everything(client, run_id, params, tags, batches, artifacts, uri, retry
     param_list = [Param(key, value) for key, value in params.items()]
     tag_list = [RunTag(key, value) for key, value in tags.items()]
     for i in range(0, len(param_list), MAX_PARAMS_PER_BATCH):
-        call_with_retry(client.log_batch, run_id, params=param_list[i:i + MAX_PARAMS_PER_BATCH], uri=uri,
-                        retry_seconds=retry_seconds, what="log params")
+        call_with_retry(
+            client.log_batch,
+            run_id,
+            params=param_list[i : i + MAX_PARAMS_PER_BATCH],
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="log params",
+        )
     for i in range(0, len(tag_list), MAX_TAGS_PER_BATCH):
-        call_with_retry(client.log_batch, run_id, tags=tag_list[i:i + MAX_TAGS_PER_BATCH], uri=uri,
-                        retry_seconds=retry_seconds, what="log tags")
+        call_with_retry(
+            client.log_batch,
+            run_id,
+            tags=tag_list[i : i + MAX_TAGS_PER_BATCH],
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="log tags",
+        )
     for batch in batches:
-        call_with_retry(client.log_batch, run_id, metrics=batch, uri=uri, retry_seconds=retry_seconds,
-                        what="log metrics")
+        call_with_retry(
+            client.log_batch, run_id, metrics=batch, uri=uri, retry_seconds=retry_seconds, what="log metrics"
+        )
     for path, folder in artifacts:
-        call_with_retry(client.log_artifact, run_id, str(path), folder, uri=uri, retry_seconds=retry_seconds,
-                        what=f"log artifact {Path(path).name}")
+        call_with_retry(
+            client.log_artifact,
+            run_id,
+            str(path),
+            folder,
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what=f"log artifact {Path(path).name}",
+        )
 
 
-def create_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, str], tags: dict[str, str],
-                      artifacts=(), retry_seconds: float = 5.0) -> dict:
+def create_parent_run(
+    uri: str,
+    experiment: str,
+    sweep: str,
+    params: dict[str, str],
+    tags: dict[str, str],
+    artifacts=(),
+    retry_seconds: float = 5.0,
+) -> dict:
     """Create the store if needed, the experiment if needed, and a RUNNING parent run for ``sweep``.
 
     Returns what mlflow_parent.json records: run_id, experiment_id, experiment, tracking_uri, sweep.
@@ -225,39 +292,68 @@ def create_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, s
     client = connect(uri, retry_seconds, create=True)
     experiment_id = get_or_create_experiment(client, experiment, uri, retry_seconds)
     run_tags = {"mlflow.runName": sweep, "kanlib.workflow.sweep": sweep, "kanlib.role": "parent", **tags}
-    run = call_with_retry(client.create_run, experiment_id, tags=run_tags, run_name=sweep, uri=uri,
-                          retry_seconds=retry_seconds, what="create the parent run")
+    run = call_with_retry(
+        client.create_run,
+        experiment_id,
+        tags=run_tags,
+        run_name=sweep,
+        uri=uri,
+        retry_seconds=retry_seconds,
+        what="create the parent run",
+    )
     run_id = run.info.run_id
     try:
         _log_everything(client, run_id, params, {}, [], [(path, None) for path in artifacts], uri, retry_seconds)
     except BaseException:
         _terminate_quietly(client, run_id, "FAILED")
         raise
-    return {"run_id": run_id, "experiment_id": experiment_id, "experiment": experiment, "tracking_uri": uri,
-            "sweep": sweep, "artifact_uri": run.info.artifact_uri,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "experiment": experiment,
+        "tracking_uri": uri,
+        "sweep": sweep,
+        "artifact_uri": run.info.artifact_uri,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
-def ensure_parent_running(client, parent_run_id: str, uri: str, retry_seconds: float = 5.0,
-                          parent_file: str = "results/<sweep>/mlflow_parent.json"):
+def ensure_parent_running(
+    client,
+    parent_run_id: str,
+    uri: str,
+    retry_seconds: float = 5.0,
+    parent_file: str = "results/<sweep>/mlflow_parent.json",
+):
     """Check that the parent run exists in this store; re-open it (RUNNING) when a previous invocation
     closed it. Returns the parent Run."""
     try:
-        run = call_with_retry(client.get_run, parent_run_id, uri=uri, retry_seconds=retry_seconds,
-                              what="find the parent run")
+        run = call_with_retry(
+            client.get_run, parent_run_id, uri=uri, retry_seconds=retry_seconds, what="find the parent run"
+        )
     except TrackingError as error:
         if error.permanent:
-            raise TrackingError(f"the sweep's parent run {parent_run_id} (from {parent_file}) is not in the MLflow "
-                                f"store {uri}; if the store was replaced or MLFLOW_TRACKING_URI changed, delete "
-                                f"{parent_file} so that rule mlflow_parent creates a new parent there",
-                                permanent=True) from error
+            raise TrackingError(
+                f"the sweep's parent run {parent_run_id} (from {parent_file}) is not in the MLflow "
+                f"store {uri}; if the store was replaced or MLFLOW_TRACKING_URI changed, delete "
+                f"{parent_file} so that rule mlflow_parent creates a new parent there",
+                permanent=True,
+            ) from error
         raise
     if run.info.lifecycle_stage == "deleted":
-        raise TrackingError(f"the sweep's parent run {parent_run_id} in {uri} is deleted; restore it or delete "
-                            f"{parent_file} to create a new one")
+        raise TrackingError(
+            f"the sweep's parent run {parent_run_id} in {uri} is deleted; restore it or delete "
+            f"{parent_file} to create a new one"
+        )
     if run.info.status != "RUNNING":
-        call_with_retry(client.update_run, parent_run_id, status="RUNNING", uri=uri, retry_seconds=retry_seconds,
-                        what="re-open the parent run")
+        call_with_retry(
+            client.update_run,
+            parent_run_id,
+            status="RUNNING",
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="re-open the parent run",
+        )
     return run
 
 
@@ -268,11 +364,25 @@ def _terminate_quietly(client, run_id, status):
         pass
 
 
-def log_child_run(client, *, uri: str, experiment_id: str, parent_run_id: str, run_name: str,
-                  params: dict[str, str], tags: dict[str, str], history: dict[str, list[float]],
-                  final: dict[str, float], timestamps_ms: list[int], start_ms: int, end_ms: int,
-                  artifacts=(), status: str = "FINISHED", retry_seconds: float = 5.0,
-                  before_terminate=None) -> str:
+def log_child_run(
+    client,
+    *,
+    uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    run_name: str,
+    params: dict[str, str],
+    tags: dict[str, str],
+    history: dict[str, list[float]],
+    final: dict[str, float],
+    timestamps_ms: list[int],
+    start_ms: int,
+    end_ms: int,
+    artifacts=(),
+    status: str = "FINISHED",
+    retry_seconds: float = 5.0,
+    before_terminate=None,
+) -> str:
     """One child run under ``parent_run_id`` with params, tags, per-step history (batched),
     final metrics and artifacts, ended with ``status``. Returns its run id.
 
@@ -281,55 +391,100 @@ def log_child_run(client, *, uri: str, experiment_id: str, parent_run_id: str, r
     A failure after the run exists ends it FAILED and raises TrackingError.
     """
     run_tags = {"mlflow.parentRunId": parent_run_id, "mlflow.runName": run_name, **tags}
-    run = call_with_retry(client.create_run, experiment_id, start_time=start_ms, tags=run_tags, run_name=run_name,
-                          uri=uri, retry_seconds=retry_seconds, what="create a run")
+    run = call_with_retry(
+        client.create_run,
+        experiment_id,
+        start_time=start_ms,
+        tags=run_tags,
+        run_name=run_name,
+        uri=uri,
+        retry_seconds=retry_seconds,
+        what="create a run",
+    )
     run_id = run.info.run_id
     try:
         batches = metric_batches(history, final, timestamps_ms, end_ms)
         _log_everything(client, run_id, params, {}, batches, list(artifacts), uri, retry_seconds)
         if before_terminate is not None:
             _log_everything(client, run_id, {}, {}, [], list(before_terminate(run_id)), uri, retry_seconds)
-        call_with_retry(client.set_terminated, run_id, status, end_time=end_ms, uri=uri,
-                        retry_seconds=retry_seconds, what="end the run")
+        call_with_retry(
+            client.set_terminated,
+            run_id,
+            status,
+            end_time=end_ms,
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="end the run",
+        )
     except BaseException:
         _terminate_quietly(client, run_id, "FAILED")
         raise
     return run_id
 
 
-def supersede_runs(client, *, experiment_id: str, parent_run_id: str, job: str, keep_run_id: str, uri: str,
-                   retry_seconds: float = 5.0) -> list[str]:
+def supersede_runs(
+    client, *, experiment_id: str, parent_run_id: str, job: str, keep_run_id: str, uri: str, retry_seconds: float = 5.0
+) -> list[str]:
     """Tag earlier runs of the same job under the same parent as superseded by ``keep_run_id``.
 
     A RUNNING one (its job was killed while logging) is ended KILLED; a FINISHED one (the job was
     retrained, e.g. after a change of its inputs) keeps its status. Returns their ids.
     """
     query = f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`kanlib.job` = '{job}'"
-    runs = call_with_retry(client.search_runs, [experiment_id], query, max_results=1000, uri=uri,
-                           retry_seconds=retry_seconds, what="search earlier runs of this job")
+    runs = call_with_retry(
+        client.search_runs,
+        [experiment_id],
+        query,
+        max_results=1000,
+        uri=uri,
+        retry_seconds=retry_seconds,
+        what="search earlier runs of this job",
+    )
     superseded = []
     for run in runs:
         if run.info.run_id == keep_run_id or run.info.status == "FAILED":
             continue
-        call_with_retry(client.set_tag, run.info.run_id, "kanlib.superseded_by", keep_run_id, uri=uri,
-                        retry_seconds=retry_seconds, what="tag a superseded run")
+        call_with_retry(
+            client.set_tag,
+            run.info.run_id,
+            "kanlib.superseded_by",
+            keep_run_id,
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="tag a superseded run",
+        )
         if run.info.status == "RUNNING":
-            call_with_retry(client.set_terminated, run.info.run_id, "KILLED", uri=uri, retry_seconds=retry_seconds,
-                            what="end a stale run")
+            call_with_retry(
+                client.set_terminated,
+                run.info.run_id,
+                "KILLED",
+                uri=uri,
+                retry_seconds=retry_seconds,
+                what="end a stale run",
+            )
         superseded.append(run.info.run_id)
     return superseded
 
 
-def finish_parent(client, parent_run_id: str, *, uri: str, artifacts=(), metrics: dict[str, float] | None = None,
-                  status: str = "FINISHED", retry_seconds: float = 5.0) -> None:
+def finish_parent(
+    client,
+    parent_run_id: str,
+    *,
+    uri: str,
+    artifacts=(),
+    metrics: dict[str, float] | None = None,
+    status: str = "FINISHED",
+    retry_seconds: float = 5.0,
+) -> None:
     """Log ``artifacts`` ((path, folder) pairs) and ``metrics`` to the parent and end it with ``status``."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     batches = [[Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()]]
     _log_everything(client, parent_run_id, {}, {}, [b for b in batches if b], list(artifacts), uri, retry_seconds)
-    call_with_retry(client.set_terminated, parent_run_id, status, uri=uri, retry_seconds=retry_seconds,
-                    what="end the parent run")
+    call_with_retry(
+        client.set_terminated, parent_run_id, status, uri=uri, retry_seconds=retry_seconds, what="end the parent run"
+    )
 
 
 def set_parent_status(parent_file, status: str, uri: str, retry_seconds: float = 2.0) -> str | None:
@@ -345,8 +500,14 @@ def set_parent_status(parent_file, status: str, uri: str, retry_seconds: float =
     try:
         parent = json.loads(parent_file.read_text())
         client = connect(uri, retry_seconds)
-        call_with_retry(client.set_terminated, parent["run_id"], status, uri=uri, retry_seconds=retry_seconds,
-                        what="end the parent run")
+        call_with_retry(
+            client.set_terminated,
+            parent["run_id"],
+            status,
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="end the parent run",
+        )
         return f"MLflow parent run {parent['run_id']} set {status} in {uri}"
     except Exception as error:  # never mask the workflow's own error
         return f"could not set the MLflow parent run {status}: {error}"

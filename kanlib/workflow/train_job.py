@@ -60,8 +60,21 @@ class JobIdentity:
     slurm_job_id: str | None
 
     @classmethod
-    def create(cls, config: dict, target, *, function_slug: str, width: str, k: int, n_train: int, seed: int,
-               grid: int, threads: int, data_file: str, init_checkpoint: str | None) -> JobIdentity:
+    def create(
+        cls,
+        config: dict,
+        target,
+        *,
+        function_slug: str,
+        width: str,
+        k: int,
+        n_train: int,
+        seed: int,
+        grid: int,
+        threads: int,
+        data_file: str,
+        init_checkpoint: str | None,
+    ) -> JobIdentity:
         """The identity of the job (function_slug, width, k, N, seed, grid) of a sweep's ``config``."""
         import torch
 
@@ -69,14 +82,29 @@ class JobIdentity:
 
         grids = [int(g) for g in config["grids"]]
         host = tracking.host_tags()
-        return cls(sweep=config["sweep"], function=target.name, formula=target.formula, function_slug=function_slug,
-                   width=width, k=int(k), n_train=int(n_train), seed=int(seed),
-                   model_seed=int(seed) + int(config["model_seed_offset"]), grid_size=int(grid),
-                   prev_grid_size=previous_grid(config, grid), grid_level=grids.index(int(grid)),
-                   hp={key: config[key] for key in TRAIN_KEYS}, threads=int(threads), data_file=str(data_file),
-                   init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
-                   kanlib_version=kanlib.__version__, torch_version=torch.__version__,
-                   git_commit=tracking.git_commit(), host=host["host"], slurm_job_id=host.get("slurm_job_id"))
+        return cls(
+            sweep=config["sweep"],
+            function=target.name,
+            formula=target.formula,
+            function_slug=function_slug,
+            width=width,
+            k=int(k),
+            n_train=int(n_train),
+            seed=int(seed),
+            model_seed=int(seed) + int(config["model_seed_offset"]),
+            grid_size=int(grid),
+            prev_grid_size=previous_grid(config, grid),
+            grid_level=grids.index(int(grid)),
+            hp={key: config[key] for key in TRAIN_KEYS},
+            threads=int(threads),
+            data_file=str(data_file),
+            init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
+            kanlib_version=kanlib.__version__,
+            torch_version=torch.__version__,
+            git_commit=tracking.git_commit(),
+            host=host["host"],
+            slurm_job_id=host.get("slurm_job_id"),
+        )
 
     @property
     def job(self) -> str:
@@ -90,14 +118,32 @@ class JobIdentity:
     def record(self) -> dict:
         """The identity part of metrics.json (the results table's columns come from here)."""
         return {
-            "function": self.function, "formula": self.formula, "width": self.width, "k": self.k,
-            "n_train": self.n_train, "seed": self.seed, "data_seed": self.seed, "model_seed": self.model_seed,
-            "grid_size": self.grid_size, "prev_grid_size": self.prev_grid_size, "grid_level": self.grid_level,
-            "job": self.job, "sweep": self.sweep, "steps": self.hp["steps"], "optimizer": self.hp["optimizer"],
-            "lr": self.hp["lr"], "dtype": self.hp["dtype"], "hp": dict(self.hp), "threads": self.threads,
-            "kanlib_version": self.kanlib_version, "torch_version": self.torch_version,
-            "git_commit": self.git_commit, "host": self.host, "slurm_job_id": self.slurm_job_id,
-            "data_file": self.data_file, "init_checkpoint": self.init_checkpoint,
+            "function": self.function,
+            "formula": self.formula,
+            "width": self.width,
+            "k": self.k,
+            "n_train": self.n_train,
+            "seed": self.seed,
+            "data_seed": self.seed,
+            "model_seed": self.model_seed,
+            "grid_size": self.grid_size,
+            "prev_grid_size": self.prev_grid_size,
+            "grid_level": self.grid_level,
+            "job": self.job,
+            "sweep": self.sweep,
+            "steps": self.hp["steps"],
+            "optimizer": self.hp["optimizer"],
+            "lr": self.hp["lr"],
+            "dtype": self.hp["dtype"],
+            "hp": dict(self.hp),
+            "threads": self.threads,
+            "kanlib_version": self.kanlib_version,
+            "torch_version": self.torch_version,
+            "git_commit": self.git_commit,
+            "host": self.host,
+            "slurm_job_id": self.slurm_job_id,
+            "data_file": self.data_file,
+            "init_checkpoint": self.init_checkpoint,
         }
 
     def mlflow_params(self, device: str | None = None) -> dict[str, str]:
@@ -114,20 +160,33 @@ class JobIdentity:
         return {key: "none" if value is None else str(value) for key, value in record.items()}
 
     def mlflow_tags(self) -> dict[str, str]:
-        tags = {"kanlib.job": self.job, "kanlib.sweep": self.sweep, "kanlib.role": "child", "rule": "train",
-                "wildcards": (f"function={self.function_slug} width={self.width} k={self.k} n={self.n_train} "
-                              f"seed={self.seed} grid={self.grid_size}"),
-                "mlflow.source.name": "workflow/scripts/train.py", "mlflow.source.type": "JOB",
-                "mlflow.user": getpass.getuser(), "host": self.host}
+        tags = {
+            "kanlib.job": self.job,
+            "kanlib.sweep": self.sweep,
+            "kanlib.role": "child",
+            "rule": "train",
+            "wildcards": (
+                f"function={self.function_slug} width={self.width} k={self.k} n={self.n_train} "
+                f"seed={self.seed} grid={self.grid_size}"
+            ),
+            "mlflow.source.name": "workflow/scripts/train.py",
+            "mlflow.source.type": "JOB",
+            "mlflow.user": getpass.getuser(),
+            "host": self.host,
+        }
         if self.slurm_job_id:
             tags["slurm_job_id"] = self.slurm_job_id
         return tags
 
     def fingerprint(self) -> dict:
         """What a kept, not yet logged result must have been trained from to be reused."""
-        return {"job": self.job, "function": self.function, "hp": dict(self.hp),
-                "data_sha256": sha256_file(self.data_file),
-                "init_sha256": sha256_file(self.init_checkpoint) if self.init_checkpoint else None}
+        return {
+            "job": self.job,
+            "function": self.function,
+            "hp": dict(self.hp),
+            "data_sha256": sha256_file(self.data_file),
+            "init_sha256": sha256_file(self.init_checkpoint) if self.init_checkpoint else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -152,24 +211,38 @@ class TrackingSettings:
     @classmethod
     def from_config(cls, config: dict) -> TrackingSettings:
         mlflow = config["mlflow"]
-        return cls(tracking.resolve_tracking_uri(mlflow["tracking_uri"]), float(mlflow["retry_seconds"]),
-                   int(mlflow["log_model_max_bytes"]))
+        return cls(
+            tracking.resolve_tracking_uri(mlflow["tracking_uri"]),
+            float(mlflow["retry_seconds"]),
+            int(mlflow["log_model_max_bytes"]),
+        )
 
 
 def _log_failed_run(identity, settings, parent, error, records, step_times, started) -> str:
     """The failed fit as a FAILED MLflow run with the steps it completed; returns a line for the message."""
-    history = {name: [float(r[key]) for r in records] for name, key in
-               (("train_rmse", "train_loss"), ("test_rmse", "test_loss"), ("reg", "reg"))}
+    history = {
+        name: [float(r[key]) for r in records]
+        for name, key in (("train_rmse", "train_loss"), ("test_rmse", "test_loss"), ("reg", "reg"))
+    }
     try:
         client = tracking.connect(settings.uri, settings.retry_seconds)
-        tracking.ensure_parent_running(client, parent["run_id"], settings.uri, settings.retry_seconds,
-                                       parent["file"])
+        tracking.ensure_parent_running(client, parent["run_id"], settings.uri, settings.retry_seconds, parent["file"])
         run_id = tracking.log_child_run(
-            client, uri=settings.uri, experiment_id=parent["experiment_id"], parent_run_id=parent["run_id"],
-            run_name=identity.run_name, params=identity.mlflow_params(),
-            tags={**identity.mlflow_tags(), "kanlib.error": str(error)[:5000]}, history=history, final={},
-            timestamps_ms=step_times or [int(time.time() * 1000)], start_ms=int(started * 1000),
-            end_ms=int(time.time() * 1000), status="FAILED", retry_seconds=settings.retry_seconds)
+            client,
+            uri=settings.uri,
+            experiment_id=parent["experiment_id"],
+            parent_run_id=parent["run_id"],
+            run_name=identity.run_name,
+            params=identity.mlflow_params(),
+            tags={**identity.mlflow_tags(), "kanlib.error": str(error)[:5000]},
+            history=history,
+            final={},
+            timestamps_ms=step_times or [int(time.time() * 1000)],
+            start_ms=int(started * 1000),
+            end_ms=int(time.time() * 1000),
+            status="FAILED",
+            retry_seconds=settings.retry_seconds,
+        )
         return f"MLflow run {run_id} marked FAILED"
     except tracking.TrackingError as tracking_error:
         return f"its MLflow run could not be logged either: {tracking_error}"
@@ -189,20 +262,43 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
         step_times.append(int(time.time() * 1000))
 
     try:
-        model = KAN(width=parse_width(identity.width), grid=identity.grid_size, k=identity.k,
-                    seed=identity.model_seed, grid_eps=hp["grid_eps"], device=hp["device"], dtype=hp["dtype"])
+        model = KAN(
+            width=parse_width(identity.width),
+            grid=identity.grid_size,
+            k=identity.k,
+            seed=identity.model_seed,
+            grid_eps=hp["grid_eps"],
+            device=hp["device"],
+            dtype=hp["dtype"],
+        )
         init_started = time.perf_counter()
         if identity.init_checkpoint:
             coarse = KAN.load(identity.init_checkpoint, device=model.device, dtype=model.dtype)
             model.initialize_from_another_model(coarse, dataset["train_input"])
         init_time_s = time.perf_counter() - init_started
-        log.info("model %s on %s (%s), %d parameters; %s in %.3f s", identity.width, model.device, hp["dtype"],
-                 model.n_params, f"grid extension from G{identity.prev_grid_size}" if identity.init_checkpoint
-                 else "fresh initialisation", init_time_s)
-        fit = model.fit(dataset, opt=hp["optimizer"], steps=hp["steps"], lr=hp["lr"], update_grid=hp["update_grid"],
-                        grid_update_num=hp["grid_update_num"], stop_grid_update_step=hp["stop_grid_update_step"],
-                        batch=hp["batch"], lamb=hp["lamb"], seed=identity.model_seed, progress=False,
-                        callback=remember)
+        log.info(
+            "model %s on %s (%s), %d parameters; %s in %.3f s",
+            identity.width,
+            model.device,
+            hp["dtype"],
+            model.n_params,
+            f"grid extension from G{identity.prev_grid_size}" if identity.init_checkpoint else "fresh initialisation",
+            init_time_s,
+        )
+        fit = model.fit(
+            dataset,
+            opt=hp["optimizer"],
+            steps=hp["steps"],
+            lr=hp["lr"],
+            update_grid=hp["update_grid"],
+            grid_update_num=hp["grid_update_num"],
+            stop_grid_update_step=hp["stop_grid_update_step"],
+            batch=hp["batch"],
+            lamb=hp["lamb"],
+            seed=identity.model_seed,
+            progress=False,
+            callback=remember,
+        )
     except Exception as error:  # a diverged fit, CUDA missing or out of memory, a bad checkpoint ...
         outcome = _log_failed_run(identity, settings, parent, error, records, step_times, started)
         kind = "diverged" if isinstance(error, DivergenceError) else f"failed ({type(error).__name__})"
@@ -219,24 +315,39 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
         **identity.record(),
         "n_params": model.n_params,
         # how it went
-        "train_rmse": fit["train_loss"][-1], "test_rmse": fit["test_loss"][-1], "reg": fit["reg"][-1],
-        "min_test_rmse": min(fit["test_loss"]), "n_evals": sum(fit["n_evals"]),
-        "wall_time_s": fit["wall_time_s"], "init_time_s": init_time_s, "step_times_ms": step_times,
-        "started_at_ms": int(started * 1000), "finished_at_ms": int(time.time() * 1000),
-        "device": str(model.device), "model_sha256": sha256_file(unsynced / "model.pt"),
+        "train_rmse": fit["train_loss"][-1],
+        "test_rmse": fit["test_loss"][-1],
+        "reg": fit["reg"][-1],
+        "min_test_rmse": min(fit["test_loss"]),
+        "n_evals": sum(fit["n_evals"]),
+        "wall_time_s": fit["wall_time_s"],
+        "init_time_s": init_time_s,
+        "step_times_ms": step_times,
+        "started_at_ms": int(started * 1000),
+        "finished_at_ms": int(time.time() * 1000),
+        "device": str(model.device),
+        "model_sha256": sha256_file(unsynced / "model.pt"),
         "fingerprint": identity.fingerprint(),
         # MLflow (filled in once the run is logged)
-        "mlflow_run_id": None, "mlflow_parent_run_id": parent["run_id"], "mlflow_tracking_uri": settings.uri,
+        "mlflow_run_id": None,
+        "mlflow_parent_run_id": parent["run_id"],
+        "mlflow_tracking_uri": settings.uri,
         "mlflow_synced": False,
     }
     write_json(unsynced / "metrics.json", metrics)
-    log.info("trained in %.2f s (%d loss evaluations): train RMSE %.3e, test RMSE %.3e", metrics["wall_time_s"],
-             metrics["n_evals"], metrics["train_rmse"], metrics["test_rmse"])
+    log.info(
+        "trained in %.2f s (%d loss evaluations): train RMSE %.3e, test RMSE %.3e",
+        metrics["wall_time_s"],
+        metrics["n_evals"],
+        metrics["train_rmse"],
+        metrics["test_rmse"],
+    )
     return metrics
 
 
-def _log_run(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, metrics: dict,
-             log) -> str:
+def _log_run(
+    identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, metrics: dict, log
+) -> str:
     """One FINISHED child run with the history, final metrics and (small) model; returns its id."""
     history = read_history(unsynced / "history.csv")
     artifacts = [(unsynced / "history.csv", None)]
@@ -244,44 +355,83 @@ def _log_run(identity: JobIdentity, settings: TrackingSettings, parent: dict, un
         artifacts.append((unsynced / "model.pt", None))
 
     def metrics_artifact(run_id):  # the run's copy of metrics.json, with its own id
-        return [(write_json(unsynced / "artifact" / "metrics.json",
-                            {**metrics, "mlflow_run_id": run_id, "mlflow_synced": True}), None)]
+        return [
+            (
+                write_json(
+                    unsynced / "artifact" / "metrics.json", {**metrics, "mlflow_run_id": run_id, "mlflow_synced": True}
+                ),
+                None,
+            )
+        ]
 
     uri, retry_seconds = settings.uri, settings.retry_seconds
     try:
         client = tracking.connect(uri, retry_seconds)
         tracking.ensure_parent_running(client, parent["run_id"], uri, retry_seconds, parent["file"])
         run_id = tracking.log_child_run(
-            client, uri=uri, experiment_id=parent["experiment_id"], parent_run_id=parent["run_id"],
-            run_name=identity.run_name, params=identity.mlflow_params(metrics["device"]),
+            client,
+            uri=uri,
+            experiment_id=parent["experiment_id"],
+            parent_run_id=parent["run_id"],
+            run_name=identity.run_name,
+            params=identity.mlflow_params(metrics["device"]),
             tags=identity.mlflow_tags(),
             history={name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
-            final={"final_train_rmse": metrics["train_rmse"], "final_test_rmse": metrics["test_rmse"],
-                   "final_reg": metrics["reg"], "min_test_rmse": metrics["min_test_rmse"],
-                   "n_params": metrics["n_params"], "total_evals": metrics["n_evals"],
-                   "wall_time_s": metrics["wall_time_s"], "init_time_s": metrics["init_time_s"]},
-            timestamps_ms=metrics["step_times_ms"], start_ms=metrics["started_at_ms"],
-            end_ms=metrics["finished_at_ms"], artifacts=artifacts, retry_seconds=retry_seconds,
-            before_terminate=metrics_artifact)
+            final={
+                "final_train_rmse": metrics["train_rmse"],
+                "final_test_rmse": metrics["test_rmse"],
+                "final_reg": metrics["reg"],
+                "min_test_rmse": metrics["min_test_rmse"],
+                "n_params": metrics["n_params"],
+                "total_evals": metrics["n_evals"],
+                "wall_time_s": metrics["wall_time_s"],
+                "init_time_s": metrics["init_time_s"],
+            },
+            timestamps_ms=metrics["step_times_ms"],
+            start_ms=metrics["started_at_ms"],
+            end_ms=metrics["finished_at_ms"],
+            artifacts=artifacts,
+            retry_seconds=retry_seconds,
+            before_terminate=metrics_artifact,
+        )
     except tracking.TrackingError as error:
-        message = (f"{error}. The trained model and its metrics are kept in {unsynced}; run the same snakemake "
-                   "command again once the tracking store is reachable: this job then logs them without training")
+        message = (
+            f"{error}. The trained model and its metrics are kept in {unsynced}; run the same snakemake "
+            "command again once the tracking store is reachable: this job then logs them without training"
+        )
         log.error("%s", message)
         raise TrainJobError(f"train {identity.run_name}: {message}") from error
     try:  # earlier runs of this job (retrained, or killed while logging) point to this one
-        superseded = tracking.supersede_runs(client, experiment_id=parent["experiment_id"],
-                                             parent_run_id=parent["run_id"], job=identity.job, keep_run_id=run_id,
-                                             uri=uri, retry_seconds=retry_seconds)
+        superseded = tracking.supersede_runs(
+            client,
+            experiment_id=parent["experiment_id"],
+            parent_run_id=parent["run_id"],
+            job=identity.job,
+            keep_run_id=run_id,
+            uri=uri,
+            retry_seconds=retry_seconds,
+        )
     except tracking.TrackingError as error:
         superseded = []
         log.warning("could not tag earlier runs of this job as superseded: %s", error)
-    log.info("MLflow child run %s under parent %s in %s%s", run_id, parent["run_id"], uri,
-             f" (superseding {', '.join(superseded)})" if superseded else "")
+    log.info(
+        "MLflow child run %s under parent %s in %s%s",
+        run_id,
+        parent["run_id"],
+        uri,
+        f" (superseding {', '.join(superseded)})" if superseded else "",
+    )
     return run_id
 
 
-def run_train_job(identity: JobIdentity, *, parent_file: str, outputs: TrainOutputs, settings: TrackingSettings,
-                  log: logging.Logger | None = None) -> dict:
+def run_train_job(
+    identity: JobIdentity,
+    *,
+    parent_file: str,
+    outputs: TrainOutputs,
+    settings: TrackingSettings,
+    log: logging.Logger | None = None,
+) -> dict:
     """Train (or reuse a kept result), log the MLflow child run, then move the files into place.
 
     Returns the final metrics.json contents. Raises TrainJobError for a diverged fit or an
@@ -290,8 +440,12 @@ def run_train_job(identity: JobIdentity, *, parent_file: str, outputs: TrainOutp
     started = time.time()
     log = log or logging.getLogger("kanlib.job")
     unsynced = outputs.unsynced
-    log.info("job %s (level %d, from %s)", identity.job, identity.grid_level,
-             f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch")
+    log.info(
+        "job %s (level %d, from %s)",
+        identity.job,
+        identity.grid_level,
+        f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch",
+    )
     parent = {**read_json(parent_file), "file": str(parent_file)}
 
     # A result from an earlier attempt (kept because MLflow was unreachable) counts only for the same inputs.

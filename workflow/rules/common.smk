@@ -43,7 +43,13 @@ PARENT_JSON = f"{RESULTS}/mlflow_parent.json"
 # Path patterns with Snakemake wildcards {function} {width} {k} {n} {seed} {grid}.
 DATA = sweep.DATA_PATTERN.format(results=RESULTS, function="{function}", n="{n}", seed="{seed}")
 RUN = sweep.RUN_PATTERN.format(
-    results=RESULTS, function="{function}", width="{width}", k="{k}", n="{n}", seed="{seed}", grid="{grid}"
+    results=RESULTS,
+    function="{function}",
+    width="{width}",
+    k="{k}",
+    n="{n}",
+    seed="{seed}",
+    grid="{grid}",
 )
 JOB = "{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"  # a train job's path below runs/ and logs/train/
 

@@ -4,15 +4,15 @@ rule dataset:
         DATA,
     log:
         f"{LOGS}/dataset/{{function}}/N{{n}}_seed{{seed}}.log",
-    params:
-        function=function_name,
-        test_num=config["test_num"],
-        input_range=config["input_range"],
     wildcard_constraints:
         **WILDCARDS,
     threads: 1
     resources:
         mem_mb=dataset_mem_mb,
         runtime=5,
+    params:
+        function=function_name,
+        test_num=config["test_num"],
+        input_range=config["input_range"],
     script:
         "../scripts/dataset.py"

@@ -4,13 +4,13 @@ rule mlflow_parent:
         PARENT_JSON,
     log:
         f"{LOGS}/mlflow_parent.log",
-    params:
-        sweep=SWEEP,
-        experiment=config["mlflow"]["experiment"],
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        sweep=SWEEP,
+        experiment=config["mlflow"]["experiment"],
     script:
         "../scripts/mlflow_parent.py"
 

@@ -13,7 +13,9 @@ REPORT_SETTINGS = {
 }
 
 REPORT = f"{RESULTS}/report"
-REPORT_CONFIG = f"{REPORT}/{{function}}/w{{width}}_k{{k}}"  # the figures of one (function, width, k)
+REPORT_CONFIG = (
+    f"{REPORT}/{{function}}/w{{width}}_k{{k}}"  # the figures of one (function, width, k)
+)
 REPORT_SUBCATEGORY = "{function} [{width}] k={k}"
 
 # The figures of a configuration, in report order: the registry kanlib.analysis.catalog.FIGURES
@@ -21,7 +23,9 @@ REPORT_SUBCATEGORY = "{function} [{width}] k={k}"
 REPORT_FIGURES = catalog.FIGURES
 
 # (function slug, width, k) of every configuration of the sweep, in config order, and their figures.
-REPORT_CONFIGURATIONS = list(dict.fromkeys((c.slug, c.width_str, c.k) for c in sweep.chains(config)))
+REPORT_CONFIGURATIONS = list(
+    dict.fromkeys((c.slug, c.width_str, c.k) for c in sweep.chains(config))
+)
 REPORT_PNGS = [
     f"{REPORT}/{slug}/w{width}_k{k}/{stem}.png"
     for slug, width, k in REPORT_CONFIGURATIONS
@@ -49,9 +53,6 @@ rule report_figures:
         pdf=[f"{REPORT_CONFIG}/{stem}.pdf" for stem in catalog.figure_stems()],
     log:
         f"{LOGS}/report/{{function}}/w{{width}}_k{{k}}.log",
-    params:
-        function=function_name,
-        settings=REPORT_SETTINGS,
     wildcard_constraints:
         function=WILDCARDS["function"],
         width=WILDCARDS["width"],
@@ -60,6 +61,9 @@ rule report_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        function=function_name,
+        settings=REPORT_SETTINGS,
     script:
         "../scripts/report_figures.py"
 
@@ -93,13 +97,13 @@ rule report_summary:
         ),
     log:
         f"{LOGS}/report/summary.log",
-    params:
-        sweep=SWEEP,
-        settings=REPORT_SETTINGS,
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        sweep=SWEEP,
+        settings=REPORT_SETTINGS,
     script:
         "../scripts/report_summary.py"
 

@@ -12,17 +12,19 @@ rule train:
         f"{LOGS}/train/{JOB}.log",
     benchmark:
         f"{RUN}/benchmark.tsv"
-    params:
-        function=function_name,
-        prev_grid=lambda wildcards: sweep.previous_grid(config, int(wildcards.grid)),
-        # changing any of these retrains (Snakemake's params trigger); MLflow settings do not
-        hp=sweep.hyperparameters(config),
     wildcard_constraints:
         **WILDCARDS,
     threads: config["threads"]
     resources:
         mem_mb=lambda wildcards, attempt: train_resources(wildcards, attempt)["mem_mb"],
         runtime=lambda wildcards, attempt: train_resources(wildcards, attempt)["runtime"],
-        cpus_per_task=lambda wildcards, attempt: train_resources(wildcards, attempt)["cpus_per_task"],
+        cpus_per_task=lambda wildcards, attempt: train_resources(wildcards, attempt)[
+            "cpus_per_task"
+        ],
+    params:
+        function=function_name,
+        prev_grid=lambda wildcards: sweep.previous_grid(config, int(wildcards.grid)),
+        # changing any of these retrains (Snakemake's params trigger); MLflow settings do not
+        hp=sweep.hyperparameters(config),
     script:
         "../scripts/train.py"

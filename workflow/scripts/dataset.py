@@ -1,4 +1,5 @@
 """Rule dataset: N training points and the fixed test set of a (function, seed) -> one .pt file."""
+
 import torch
 
 from kanlib.functions import get_function
@@ -19,7 +20,13 @@ info = make_dataset(
     input_range=snakemake.params.input_range,
     path=snakemake.output[0],
 )
-log.info("wrote %s: f = %s, %d train / %d test points, seed %d", snakemake.output[0], info["formula"],
-         info["train_num"], info["test_num"], info["seed"])
+log.info(
+    "wrote %s: f = %s, %d train / %d test points, seed %d",
+    snakemake.output[0],
+    info["formula"],
+    info["train_num"],
+    info["test_num"],
+    info["seed"],
+)
 
 exit_job()  # skip the interpreter teardown of torch (~1 s)

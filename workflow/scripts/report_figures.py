@@ -1,4 +1,5 @@
 """Rule report_figures: every figure of one (function, width, k), PNG + PDF."""
+
 import sys
 import time
 
@@ -10,8 +11,13 @@ log = job_logger(snakemake.log[0])
 configuration = (snakemake.params.function, snakemake.wildcards.width, int(snakemake.wildcards.k))
 started = time.monotonic()
 try:
-    count = write_figures(snakemake.input.results, snakemake.input.history, configuration, snakemake.params.settings,
-                          {stem: snakemake.output[stem] for stem in figure_stems()})
+    count = write_figures(
+        snakemake.input.results,
+        snakemake.input.history,
+        configuration,
+        snakemake.params.settings,
+        {stem: snakemake.output[stem] for stem in figure_stems()},
+    )
 except ValueError as error:
     sys.exit(f"report_figures: {error}")
 log.info("%d figures for %s in %.1f s", count, config_label(*configuration), time.monotonic() - started)

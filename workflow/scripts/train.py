@@ -3,6 +3,7 @@
 The job's logic (unsynced results, fingerprints, MLflow params and tags) is in
 kanlib.workflow.train_job; this script maps Snakemake's objects onto it.
 """
+
 import sys
 
 import torch
@@ -28,11 +29,15 @@ identity = JobIdentity.create(
     data_file=snakemake.input.data,
     init_checkpoint=snakemake.input.get("init"),
 )
-outputs = TrainOutputs(model=snakemake.output.model, history=snakemake.output.history,
-                       metrics=snakemake.output.metrics)
+outputs = TrainOutputs(model=snakemake.output.model, history=snakemake.output.history, metrics=snakemake.output.metrics)
 try:
-    run_train_job(identity, parent_file=snakemake.input.parent, outputs=outputs,
-                  settings=TrackingSettings.from_config(snakemake.config), log=log)
+    run_train_job(
+        identity,
+        parent_file=snakemake.input.parent,
+        outputs=outputs,
+        settings=TrackingSettings.from_config(snakemake.config),
+        log=log,
+    )
 except TrainJobError as error:
     sys.exit(str(error))
 
