@@ -115,6 +115,10 @@ class LBFGS:
         self.stall_rtol, self.stall_window = stall_rtol, stall_window
         self.recent_losses: list[float] = []
         self.stalled = False
+        # Stuck: the last iteration found no decrease (the line search stayed put from a full
+        # step, or no descent direction). A later step on the same objective would repeat exactly
+        # that iteration, so it returns at once instead (the same parameters, fewer evaluations).
+        self.stuck = False
         self._link()
         self.lr, self.max_iter = lr, max_iter
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
@@ -150,7 +154,7 @@ class LBFGS:
         pairs unless ``keep_history`` is False."""
         self._link()
         self._last = None
-        self.recent_losses, self.stalled = [], False
+        self.recent_losses, self.stalled, self.stuck = [], False, False
         if not keep_history:
             self.old_steps, self.old_grad_diffs, self.rho = [], [], []
             self.h_diag, self.n_iter = 1.0, 0
@@ -186,9 +190,10 @@ class LBFGS:
         if reuse_last and self._last is not None:
             x, loss, grad = self._last
             evals = 0
-            if self.stalled:
+            if self.stalled or self.stuck:
                 return loss
         else:
+            self.stuck = False
             x = self._flat_params()
             loss, grad = self._evaluate(closure, x)
             evals = 1
@@ -204,9 +209,13 @@ class LBFGS:
             self.n_iter += 1
             gtd = float(grad @ direction)
             if gtd > -self.tolerance_change * max(abs(loss), 1e-300):  # not a descent direction any more
+                self.stuck = True
                 break
             previous_loss, previous_grad = loss, grad
+            first_trial = step_size
             loss, grad, step_size, ls_evals, x = self._line_search(closure, x, step_size, direction, loss, grad, gtd)
+            if step_size == 0.0 and first_trial == self.lr:  # stayed put; a repeat would try the same points
+                self.stuck = True
             evals += ls_evals
             self._remember(direction * step_size, grad - previous_grad)
             if self.stall_rtol > 0:
