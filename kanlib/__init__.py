@@ -2,7 +2,7 @@
 
 pykan-compatible entry points: :class:`KAN`, :func:`create_dataset`,
 ``KAN.fit``, ``KAN.initialize_from_another_model``, ``KAN.refine``,
-``KAN.save`` / ``KAN.load``.
+``KAN.save`` / ``KAN.load``; the MLP baseline :class:`MLP` with the same calls.
 
 Three layers (docs/architecture.md): the model core (the modules of this package),
 :mod:`kanlib.analysis` (power-law fits, figures, the report; no torch) and
@@ -21,6 +21,8 @@ _EXPORTS = {
     "KAN": "kanlib.model",
     "KANConfig": "kanlib.model",
     "KANLayer": "kanlib.layer",
+    "MLP": "kanlib.mlp",
+    "MLPConfig": "kanlib.mlp",
     "create_dataset": "kanlib.data",
     "validate_dataset": "kanlib.data",
     "fit": "kanlib.training",
