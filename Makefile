@@ -7,7 +7,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CORES ?= 2
+CORES ?= $(shell nproc 2>/dev/null || echo 2)
 SNAKEMAKE := $(BIN)/snakemake
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true

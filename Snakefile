@@ -8,6 +8,7 @@ Rules, outputs and the MLflow layout: workflow/README.md.
 """
 
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
@@ -30,7 +31,8 @@ SCHEMA = "workflow/schemas/config.schema.yaml"
 sweep.coerce_cli_strings(config, os.path.join(workflow.basedir, SCHEMA))
 with sweep.schema_errors():
     validate(config, SCHEMA)
-sweep.check_config(config)
+# the target functions are probed once, by the main process (not again in each cluster job)
+sweep.check_config(config, probe_functions=workflow.is_main_process)
 
 
 include: "workflow/rules/common.smk"
@@ -41,8 +43,13 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 
-# snakemake --report report.html: this page, then every report() output with its caption
-report: "workflow/report/workflow.rst"
+# snakemake --report report.html: the front page, then every report() output with its caption. The
+# front page opens with the sweep's answer and exponent tables once report_summary has written them
+# (results/<sweep>/report/front.rst); before that, the sweep's description alone.
+_FRONT_PAGE = os.path.abspath(f"{sweep.results_dir(config)}/report/front.rst")
+
+
+report: _FRONT_PAGE if os.path.isfile(_FRONT_PAGE) else "workflow/report/workflow.rst"
 
 
 rule all:
@@ -50,3 +57,17 @@ rule all:
     input:
         rules.aggregate.output,
         REPORT_OUTPUTS,
+
+
+# A failed invocation set the parent FAILED, and every output is present now (another invocation
+# finished the sweep, or the failure was of another config): the parent says FINISHED again.
+if workflow.is_main_process:
+    from kanlib.workflow.tracking import restore_finished_parent
+
+    _message = restore_finished_parent(
+        PARENT_JSON,
+        resolve_tracking_uri(config["mlflow"]["tracking_uri"]),
+        [*rules.aggregate.output, *REPORT_OUTPUTS],
+    )
+    if _message:
+        print(_message, file=sys.stderr)

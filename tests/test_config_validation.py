@@ -23,6 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_in_the_environment(monkeypatch):
+    """MLFLOW_TRACKING_URI overrides the config's (mlflow.set_tracking_uri in another test sets it)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def default_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -97,6 +103,18 @@ BAD = [
     ({"widths": [[2, 1, 2]]}, "'widths'", "must start with 2 and end with 1"),
     ({"functions": [{"name": "xy", "widths": [[1, 1]]}]}, "'functions[0].widths'", "must start with 2"),
     ({"input_range": [1, -1]}, "'input_range'", "lower < upper"),
+    # issue 9, item 6: these passed the checks and failed later inside jobs
+    ({"mlflow.tracking_uri": "garbage"}, "'mlflow.tracking_uri'", "not a tracking URI; allowed: sqlite:///"),
+    ({"mlflow.tracking_uri": "htp:/not a uri"}, "'mlflow.tracking_uri'", "not a tracking URI"),
+    ({"mlflow.tracking_uri": "nowhere://x"}, "'mlflow.tracking_uri'", "unknown scheme 'nowhere'"),
+    ({"mlflow.tracking_uri": "sqlite://relative.db"}, "'mlflow.tracking_uri'", "sqlite:///<relative path>"),
+    ({"mlflow.tracking_uri": "http://"}, "'mlflow.tracking_uri'", "needs a host"),
+    ({"mlflow.tracking_uri": "file:///tmp/mlruns"}, "'mlflow.tracking_uri'", "MLFLOW_ALLOW_FILE_STORE=true"),
+    ({"functions": ["os.path:join"]}, "function 'os.path:join' (functions[0])", "fails on a probe input"),
+    ({"functions": ["math:sqrt"]}, "function 'math:sqrt' (functions[0])", "fails on a probe input"),
+    ({"functions": ["tests.targets:wrong_shape"]}, "(functions[0])", "returned shape (4, 2)"),
+    ({"functions": ["tests.targets:not_finite"]}, "(functions[0])", "non-finite values"),
+    ({"functions": ["tests.targets:a_list"]}, "(functions[0])", "returned a list"),
 ]
 
 
@@ -107,6 +125,33 @@ def test_bad_configs_name_the_key(change, key, text):
     message = str(raised.value)
     assert message.startswith("config error:") and key in message and text in message
     assert "\n" not in message  # one line, not a schema dump
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sqlite:///mlflow.db",
+        "sqlite:////abs/path/m.db",
+        "http://127.0.0.1:5000",
+        "https://mlflow.example.org",
+        "postgresql://user@db/mlflow",
+        "postgresql+psycopg2://user:pw@db:5432/mlflow",
+        "mysql://u@h/db",
+    ],
+)
+def test_tracking_uris_mlflow_opens_are_accepted(uri):
+    check(with_changes(**{"mlflow.tracking_uri": uri}))
+
+
+def test_the_environment_tracking_uri_is_checked_and_named(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "garbage")
+    with pytest.raises(sweep.ConfigError, match="the environment variable MLFLOW_TRACKING_URI = 'garbage'"):
+        check(default_config())
+
+
+def test_a_file_store_is_accepted_with_mlflows_opt_in(monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    check(with_changes(**{"mlflow.tracking_uri": "file:///tmp/mlruns"}))
 
 
 def test_cli_strings_are_coerced_where_the_schema_wants_numbers():
@@ -192,7 +237,7 @@ def test_stale_snakemake_locks_are_cleared_only_without_a_live_run(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         code = (
             "import sys; from kanlib.workflow.runtime import clear_stale_snakemake_locks as c; "
-            "print(len(c(sys.argv[1])))"
+            "print(len(c(sys.argv[1])[0]))"
         )
         run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
         assert run.stdout.strip() == "0" and (locks / "0.input.lock").exists()
@@ -204,6 +249,40 @@ def test_stale_snakemake_locks_are_cleared_only_without_a_live_run(tmp_path):
     assert run.stdout.strip() == "1" and not (locks / "0.input.lock").exists()
     with open(tmp_path / ".snakemake" / "kanlib-run.lock") as handle:  # released when that process ended
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_locks_are_kept_while_a_job_of_a_killed_run_still_runs(tmp_path):
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    # a job process of a killed run: holds the shared jobs lock (kanlib.workflow.runtime.start_job)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from kanlib.workflow.runtime import start_job; "
+                "start_job(sys.argv[1] + '/j.log', sys.argv[1]); print('running', flush=True); time.sleep(60)"
+            ),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    code = (
+        "import sys; from kanlib.workflow.runtime import clear_stale_snakemake_locks as c; "
+        "removed, message = c(sys.argv[1]); print(len(removed)); print(message)"
+    )
+    try:
+        assert job.stdout.readline().strip() == "running"
+        run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+        assert run.stdout.startswith("0\n") and "are still running" in run.stdout
+        assert (locks / "0.input.lock").exists()
+    finally:
+        job.kill()
+        job.wait()
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert run.stdout.startswith("1\n") and not (locks / "0.input.lock").exists()
 
 
 def test_config_copy_is_not_mutated_by_job_list():

@@ -31,3 +31,28 @@ def test_environment_yml_matches_pyproject():
     python = next(d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python"))
     required = project["requires-python"].removeprefix(">=")
     assert tuple(map(int, python.split("=")[-1].split("."))) >= tuple(map(int, required.split(".")))
+
+
+def test_make_run_uses_every_core_of_the_machine():
+    import os
+    import subprocess
+
+    # -n: print the commands only; .installed is made to look current so setup prints nothing either
+    result = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "run"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert f"snakemake --cores {len(os.sched_getaffinity(0))}" in result.stdout
+    chosen = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "run", "CORES=3"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert "snakemake --cores 3" in chosen.stdout
+
+
+def test_the_version_is_written_once():
+    import kanlib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    from importlib.metadata import version
+
+    assert version("kanlib") == kanlib.__version__

@@ -120,6 +120,22 @@ def table_rows(markdown: str, header_start: str) -> list[list[str]]:
 # ---- the rule file and the library agree ----------------------------------------------------------------
 
 
+def test_restructuredtext_rendering_parses_without_warnings():
+    import docutils.core
+    import docutils.nodes
+
+    results = sweep_table()
+    document = report.answer_document(results, report.exponent_table(results), tables=True)
+    text = report.to_rst(document)
+    assert text.startswith("**Answer.**") and ".. list-table::" in text
+    tree = docutils.core.publish_doctree(
+        text, settings_overrides={"report_level": 1, "halt_level": 5, "warning_stream": False}
+    )
+    messages = [node for node in tree.traverse() if isinstance(node, docutils.nodes.system_message)]
+    assert not messages, [m.astext() for m in messages]
+    assert len([node for node in tree.traverse() if isinstance(node, docutils.nodes.table)]) == 1
+
+
 def test_every_catalog_figure_has_its_caption_and_every_caption_is_used():
     captions = {path.stem for path in (REPO / "workflow/report").glob("*.rst")}
     for spec in catalog.FIGURES:
@@ -218,6 +234,12 @@ def test_single_grid_size_gives_no_exponent_and_says_so():
     rows = table_rows(markdown, "| N | test RMSE vs G |")
     assert all(row[1] == "no fit" for row in rows)
     assert not report.mlflow_metrics(report.exponent_table(results))  # nothing to log, no NaN metric
+
+
+def test_two_grid_sizes_give_an_exponent_without_an_interval_and_say_it_once():
+    results = sweep_table(grids=(5, 10), threshold=lambda n: 1e9)
+    sentence = report.answer_sentence(results, report.exponent_table(results))
+    assert "(2 points, no CI)" in sentence and "% CI" not in sentence  # no interval, and no level of one
 
 
 def test_failed_job_nan_row_reaches_the_summary():
@@ -420,6 +442,23 @@ def test_parent_run_has_report_artifacts_and_alpha_metrics(tiny_sweep):
 
 
 @pytest.mark.workflow
+def test_parent_run_description_and_experiment_open_on_the_answer(tiny_sweep):
+    from mlflow.tracking import MlflowClient
+
+    work = tiny_sweep.work
+    logged = json.loads((work / TINY / "report/mlflow.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    tags = client.get_run(logged["run_id"]).data.tags
+    assert tags["kanlib.sweep"] == "test" and tags["kanlib.role"] == "parent"
+    note = tags["mlflow.note.content"]
+    answer = (work / TINY / "report/answer.md").read_text()
+    assert note.startswith("**Answer.** Test RMSE falls as G^-α") and note.startswith(answer)
+    assert "Exponents α (RMSE ∝ x^-α), 95% CI" in note and "| N |" in note.replace("| N \\ G |", "| N |")
+    experiment = client.get_experiment_by_name("kan-scaling")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.workflow
 def test_snakemake_report_html_has_every_figure_and_caption(tiny_sweep):
     work = tiny_sweep.work
     result = tiny_snakemake(work, "--report", "report.html")
@@ -446,6 +485,10 @@ def test_snakemake_report_html_has_every_figure_and_caption(tiny_sweep):
     ):
         assert category in page, category
     assert "G^-4 (alpha = k + 1)" in page  # Jinja in the captions was rendered with the wildcards
+    # the front page starts with the answer, before the sweep's description
+    answer = (work / TINY / "report/answer.md").read_text().removeprefix("**Answer.** ")
+    opening = answer[: min(40, *(i for i, c in enumerate(answer + "α") if not c.isascii()))]  # plain text
+    assert opening and 0 < page.find(opening) < page.find("Kolmogorov-Arnold networks")
 
 
 @pytest.mark.workflow

@@ -185,3 +185,55 @@ def test_flatten_params_and_provenance():
     assert "host" in tracking.host_tags()
     commit = tracking.git_commit()
     assert commit == "unknown" or len(commit) == 40
+
+
+# ---- one store, created and migrated once (issue 9, item 2) -------------------------------------------
+
+_CREATE_AT = """
+import sys, time
+from kanlib.workflow import tracking
+start, uri, sweep = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+time.sleep(max(0.0, start - time.time()))  # every process contacts the fresh store at the same moment
+parent = tracking.create_parent_run(uri, "kan-scaling", sweep, {}, {}, retry_seconds=20)
+print(parent["run_id"])
+"""
+
+
+def test_sweeps_started_together_on_a_fresh_store_all_get_their_parent(tmp_path):
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    start = time.time() + 6  # after the interpreters and mlflow have loaded
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CREATE_AT, str(start), uri, f"par{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    for process, (_out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-2000:]
+    client = tracking.connect(uri)
+    runs = client.search_runs([client.get_experiment_by_name("kan-scaling").experiment_id])
+    assert sorted(run.info.run_name for run in runs) == ["par0", "par1", "par2"]
+    assert tracking.leftover_migration_tables(tmp_path / "mlflow.db") == []
+
+
+def test_a_half_migrated_store_is_named_and_repaired(tmp_path):
+    import sqlite3
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.connect(uri, create=True)
+    with sqlite3.connect(tmp_path / "mlflow.db") as connection:  # what an interrupted batch migration leaves
+        connection.execute("CREATE TABLE _alembic_tmp_experiments (experiment_id INTEGER)")
+    assert tracking.leftover_migration_tables(tmp_path / "mlflow.db") == ["_alembic_tmp_experiments"]
+    error = RuntimeError("wrapped")
+    error.__cause__ = RuntimeError("(sqlite3.OperationalError) table _alembic_tmp_experiments already exists")
+    assert tracking._half_migrated(error)
+    assert tracking.main(["repair", uri]) == 0
+    assert tracking.leftover_migration_tables(tmp_path / "mlflow.db") == []
+    tracking.connect(uri).search_experiments()  # the store opens and answers

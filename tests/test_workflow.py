@@ -205,7 +205,15 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
         "N200_seed0/G6",
     ]
     for d in dirs:
-        assert sorted(p.name for p in d.iterdir()) == ["benchmark.tsv", "history.csv", "metrics.json", "model.pt"]
+        assert sorted(p.name for p in d.iterdir()) == [
+            ".completed",
+            "benchmark.tsv",
+            "history.csv",
+            "metrics.json",
+            "model.pt",
+        ]
+        for name in ("history.csv", "metrics.json", "model.pt"):  # hard links: the same file, no copy
+            assert os.path.samefile(d / ".completed" / name, d / name), name
         assert (
             (work / "results/test/logs/train" / d.relative_to(work / "results/test/runs")).with_suffix(".log").is_file()
         )
@@ -367,6 +375,61 @@ def test_resume_after_sigint_and_sigkill(tmp_path):
     assert not list(work.rglob("*.tmp")) and not list(work.rglob("unsynced"))
 
 
+def mark_incomplete(work: Path, outputs) -> None:
+    """What a kill right after a job's outputs appeared leaves: Snakemake's 'incomplete' records
+    (written when the job started, removed when the main process records it done)."""
+    from base64 import urlsafe_b64encode
+
+    folder = work / ".snakemake" / "incomplete"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in outputs:
+        (folder / urlsafe_b64encode(str(path).encode()).decode()).write_text('{"external_jobid": null}')
+
+
+def test_a_level_finished_just_before_a_kill_is_neither_retrained_nor_logged_twice(tmp_path):
+    work = workdir(tmp_path, data_sizes=[100])
+    snakemake(work)
+    level = f"{RUNS}/N100_seed0/G6"
+    before = json.loads((work / level / "metrics.json").read_text())
+    model_bytes = (work / level / "model.pt").read_bytes()
+    mark_incomplete(work, [f"{level}/{name}" for name in ("model.pt", "history.csv", "metrics.json")])
+    assert re.search(r"^train\s+1$", snakemake(work, "-n").output, re.M)  # Snakemake would run the job again
+    rerun = snakemake(work)
+    log = (work / "results/test/logs/train/exp_sin_pi_x_plus_y2/w2-1-1_k3/N100_seed0/G6.log").read_text()
+    assert "already complete: restored the outputs" in log and "trained in" not in log
+    after = json.loads((work / level / "metrics.json").read_text())
+    assert after == before and (work / level / "model.pt").read_bytes() == model_bytes
+    frame = assert_one_finished_child_per_job(work, 2)
+    assert "tags.kanlib.superseded_by" not in frame or frame["tags.kanlib.superseded_by"].isna().all()
+    assert "Nothing to be done" in snakemake(work, "-n").output and rerun.returncode == 0
+
+
+def test_killing_only_the_main_snakemake_never_runs_a_job_twice(tmp_path):
+    """kill -9 of the main process (the OOM killer, a closed terminal): its jobs live on. The rerun
+    keeps Snakemake's lock while they run (instead of starting the same jobs beside them), and once
+    they have ended finishes the sweep with one FINISHED run per job."""
+    work = workdir(tmp_path, data_sizes=[1000], grids=[3, 6], steps=40)
+    log_path = tmp_path / "first.log"
+    process = start(work, log_path)
+    deadline = time.monotonic() + 180
+    while not list(work.glob("results/test/logs/train/**/G3.log")):  # a train job is running
+        assert time.monotonic() < deadline and process.poll() is None, log_path.read_text()
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)  # only the main process; its job survives
+    process.wait()
+    survivors = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True).stdout.split()
+    blocked = snakemake(work, check=False)
+    if survivors and subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 0:
+        assert blocked.returncode != 0 and "are still running" in blocked.output
+    while subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline + 120
+        time.sleep(0.2)
+    snakemake(work)
+    assert_one_finished_child_per_job(work, 2)
+    failed = children(runs(work))
+    assert (failed["status"] == "FAILED").sum() == 0
+
+
 # ---- failures -------------------------------------------------------------------------------------------------
 
 
@@ -387,7 +450,21 @@ def test_diverged_chain_fails_alone(tmp_path):
     assert failed["tags.kanlib.job"].tolist() == ["blowup--f/w2-1-1_k3/N100_seed0/G3"]
     assert "diverged" in failed["tags.kanlib.error"].iloc[0]
     assert (kids[kids["status"] == "FINISHED"]["params.function"] == "exp_sin_pi_x_plus_y2").sum() == 2
-    assert frame[frame["tags.mlflow.parentRunId"].isna()]["status"].iloc[0] == "FAILED"  # onerror
+    parent = frame[frame["tags.mlflow.parentRunId"].isna()].iloc[0]
+    assert parent["status"] == "FAILED"  # onerror
+    # a partial report of what finished, the missing levels listed with their reasons (issue 9, item 8)
+    partial = pd.read_csv(work / "results/test/partial/results.csv")
+    assert len(partial) == 4 and partial["test_rmse"].notna().sum() == 2
+    reasons = dict(zip(partial["grid_size"][partial["test_rmse"].isna()], partial["reason"].dropna()))
+    assert "training diverged" in reasons[3] and reasons[6] == "not run: its previous grid level G3 did not finish"
+    summary = (work / "results/test/partial/summary.md").read_text()
+    assert "**Partial sweep.** 2 of 4 grid levels finished" in summary and "**Answer.**" in summary
+    assert (work / "results/test/partial/exp_sin_pi_x_plus_y2/w2-1-1_k3/test_rmse_vs_grid.png").is_file()
+    assert (
+        parent["tags.kanlib.outcome"] == "PARTIAL"
+        and "blowup:f w2-1-1 k3 N100 seed0 G3" in (parent["tags.mlflow.note.content"])
+    )
+    assert "Partial report: 2 grid levels finished, 2 missing" in result.output
     assert "diverged" in (work / "results/test/logs/train/blowup--f/w2-1-1_k3/N100_seed0/G3.log").read_text()
 
 
@@ -434,6 +511,75 @@ def test_bad_config_stops_before_any_job(tmp_path, overrides, message):
     result = snakemake(work, check=False)
     assert result.returncode != 0 and message in result.output
     assert not (work / "results").exists() and not (work / "mlflow.db").exists()
+
+
+# ---- concurrent sweeps and the parent's status (issue 9, items 2 and 5) ------------------------------------
+
+
+def test_two_sweeps_started_together_in_a_fresh_folder_both_finish(tmp_path):
+    """Both used to fail in mlflow_parent while MLflow migrated the new SQLite schema twice at once,
+    leaving the store half-migrated for good."""
+    work = workdir(tmp_path)
+    for name in ("par1", "par2"):
+        (work / "config" / f"{name}.yaml").write_text(yaml.safe_dump({"sweep": name, "data_sizes": [100]}))
+    processes = [
+        subprocess.Popen(
+            [
+                *command("results/" + name + "/report/mlflow.json", tiny=False),
+                "--configfile",
+                "config/test.yaml",
+                f"config/{name}.yaml",
+            ],
+            cwd=work,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("par1", "par2")
+    ]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-4000:]
+    frame = runs(work)
+    parents = frame[frame["tags.mlflow.parentRunId"].isna()]
+    assert sorted(parents["tags.mlflow.runName"]) == ["par1", "par2"] and set(parents["status"]) == {"FINISHED"}
+    assert (children(frame)["status"] == "FINISHED").sum() == 4  # 2 grid levels x 1 N per sweep
+
+
+def test_a_failing_config_under_a_finished_sweeps_name_leaves_its_parent_finished(tmp_path):
+    work = workdir(tmp_path, data_sizes=[100])
+    snakemake(work)
+    parent_id = json.loads((work / "results/test/mlflow_parent.json").read_text())["run_id"]
+    assert client(work).get_run(parent_id).info.status == "FINISHED"
+    # passes the config check (a 4-point probe) and fails in its dataset job
+    (work / "bigfail.py").write_text(
+        "def f(x):\n    if x.shape[0] > 4:\n        raise RuntimeError('no')\n    return x[:, [0]]\n\nf.n_var = 2\n"
+    )
+    bad = workdir(tmp_path / "bad", functions=["bigfail:f"], data_sizes=[100])
+    (work / "config" / "extra.yaml").write_text((bad / "config" / "extra.yaml").read_text())
+    failed = snakemake(work, check=False)
+    assert failed.returncode != 0 and "stays FINISHED" in failed.output
+    assert client(work).get_run(parent_id).info.status == "FINISHED"
+    # the good config again: nothing to do, and the parent still says FINISHED
+    (work / "config" / "extra.yaml").write_text(yaml.safe_dump({"data_sizes": [100]}))
+    again = snakemake(work)
+    assert "Nothing to be done" in again.output
+    assert client(work).get_run(parent_id).info.status == "FINISHED"
+
+
+def test_a_failed_parent_is_finished_again_once_every_output_is_there(tmp_path):
+    work = workdir(tmp_path, data_sizes=[100])
+    snakemake(work)
+    parent_file = work / "results/test/mlflow_parent.json"
+    parent_id = json.loads(parent_file.read_text())["run_id"]
+    # what a failed invocation that had re-opened the parent leaves: FAILED and the marker
+    client(work).set_terminated(parent_id, "FAILED")
+    (work / "results/test/mlflow_parent.failed").write_text("earlier\n")
+    again = snakemake(work)
+    assert "Nothing to be done" in again.output and "set FINISHED again" in again.output
+    assert client(work).get_run(parent_id).info.status == "FINISHED"
+    assert not (work / "results/test/mlflow_parent.failed").exists()
 
 
 def test_cli_overrides_work(tmp_path):

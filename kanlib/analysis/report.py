@@ -5,8 +5,8 @@ Called by the workflow's report rules (``workflow/rules/report.smk``) on the agg
 
 * :func:`exponent_table`: every power-law fit of the sweep, test and train RMSE against grid
   size G and against the parameter count, per (function, width, k, N);
-* :func:`build_summary` -> :func:`to_markdown` / :func:`to_html`: the summary a researcher reads
-  first. It opens with the answer (``test RMSE falls as G^-alpha with alpha = ... [CI] at
+* :func:`build_summary` -> :func:`to_markdown` / :func:`to_html` (:mod:`~kanlib.analysis.document`):
+  the summary a researcher reads first. It opens with the answer (``test RMSE falls as G^-alpha with alpha = ... [CI] at
   N=...``), then per configuration the exponent table, the interpolation thresholds and the
   points each fit used or excluded, the test- and train-RMSE tables laid out like the seed's
   (rows N, columns G), a description of RMSE against N (no power law is forced), and for the
@@ -21,12 +21,10 @@ Nothing here imports torch; matplotlib is imported only by :func:`figure_set`.
 
 from __future__ import annotations
 
-import html
 import math
 import os
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +32,7 @@ import pandas as pd
 from ..files import atomic_write_text
 from ..functions import function_slug
 from .catalog import FIGURES, figure_spec
+from .document import Document, to_html, to_markdown, to_rst
 from .fits import (
     CONFIG_COLUMNS,
     DEFAULT_DIVERGENCE_FACTOR,
@@ -60,6 +59,7 @@ __all__ = [
     "build_summary",
     "to_markdown",
     "to_html",
+    "to_rst",
     "figure_set",
     "read_results",
     "report_exponents",
@@ -249,126 +249,6 @@ def _used_text(points_used: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# A small document model rendered to Markdown and HTML
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Document:
-    """Blocks of a summary: ``("h", level, text)``, ``("p", text)``, ``("ul", [text, ...])``,
-    ``("table", DataFrame)``, ``("img", path, alt)``. Text may use ``**bold**`` and ```code```."""
-
-    blocks: list[tuple] = field(default_factory=list)
-
-    def heading(self, level: int, text: str) -> None:
-        self.blocks.append(("h", level, text))
-
-    def paragraph(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def bullets(self, items: Iterable[str]) -> None:
-        items = list(items)
-        if items:
-            self.blocks.append(("ul", items))
-
-    def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(("table", frame))
-
-    def image(self, path: str, alt: str) -> None:
-        self.blocks.append(("img", path, alt))
-
-    def text(self) -> str:
-        """All text of the document (headings, paragraphs, bullets, table cells), for searching."""
-        parts = []
-        for block in self.blocks:
-            if block[0] == "h":
-                parts.append(block[2])
-            elif block[0] == "p":
-                parts.append(block[1])
-            elif block[0] == "ul":
-                parts.extend(block[1])
-            elif block[0] == "table":
-                parts.append(block[1].to_string())
-        return "\n".join(parts)
-
-
-def _markdown_cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(document: Document) -> str:
-    """The document as GitHub-flavoured Markdown."""
-    lines: list[str] = []
-    for block in document.blocks:
-        kind = block[0]
-        if kind == "h":
-            lines += ["#" * block[1] + " " + block[2], ""]
-        elif kind == "p":
-            lines += [block[1], ""]
-        elif kind == "ul":
-            lines += [f"- {item}" for item in block[1]] + [""]
-        elif kind == "table":
-            frame = block[1]
-            header = [_markdown_cell(c) for c in frame.columns]
-            lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join("---" for _ in header) + "|")
-            for row in frame.itertuples(index=False):
-                lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
-            lines.append("")
-        elif kind == "img":
-            lines += [f"![{block[2]}]({block[1]})", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _inline_html(text: str) -> str:
-    escaped = html.escape(str(text), quote=False)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
-
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em auto; max-width: 70em;
-       padding: 0 1em; line-height: 1.45; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td { font-variant-numeric: tabular-nums; }
-code { background: #f3f3f3; padding: 0 0.2em; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; } h3 { font-size: 1.05em; }
-"""
-
-
-def to_html(document: Document, title: str = "KAN scaling report") -> str:
-    """The document as one self-contained HTML page (inline CSS; images as links)."""
-    body: list[str] = []
-    for block in document.blocks:
-        kind = block[0]
-        if kind == "h":
-            level = min(int(block[1]), 6)
-            body.append(f"<h{level}>{_inline_html(block[2])}</h{level}>")
-        elif kind == "p":
-            body.append(f"<p>{_inline_html(block[1])}</p>")
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block[1]) + "</ul>")
-        elif kind == "table":
-            frame = block[1]
-            head = "".join(f"<th>{_inline_html(c)}</th>" for c in frame.columns)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row) + "</tr>"
-                for row in frame.itertuples(index=False)
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "img":
-            body.append(f'<p>Figure: <a href="{html.escape(block[1])}">{_inline_html(block[2])}</a></p>')
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The answer
 # ----------------------------------------------------------------------------------------------------------
 
@@ -413,9 +293,12 @@ def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
     used_range = used.split(",")
     span = f"G={used_range[0]}..{used_range[-1]}" if len(used_range) > 1 else f"G={used}"
     verb = "falls as" if float(best["alpha"]) > 0 else "does not fall with G: it scales as"
+    # the interval's level only when there is an interval ("2 points, no CI" says why there is none)
+    has_interval = _finite(best["alpha_low"]) and _finite(best["alpha_high"])
+    interval = f"{int(best['confidence'] * 100)}% CI, " if has_interval else ""
     sentence = (
         f"Test RMSE {verb} G^-α with α = {_alpha_text(best)} at N={n_best} "
-        f"(theory k+1 = {theory}; {int(best['confidence'] * 100)}% CI, fit over {span})"
+        f"(theory k+1 = {theory}; {interval}fit over {span})"
     )
     others = thresholds[thresholds["n_train"] != n_best]
     own = thresholds[thresholds["n_train"] == n_best]
@@ -660,9 +543,14 @@ def _failed_rows(results: pd.DataFrame) -> list[str]:
             & np.isfinite(results["train_rmse"].to_numpy(dtype=float))
         )
     ]
+
+    def reason(row) -> str:  # a partial report's missing levels say why (column "reason")
+        text = row.get("reason")
+        return f": {text}" if isinstance(text, str) and text else ""
+
     return [
         f"{config_label(r['function'], r['width'], int(r['k']))}: N={int(r['n_train'])} seed {int(r['seed'])} "
-        f"G={int(r['grid_size'])} (test RMSE {r['test_rmse']:g}, train RMSE {r['train_rmse']:g})"
+        f"G={int(r['grid_size'])} (test RMSE {r['test_rmse']:g}, train RMSE {r['train_rmse']:g}){reason(r)}"
         for _, r in bad.iterrows()
     ]
 
@@ -675,6 +563,32 @@ def _spread_table(results: pd.DataFrame) -> pd.DataFrame | None:
         index="n_train", columns="grid_size", values="spread"
     )
     return _pivot_table(spread, _ratio)
+
+
+def answer_document(results: pd.DataFrame, exponents: pd.DataFrame, tables: bool = False) -> Document:
+    """The answer: one sentence per configuration, and with ``tables`` each configuration's exponent
+    table after it (the MLflow parent run's description and the report's front page)."""
+    document = Document()
+    configs = configurations(results)
+    if not configs:
+        document.paragraph("The results table is empty: no grid level finished, nothing to report.")
+        return document
+    answers = []
+    for configuration in configs:
+        sentence = answer_sentence(
+            select_configuration(results, *configuration), select_configuration(exponents, *configuration)
+        )
+        answers.append(f"**{config_label(*configuration)}**: {sentence}" if len(configs) > 1 else sentence)
+    if len(answers) == 1:
+        document.paragraph(f"**Answer.** {answers[0]}")
+    else:
+        document.paragraph("**Answer.**")
+        document.bullets(answers)
+    if tables:
+        for configuration in configs:
+            document.paragraph(f"**Exponents α (RMSE ∝ x^-α), 95% CI: {config_label(*configuration)}**")
+            document.table(_exponent_display(select_configuration(exponents, *configuration)))
+    return document
 
 
 def build_summary(
@@ -706,19 +620,7 @@ def build_summary(
     if not configs:
         document.paragraph("The results table is empty: no grid level finished, nothing to report.")
         return document
-
-    # The answer first, one sentence per configuration.
-    answers = []
-    for configuration in configs:
-        sentence = answer_sentence(
-            select_configuration(results, *configuration), select_configuration(exponents, *configuration)
-        )
-        answers.append(f"**{config_label(*configuration)}**: {sentence}" if len(configs) > 1 else sentence)
-    if len(answers) == 1:
-        document.paragraph(f"**Answer.** {answers[0]}")
-    else:
-        document.paragraph("**Answer.**")
-        document.bullets(answers)
+    document.blocks += answer_document(results, exponents).blocks  # the answer first
 
     seeds = sorted(int(s) for s in results["seed"].unique())
     steps = sorted(int(s) for s in results["steps"].dropna().unique()) if "steps" in results else []
@@ -877,9 +779,23 @@ def write_figures(
 
 
 def write_summary(
-    results_csv, sweep: str, settings: dict, figure_pngs, *, summary_md, summary_html, exponents_csv
+    results_csv,
+    sweep: str,
+    settings: dict,
+    figure_pngs,
+    *,
+    summary_md,
+    summary_html,
+    exponents_csv,
+    answer_md=None,
+    front_rst=None,
+    front_template=None,
 ) -> pd.DataFrame:
     """The exponent table (CSV) and the summary (Markdown and HTML) of a sweep; returns the table.
+
+    answer_md: the answer and the exponent tables alone (the MLflow parent run's description);
+    front_rst: the Snakemake report's front page: the title of ``front_template``
+    (workflow/report/workflow.rst), the answer and exponent tables, then the template's text.
 
     figure_pngs: the figure files the summary may link (report/<function>/w<width>_k<k>/<stem>.png
     below the folder of summary_html); links are written relative to summary.md.
@@ -905,4 +821,11 @@ def write_summary(
     atomic_write_text(exponents_csv, exponents.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     atomic_write_text(summary_md, to_markdown(document))
     atomic_write_text(summary_html, to_html(document, f"KAN scaling sweep {sweep}"))
+    answer = answer_document(results, exponents, tables=True)
+    if answer_md is not None:
+        atomic_write_text(answer_md, to_markdown(answer))
+    if front_rst is not None:
+        template = Path(front_template).read_text(encoding="utf-8") if front_template else "\n\n"
+        title, underline, description = (template.split("\n", 2) + ["", ""])[:3]
+        atomic_write_text(front_rst, f"{title}\n{underline}\n\n{to_rst(answer)}\n{description.lstrip()}")
     return exponents

@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..files import read_json, write_json
+from ..files import atomic_write_text, read_json, write_json
 from . import tracking
 from .results import history_table, read_history, results_table, save_dataset, write_table
 
-__all__ = ["JobError", "make_dataset", "create_sweep_parent", "aggregate_sweep", "log_report"]
+__all__ = ["JobError", "make_dataset", "create_sweep_parent", "aggregate_sweep", "log_report", "partial_report"]
 
 
 class JobError(RuntimeError):
@@ -120,7 +120,9 @@ def aggregate_sweep(
     return {**totals, "n_steps": len(history), "run_id": parent["run_id"], "tracking_uri": uri}
 
 
-def log_report(config: dict, *, parent_file, pngs, pdfs, summary_md, summary_html, exponents_csv, path) -> dict:
+def log_report(
+    config: dict, *, parent_file, pngs, pdfs, summary_md, summary_html, exponents_csv, path, answer_md=None
+) -> dict:
     """Log the figures, the summary and the exponent table to the sweep's parent run (folder report/),
     each fitted exponent as a metric, set the parent FINISHED, and record what was logged in ``path``.
 
@@ -138,10 +140,22 @@ def log_report(config: dict, *, parent_file, pngs, pdfs, summary_md, summary_htm
         (figure, os.path.join("report", os.path.dirname(os.path.relpath(figure, root))).rstrip("/"))
         for figure in [*pngs, *pdfs]
     ]
-    artifacts += [(file, "report") for file in (summary_md, summary_html, exponents_csv)]
+    artifacts += [(file, "report") for file in (summary_md, summary_html, exponents_csv, answer_md) if file]
     metrics = mlflow_metrics(read_results(exponents_csv))
     try:
         client = tracking.connect(uri, retry_seconds)
+        if answer_md is not None:  # the run's description in the MLflow UI: the answer first
+            note = Path(answer_md).read_text(encoding="utf-8")
+            note += "\nThe whole summary, the tables and every figure: artifacts `report/` of this run.\n"
+            tracking.call_with_retry(
+                client.set_tag,
+                parent["run_id"],
+                "mlflow.note.content",
+                note,
+                uri=uri,
+                retry_seconds=retry_seconds,
+                what="set the parent run's description",
+            )
         tracking.finish_parent(
             client, parent["run_id"], uri=uri, retry_seconds=retry_seconds, artifacts=artifacts, metrics=metrics
         )
@@ -150,6 +164,7 @@ def log_report(config: dict, *, parent_file, pngs, pdfs, summary_md, summary_htm
             f"report_mlflow: {error} (the report files are written; run the same command again once "
             "the store is reachable to log them)"
         ) from error
+    tracking.failed_marker(Path(parent_file)).unlink(missing_ok=True)  # the sweep is complete and FINISHED
     logged = {
         "run_id": parent["run_id"],
         "tracking_uri": uri,
@@ -159,3 +174,124 @@ def log_report(config: dict, *, parent_file, pngs, pdfs, summary_md, summary_htm
     }
     write_json(path, logged)
     return logged
+
+
+# ---- after a failed invocation: a report of what finished ------------------------------------------------
+
+
+def _kan_parameter_count(width, grid: int, k: int) -> int:
+    """Trainable scalars of a KAN: per edge G + k spline coefficients plus two scales."""
+    return sum(a * b * (grid + k + 2) for a, b in zip(width, width[1:]))
+
+
+def _failure_reason(log_file: Path, previous_missing: int | None) -> str:
+    if log_file.is_file():
+        errors = [line for line in log_file.read_text(errors="replace").splitlines() if " ERROR " in line]
+        if errors:
+            return errors[-1].split(" ERROR ", 1)[1][:300]
+        return "started but did not finish (killed, or stopped with the run)"
+    if previous_missing is not None:
+        return f"not run: its previous grid level G{previous_missing} did not finish"
+    return "not run (the invocation stopped before it)"
+
+
+def partial_report(config: dict, *, folder=None) -> dict | None:
+    """The table, figures and summary of the grid levels that finished, with every missing level
+    listed with its reason and left out of the fits, in ``results/<sweep>/partial/`` (the sweep's own
+    outputs stay Snakemake's). For the onerror handler of a failed invocation (e.g. ``--keep-going``
+    with one diverged level among hundreds). Returns {"finished", "missing", "summary", "lines"},
+    or None when no level finished.
+    """
+    import math
+
+    import pandas as pd
+
+    from ..analysis import report
+    from ..analysis.figures import save_figure
+    from .sweep import results_dir, run_dir, train_jobs
+
+    results_folder = Path(results_dir(config))
+    folder = Path(folder) if folder is not None else results_folder / "partial"
+    finished, histories, missing = [], [], []
+    jobs = train_jobs(config)
+    missing_levels: dict[tuple, int] = {}
+    for job in jobs:
+        run = Path(run_dir(config, job.chain, job.grid))
+        if (run / "metrics.json").is_file() and (run / "history.csv").is_file():
+            metrics = read_json(run / "metrics.json")
+            finished.append(metrics)
+            histories.append((metrics, read_history(run / "history.csv")))
+            continue
+        chain_key = (job.chain.function, job.chain.width, job.chain.n_train, job.chain.seed)
+        log_file = results_folder / "logs" / "train" / f"{run.relative_to(results_folder / 'runs')}.log"
+        reason = _failure_reason(log_file, missing_levels.get(chain_key))
+        missing_levels.setdefault(chain_key, job.grid)
+        missing.append(
+            {
+                "function": job.chain.function,
+                "width": job.chain.width_str,
+                "k": job.chain.k,
+                "n_train": job.chain.n_train,
+                "seed": job.chain.seed,
+                "grid_size": job.grid,
+                "n_params": _kan_parameter_count(job.chain.width, job.grid, job.chain.k),
+                "steps": config["steps"],
+                "optimizer": config["optimizer"],
+                "train_rmse": math.nan,
+                "test_rmse": math.nan,
+                "wall_time_s": math.nan,
+                "device": "",
+                "mlflow_run_id": "",
+                "reason": reason,
+            }
+        )
+    if not finished:
+        return None
+    results = results_table(finished)
+    table = pd.concat([results, pd.DataFrame(missing)], ignore_index=True) if missing else results
+    table = table.sort_values(["function", "width", "k", "n_train", "seed", "grid_size"]).reset_index(drop=True)
+    history = history_table(histories)
+    write_table(table, folder / "results.csv")
+    settings = {"confidence": 0.95, "divergence_factor": 10.0, "n_boot": 1000}  # report.smk's REPORT_SETTINGS
+    exponents = report.report_exponents(table, settings)
+    figure_paths = {}
+    for configuration in report.configurations(table):
+        chosen = report.select_configuration(table, *configuration)
+        figures = report.figure_set(
+            chosen,
+            report.select_configuration(history, *configuration),
+            report.select_configuration(exponents, *configuration),
+        )
+        paths = {}
+        for stem, figure in figures.items():
+            png = folder / report.config_dir(*configuration) / f"{stem}.png"
+            save_figure(figure, png)
+            paths[stem] = str(png.relative_to(folder))
+        figure_paths[configuration] = paths
+    document = report.build_summary(
+        table, exponents, f"{config['sweep']} (partial)", figure_paths, divergence_factor=settings["divergence_factor"]
+    )
+    lines = [
+        f"{row['function']} w{row['width']} k{row['k']} N{row['n_train']} seed{row['seed']} "
+        f"G{row['grid_size']}: {row['reason']}"
+        for row in missing
+    ]
+    intro = report.Document()
+    intro.paragraph(
+        f"**Partial sweep.** {len(finished)} of {len(jobs)} grid levels finished; the "
+        f"{len(missing)} missing ones are left out of every fit:"
+    )
+    intro.bullets(lines)
+    document.blocks[1:1] = intro.blocks  # after the title
+    summary = folder / "summary.md"
+    atomic_write_text(summary, report.to_markdown(document))
+    atomic_write_text(folder / "exponents.csv", exponents.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    answer = report.answer_document(table, exponents, tables=True)
+    atomic_write_text(folder / "answer.md", report.to_markdown(intro) + "\n" + report.to_markdown(answer))
+    return {
+        "finished": len(finished),
+        "missing": len(missing),
+        "summary": str(summary),
+        "lines": lines,
+        "answer": str(folder / "answer.md"),
+    }

@@ -1,53 +1,86 @@
-"""What every job process of the workflow shares: its log file, its fast exit, and the run lock
-that tells a stale Snakemake lock (left by a killed run) from a live one."""
+"""What every job process of the workflow shares: its log file, its fast exit, and the locks that
+tell a stale Snakemake lock (left by a killed run) from a live one."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["clear_stale_snakemake_locks", "job_logger", "exit_job"]
+__all__ = ["clear_stale_snakemake_locks", "start_job", "job_logger", "exit_job"]
 
 
 # ---- stale Snakemake locks ------------------------------------------------------------------------------
 
 _RUN_LOCK_HANDLE = None
+_JOB_LOCK_HANDLE = None
+RUN_LOCK = "kanlib-run.lock"  # held (exclusive) by every live main Snakemake process of the workflow
+JOBS_LOCK = "kanlib-jobs.lock"  # held (shared) by every live job process
 
 
-def clear_stale_snakemake_locks(workdir: str | os.PathLike = ".") -> list[str]:
-    """Hold a kernel lock for this Snakemake run and remove Snakemake's locks left by a killed one.
+def clear_stale_snakemake_locks(workdir: str | os.PathLike = ".") -> tuple[list[str], str | None]:
+    """Hold a kernel lock for this Snakemake run and remove Snakemake's locks left by a killed one,
+    but only when their owner is provably gone.
 
     Snakemake marks a working directory as locked with files in ``.snakemake/locks`` that only
     its own clean exit removes; after a SIGKILL (or a lost node) the next run refuses to start
     until ``snakemake --unlock``. Every main Snakemake process of this workflow calls this at
     parse time: it takes an exclusive ``flock`` on ``.snakemake/kanlib-run.lock`` and keeps it
-    for its whole life (the kernel releases it when the process dies, however it dies). A
-    process that gets the lock knows that no other run of this workflow is alive, so any
-    Snakemake lock files are stale: they are removed. A process that cannot get it leaves
-    everything alone (Snakemake's own lock check then reports the live run).
-    Returns the removed lock files.
+    for its whole life (the kernel releases it when the process dies, however it dies). Every job
+    process holds a shared ``flock`` on ``.snakemake/kanlib-jobs.lock`` (:func:`start_job`).
+
+    The locks are stale, and removed, when no other main process is alive (the run lock is free)
+    *and* no job of a killed run is still running (the jobs lock is free): after only the main
+    Snakemake was killed (OOM killer, a closed terminal) its jobs live on, and removing the locks
+    would start the same jobs again beside them. Otherwise nothing is touched and Snakemake's own
+    lock check refuses to start. Returns (removed lock files, a message for the user or None).
     """
     global _RUN_LOCK_HANDLE
     import fcntl
 
     if _RUN_LOCK_HANDLE is not None:
-        return []
+        return [], None
     folder = Path(workdir) / ".snakemake"
     folder.mkdir(exist_ok=True)
-    handle = open(folder / "kanlib-run.lock", "a")
+    handle = open(folder / RUN_LOCK, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        return []
+        return [], None
     _RUN_LOCK_HANDLE = handle  # held until this process exits
-    removed = []
-    locks = folder / "locks"
-    if locks.is_dir():
-        for lock in sorted(locks.glob("*.lock")):
-            lock.unlink(missing_ok=True)
-            removed.append(str(lock))
-    return removed
+    locks = sorted((folder / "locks").glob("*.lock")) if (folder / "locks").is_dir() else []
+    if not locks:
+        return [], None
+    with open(folder / JOBS_LOCK, "a") as jobs:
+        try:
+            fcntl.flock(jobs, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return [], (
+                f"Jobs started by an earlier Snakemake run that was killed are still running (they hold "
+                f"{folder / JOBS_LOCK}; `fuser -v {folder / JOBS_LOCK}` lists them). Snakemake's lock is kept so "
+                "that this run does not start the same jobs beside them: wait until they end (or kill them), then "
+                "run the same command again; their finished grid levels are kept."
+            )
+        fcntl.flock(jobs, fcntl.LOCK_UN)
+    for lock in locks:
+        lock.unlink(missing_ok=True)
+    return [str(lock) for lock in locks], None
+
+
+def start_job(log_path, workdir: str | os.PathLike = "."):
+    """What every job script does first: hold the shared jobs lock for the life of this process (so
+    that a rerun can tell that this job still runs, see :func:`clear_stale_snakemake_locks`) and
+    open the job's log. Returns the logger of :func:`job_logger`."""
+    global _JOB_LOCK_HANDLE
+    import fcntl
+
+    if _JOB_LOCK_HANDLE is None:
+        folder = Path(workdir) / ".snakemake"
+        folder.mkdir(exist_ok=True)
+        handle = open(folder / JOBS_LOCK, "a")
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits only while a starting run checks for survivors
+        _JOB_LOCK_HANDLE = handle  # released by the kernel when the job's process ends
+    return job_logger(log_path)
 
 
 # ---- job logs -------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ and :func:`check_config` (what JSON schema cannot express). The rule files use
 the job list (:func:`chains`, :func:`train_jobs`), the path patterns and
 :func:`train_resources`.
 
-Nothing here imports torch, so the Snakefile stays quick to parse.
+Nothing here imports torch at import time; :func:`probe_function` (one call of each target
+function, part of :func:`check_config`) imports it when it runs.
 
 Output layout, relative to the working directory (``R = results/<sweep>``)::
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 from dataclasses import dataclass
 
 from ..functions import function_slug, get_function
@@ -38,6 +40,8 @@ __all__ = [
     "schema_errors",
     "describe_schema_error",
     "check_config",
+    "check_tracking_uri",
+    "probe_function",
     "function_entries",
     "function_n_var",
     "function_of_slug",
@@ -192,17 +196,93 @@ def function_entries(config: dict) -> list[tuple[str, list[list[int]]]]:
     return entries
 
 
+#: Tracking-URI schemes a sweep may use (MLflow's SQL stores and its REST server); ``file:`` and bare
+#: paths only with MLflow's own opt-in ``MLFLOW_ALLOW_FILE_STORE=true`` (MLflow 3 refuses them otherwise).
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")
+_SCHEME = re.compile(r"^([a-z][a-z0-9]*)(\+[a-z0-9_]+)?://(.*)$")
+
+
+def _file_store_allowed() -> bool:
+    return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("1", "true", "yes")
+
+
+def check_tracking_uri(uri: str, source: str) -> str:
+    """Raise ConfigError unless ``uri`` is a tracking URI MLflow can open; ``source`` names where it
+    came from (the config key or the environment variable). Returns the URI."""
+    allowed = (
+        "sqlite:///<path>, http(s)://<host>[:port], postgresql://..., mysql://..., mssql://..., "
+        "or file:///<folder> with MLFLOW_ALLOW_FILE_STORE=true"
+    )
+    match = _SCHEME.match(uri.strip()) if isinstance(uri, str) else None
+    if match is None:
+        if isinstance(uri, str) and uri and "://" not in uri and _file_store_allowed():
+            return uri  # a folder for the file store, explicitly allowed
+        raise ConfigError(f"config error: {source} = {uri!r} is not a tracking URI; allowed: {allowed}")
+    scheme, _, rest = match.groups()
+    if scheme == "file":
+        if not _file_store_allowed():
+            raise ConfigError(
+                f"config error: {source} = {uri!r}: MLflow 3 keeps its file store in maintenance mode "
+                "and refuses it unless MLFLOW_ALLOW_FILE_STORE=true is set; use sqlite:///mlflow.db"
+            )
+        return uri
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(f"config error: {source} = {uri!r}: unknown scheme {scheme!r}; allowed: {allowed}")
+    if scheme == "sqlite":
+        if not uri.startswith("sqlite:///") or not uri[len("sqlite:///") :].strip():
+            raise ConfigError(
+                f"config error: {source} = {uri!r}: a SQLite URI is sqlite:///<relative path> or "
+                "sqlite:////<absolute path>, e.g. sqlite:///mlflow.db"
+            )
+    elif not rest or rest.startswith("/") or " " in rest:
+        example = f"{scheme}://127.0.0.1:5000" if scheme.startswith("http") else f"{scheme}://user@host/db"
+        raise ConfigError(f"config error: {source} = {uri!r}: a {scheme} URI needs a host, e.g. {example}")
+    return uri
+
+
+def probe_function(target, n_var: int, key: str) -> None:
+    """Call ``target`` once on a tiny input (4 points in [-1, 1]^n_var) before any job: it must return
+    finite values of shape (4,) or (4, n_out). Raises ConfigError naming the key and the function."""
+    import torch
+
+    x = torch.linspace(-0.9, 0.9, 4 * n_var, dtype=torch.float64).reshape(n_var, 4).T.contiguous()  # (4, n_var)
+    described = f"function {target.name!r} ({key})"
+    try:
+        y = target.fn(x)
+    except Exception as error:  # a wrong signature, a bug in the user's function ...
+        raise ConfigError(
+            f"config error: {described} fails on a probe input of shape (4, {n_var}): "
+            f"{type(error).__name__}: {error}; a target maps an (n, {n_var}) torch tensor to (n, 1)"
+        ) from None
+    if not isinstance(y, torch.Tensor):
+        raise ConfigError(
+            f"config error: {described} returned a {type(y).__name__} for an (4, {n_var}) tensor; "
+            "it must return a torch tensor of shape (n,) or (n, 1)"
+        )
+    if y.dim() == 1:
+        y = y[:, None]
+    if tuple(y.shape) != (4, target.n_out):
+        raise ConfigError(
+            f"config error: {described} returned shape {tuple(y.shape)} for input (4, {n_var}); "
+            f"expected (4, {target.n_out})"
+        )
+    if not bool(torch.isfinite(y).all()):
+        raise ConfigError(f"config error: {described} returned non-finite values on points inside [-1, 1]^{n_var}")
+
+
 def _strictly_increasing(values) -> bool:
     return all(a < b for a, b in zip(values, values[1:]))
 
 
-def check_config(config: dict) -> dict:
+def check_config(config: dict, probe_functions: bool = True) -> dict:
     """Raise ConfigError (naming the key and the allowed values) for what the schema cannot check.
 
     grids strictly increasing; data_sizes and seeds without repeats; input_range lower < upper;
     every function known in the registry or an importable ``module:function``; every width's
     first entry equal to its function's number of inputs and its last to the number of outputs.
-    Returns config unchanged.
+    The tracking URI (MLFLOW_TRACKING_URI when set, else ``mlflow.tracking_uri``) must have a
+    scheme MLflow can open (:func:`check_tracking_uri`); with ``probe_functions`` each target is
+    called once on a tiny input (:func:`probe_function`). Returns config unchanged.
     """
     grids = config["grids"]
     if not _strictly_increasing(grids):
@@ -218,6 +298,11 @@ def check_config(config: dict) -> dict:
         raise ConfigError(
             f"config error: 'input_range' = {config['input_range']}: must be [lower, upper] with lower < upper"
         )
+    environment_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if environment_uri:
+        check_tracking_uri(environment_uri, "the environment variable MLFLOW_TRACKING_URI")
+    else:
+        check_tracking_uri(config["mlflow"]["tracking_uri"], "'mlflow.tracking_uri'")
     slugs: dict[str, str] = {}
     for index, (name, widths) in enumerate(function_entries(config)):
         key = f"functions[{index}]"
@@ -238,6 +323,8 @@ def check_config(config: dict) -> dict:
                     f"input(s) to {target.n_out} output(s): the width must start with {n_var} and end with "
                     f"{target.n_out}, e.g. [{n_var}, 1, {target.n_out}]"
                 )
+        if probe_functions:
+            probe_function(target, target.n_var if target.n_var is not None else widths[0][0], key)
     return config
 
 

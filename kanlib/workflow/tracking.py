@@ -24,6 +24,7 @@ mlflow is imported only inside the functions that talk to it (``import mlflow`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -139,8 +140,11 @@ def _first_line(error: Exception) -> str:
 def connect(uri: str, retry_seconds: float = 5.0, create: bool = False):
     """An MlflowClient for ``uri`` after one successful round trip.
 
-    create=False refuses to start a new SQLite file (creating the schema from several processes
-    at once corrupts it): only rule mlflow_parent creates the store.
+    create=False refuses to start a new SQLite file: only rule mlflow_parent creates the store.
+    For a SQLite store, the first contact (which creates the schema or migrates an old one) runs
+    under an exclusive ``flock`` on ``<db>.lock`` beside the file, so that two sweeps started at the
+    same moment never migrate one store at once (that leaves it half-migrated for good); a store
+    that an interrupted migration left half-migrated raises TrackingError naming the recovery.
     """
     configure_environment()
     path = _sqlite_path(uri)
@@ -159,29 +163,120 @@ def connect(uri: str, retry_seconds: float = 5.0, create: bool = False):
         client.search_experiments(max_results=1)
         return client
 
-    return call_with_retry(contact, uri=uri, retry_seconds=retry_seconds, what="connect")
+    with _store_lock(path, exclusive=create):
+        try:
+            return call_with_retry(contact, uri=uri, retry_seconds=retry_seconds, what="connect")
+        except TrackingError as error:
+            if path is not None and _half_migrated(error):
+                raise TrackingError(
+                    f"the MLflow store {uri} is half-migrated (an earlier schema migration was interrupted: "
+                    f"{_first_line(error.__cause__)}); recover it with `python -m kanlib.workflow.tracking repair "
+                    f"{uri}` (drops the migration's temporary tables and finishes the migration), or move "
+                    f"{path} away to start a new store",
+                    permanent=True,
+                ) from error
+            raise
+
+
+@contextlib.contextmanager
+def _store_lock(path: Path | None, exclusive: bool):
+    """flock on ``<db>.lock`` (exclusive to create or migrate, shared to contact); nothing for servers."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _half_migrated(error: Exception) -> bool:
+    text = f"{error} {error.__cause__}"
+    return "_alembic_tmp_" in text or "Online migration expected to match" in text
+
+
+def leftover_migration_tables(path: Path) -> list[str]:
+    """The ``_alembic_tmp_*`` tables an interrupted SQLite migration left in the store at ``path``."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        rows = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '!_alembic!_tmp!_%' ESCAPE '!'"
+        ).fetchall()
+    return sorted(name for (name,) in rows)
+
+
+def repair_store(uri: str) -> list[str]:
+    """Drop an interrupted migration's temporary tables from the SQLite store ``uri`` and finish the
+    migration (MLflow's own upgrade, under the store lock). Returns the dropped tables."""
+    import sqlite3
+
+    path = _sqlite_path(resolve_tracking_uri(uri, environ={}))  # the store named, not MLFLOW_TRACKING_URI
+    if path is None or not path.is_file():
+        raise TrackingError(f"repair works on an existing SQLite store (sqlite:///<file>); got {uri!r}")
+    with _store_lock(path, exclusive=True):
+        dropped = leftover_migration_tables(path)
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            for table in dropped:
+                connection.execute(f'DROP TABLE "{table}"')
+            connection.commit()
+        import sqlalchemy
+        from mlflow.store.db.utils import _upgrade_db  # MLflow's own migration (what `mlflow db upgrade` runs)
+
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+        try:
+            _upgrade_db(engine)
+        finally:
+            engine.dispose()
+    return dropped
+
+
+#: The experiment tag that tells the MLflow 3 UI which view to open: runs, metrics and charts
+#: (model training), not traces and prompts (GenAI).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def get_or_create_experiment(client, name: str, uri: str, retry_seconds: float = 5.0) -> str:
+    """The id of experiment ``name``, created if needed, tagged as a model-training experiment."""
     experiment = call_with_retry(
         client.get_experiment_by_name, name, uri=uri, retry_seconds=retry_seconds, what=f"look up experiment {name!r}"
     )
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            raise TrackingError(
-                f"MLflow experiment {name!r} in {uri} is deleted; restore it "
-                f"(mlflow experiments restore) or choose another mlflow.experiment"
-            )
-        return experiment.experiment_id
-    try:
-        return call_with_retry(
-            client.create_experiment, name, uri=uri, retry_seconds=retry_seconds, what=f"create experiment {name!r}"
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"MLflow experiment {name!r} in {uri} is deleted; restore it "
+            f"(mlflow experiments restore) or choose another mlflow.experiment"
         )
-    except TrackingError:  # created meanwhile by someone else
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            experiment_id = call_with_retry(
+                client.create_experiment,
+                name,
+                tags=dict([EXPERIMENT_KIND]),
+                uri=uri,
+                retry_seconds=retry_seconds,
+                what=f"create experiment {name!r}",
+            )
+        except TrackingError:  # created meanwhile by someone else
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND[0] not in experiment.tags:  # an experiment made before kanlib tagged it
+            call_with_retry(
+                client.set_experiment_tag,
+                experiment_id,
+                *EXPERIMENT_KIND,
+                uri=uri,
+                retry_seconds=retry_seconds,
+                what="tag the experiment",
+            )
+    return experiment_id
 
 
 # ---- provenance -------------------------------------------------------------------------------------------
@@ -291,7 +386,7 @@ def create_parent_run(
     """
     client = connect(uri, retry_seconds, create=True)
     experiment_id = get_or_create_experiment(client, experiment, uri, retry_seconds)
-    run_tags = {"mlflow.runName": sweep, "kanlib.workflow.sweep": sweep, "kanlib.role": "parent", **tags}
+    run_tags = {"mlflow.runName": sweep, "kanlib.sweep": sweep, "kanlib.role": "parent", **tags}
     run = call_with_retry(
         client.create_run,
         experiment_id,
@@ -487,10 +582,22 @@ def finish_parent(
     )
 
 
-def set_parent_status(parent_file, status: str, uri: str, retry_seconds: float = 2.0) -> str | None:
+def failed_marker(parent_file: Path) -> Path:
+    """Where the workflow records that its onerror handler set the parent FAILED."""
+    return parent_file.with_name(parent_file.stem + ".failed")
+
+
+def set_parent_status(
+    parent_file, status: str, uri: str, retry_seconds: float = 2.0, completed_marker=None
+) -> str | None:
     """Best effort: set the parent run recorded in ``parent_file`` (in the store ``uri``) to ``status``
     (Snakemake's onerror handler).
 
+    A sweep whose report was completed and logged (``completed_marker`` exists) and whose parent is
+    FINISHED is left FINISHED: a later invocation that fails before any of its train jobs re-opened
+    the parent (e.g. another config under the same sweep name whose datasets fail) does not change
+    what the sweep's outputs are. Setting FAILED also writes ``<parent>.failed`` beside the parent
+    file (see :func:`restore_finished_parent`).
     Returns a line saying what happened, or None when there is no parent file yet."""
     import json
 
@@ -500,6 +607,15 @@ def set_parent_status(parent_file, status: str, uri: str, retry_seconds: float =
     try:
         parent = json.loads(parent_file.read_text())
         client = connect(uri, retry_seconds)
+        if completed_marker is not None and Path(completed_marker).is_file():
+            run = call_with_retry(
+                client.get_run, parent["run_id"], uri=uri, retry_seconds=retry_seconds, what="read the parent run"
+            )
+            if run.info.status == "FINISHED":
+                return (
+                    f"MLflow parent run {parent['run_id']} stays FINISHED: its sweep's report is complete "
+                    f"({completed_marker}); this invocation's failure is in its job logs"
+                )
         call_with_retry(
             client.set_terminated,
             parent["run_id"],
@@ -508,6 +624,91 @@ def set_parent_status(parent_file, status: str, uri: str, retry_seconds: float =
             retry_seconds=retry_seconds,
             what="end the parent run",
         )
+        if status == "FAILED":
+            failed_marker(parent_file).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
         return f"MLflow parent run {parent['run_id']} set {status} in {uri}"
     except Exception as error:  # never mask the workflow's own error
         return f"could not set the MLflow parent run {status}: {error}"
+
+
+def describe_partial_parent(parent_file, uri: str, answer_md, retry_seconds: float = 2.0) -> str | None:
+    """Best effort, after a failed invocation: tag the parent ``kanlib.outcome = PARTIAL`` and make
+    ``answer_md`` (the partial report's answer, with the missing levels listed) its description."""
+    import json
+
+    parent_file = Path(parent_file)
+    if not parent_file.is_file():
+        return None
+    try:
+        parent = json.loads(parent_file.read_text())
+        client = connect(uri, retry_seconds)
+        note = Path(answer_md).read_text(encoding="utf-8")
+        for key, value in (("kanlib.outcome", "PARTIAL"), ("mlflow.note.content", note)):
+            call_with_retry(
+                client.set_tag,
+                parent["run_id"],
+                key,
+                value,
+                uri=uri,
+                retry_seconds=retry_seconds,
+                what="describe the parent run",
+            )
+        return (
+            f"MLflow parent run {parent['run_id']}: tagged kanlib.outcome=PARTIAL, description lists the missing levels"
+        )
+    except Exception as error:  # never mask the workflow's own error
+        return f"could not describe the partial sweep in MLflow: {error}"
+
+
+def restore_finished_parent(parent_file, uri: str, outputs, retry_seconds: float = 2.0) -> str | None:
+    """Set the parent FINISHED again when a failed invocation marked it FAILED but every one of the
+    sweep's final ``outputs`` exists now (then ``snakemake`` says "Nothing to be done" and no job would
+    fix the status). Cheap when there is no ``<parent>.failed`` marker: nothing is imported.
+    Returns a line saying what happened, or None."""
+    parent_file = Path(parent_file)
+    marker = failed_marker(parent_file)
+    if not marker.is_file() or not parent_file.is_file() or not all(Path(path).exists() for path in outputs):
+        return None
+    import json
+
+    try:
+        parent = json.loads(parent_file.read_text())
+        client = connect(uri, retry_seconds)
+        call_with_retry(
+            client.set_terminated,
+            parent["run_id"],
+            "FINISHED",
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="end the parent run",
+        )
+        marker.unlink(missing_ok=True)
+        return f"MLflow parent run {parent['run_id']} set FINISHED again: every output of the sweep is present"
+    except Exception as error:
+        return f"could not set the MLflow parent run FINISHED: {error}"
+
+
+def main(argv=None) -> int:
+    """``python -m kanlib.workflow.tracking repair URI``: recover a half-migrated SQLite store."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m kanlib.workflow.tracking")
+    commands = parser.add_subparsers(dest="command", required=True)
+    repair = commands.add_parser("repair", help="finish an interrupted schema migration of a SQLite store")
+    repair.add_argument("uri", help="sqlite:///path/to/mlflow.db")
+    args = parser.parse_args(argv)
+    try:
+        dropped = repair_store(args.uri)
+    except TrackingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"repaired {args.uri}: dropped {len(dropped)} leftover table(s) {dropped}; schema migrated to the current "
+        "version"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

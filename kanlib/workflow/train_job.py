@@ -199,7 +199,18 @@ class TrainOutputs:
 
     @property
     def unsynced(self) -> Path:
+        """Trained, not yet in MLflow (the files before they move into place)."""
         return Path(self.metrics).parent / "unsynced"
+
+    @property
+    def completed(self) -> Path:
+        """Hard links of the finished, logged outputs: Snakemake deletes the outputs of a job it takes
+        for incomplete (killed before it recorded the job as done), this copy survives that."""
+        return Path(self.metrics).parent / ".completed"
+
+    def names(self) -> list[tuple[str, str]]:
+        """(attribute, file name) in the order the files are put in place: metrics.json last."""
+        return [(name, Path(getattr(self, name)).name) for name in ("model", "history", "metrics")]
 
 
 @dataclass(frozen=True)
@@ -424,6 +435,19 @@ def _log_run(
     return run_id
 
 
+def _put_in_place(folder: Path, outputs: TrainOutputs, link: bool) -> None:
+    """The three files of ``folder`` as the rule's outputs (moved, or hard-linked), metrics.json last."""
+    for attribute, name in outputs.names():
+        target = Path(getattr(outputs, attribute))
+        if link:
+            temporary = target.with_name(f".{name}.restore")
+            temporary.unlink(missing_ok=True)
+            os.link(folder / name, temporary)
+            os.replace(temporary, target)
+        else:
+            os.replace(folder / name, target)
+
+
 def run_train_job(
     identity: JobIdentity,
     *,
@@ -434,8 +458,10 @@ def run_train_job(
 ) -> dict:
     """Train (or reuse a kept result), log the MLflow child run, then move the files into place.
 
-    Returns the final metrics.json contents. Raises TrainJobError for a diverged fit or an
-    unreachable store (the result stays in ``unsynced/`` then), other exceptions as they come.
+    A level that finished and was logged with the same inputs (``.completed/``) is put back as it
+    was, whatever moment a kill hit. Returns the final metrics.json contents. Raises TrainJobError
+    for a diverged fit or an unreachable store (the result stays in ``unsynced/`` then), other
+    exceptions as they come.
     """
     started = time.time()
     log = log or logging.getLogger("kanlib.job")
@@ -447,10 +473,25 @@ def run_train_job(
         f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch",
     )
     parent = {**read_json(parent_file), "file": str(parent_file)}
+    fingerprint = identity.fingerprint()
+
+    # Finished and logged before (the kill came before Snakemake recorded the job as done): put the
+    # same files back, train nothing, log nothing (a job never has two FINISHED runs).
+    done = outputs.completed
+    record = read_json(done / "metrics.json") if (done / "metrics.json").is_file() else None
+    if record is not None and record.get("fingerprint") == fingerprint and record.get("mlflow_synced"):
+        if all((done / name).is_file() for _, name in outputs.names()):
+            _put_in_place(done, outputs, link=True)
+            log.info(
+                "already complete: restored the outputs from %s (MLflow run %s); nothing trained or logged",
+                done,
+                record["mlflow_run_id"],
+            )
+            return record
 
     # A result from an earlier attempt (kept because MLflow was unreachable) counts only for the same inputs.
     stash = read_json(unsynced / "metrics.json") if (unsynced / "metrics.json").is_file() else None
-    if stash is not None and stash.get("fingerprint") != identity.fingerprint():
+    if stash is not None and stash.get("fingerprint") != fingerprint:
         log.info("discarding %s: it was trained from other inputs", unsynced)
         shutil.rmtree(unsynced)
         stash = None
@@ -465,9 +506,15 @@ def run_train_job(
         metrics.update(mlflow_run_id=run_id, mlflow_synced=True)  # only now: the run is FINISHED
         write_json(unsynced / "metrics.json", metrics)
 
-    for name in ("model", "history", "metrics"):  # the order of the rule's outputs: metrics.json last
-        target = getattr(outputs, name)
-        os.replace(unsynced / Path(target).name, target)
+    # hard links first (no copy of the bytes), then the outputs; unsynced/ goes last
+    shutil.rmtree(done, ignore_errors=True)
+    staging = done.with_name(".completed.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for _, name in outputs.names():
+        os.link(unsynced / name, staging / name)
+    os.replace(staging, done)
+    _put_in_place(unsynced, outputs, link=False)
     shutil.rmtree(unsynced, ignore_errors=True)
     log.info("done in %.2f s", time.time() - started)
     return metrics

@@ -7,10 +7,14 @@ import kanlib.workflow.sweep as sweep
 from kanlib.workflow.runtime import clear_stale_snakemake_locks
 from kanlib.workflow.tracking import resolve_tracking_uri
 
-# A Snakemake killed with SIGKILL leaves its locks behind; the next run clears them (see the function).
+# A Snakemake killed with SIGKILL leaves its locks behind; the next run clears them when their owner
+# is gone, and keeps them while jobs of the killed run still run (see the function).
 if workflow.is_main_process:
-    for _lock in clear_stale_snakemake_locks():
+    _removed, _blocked = clear_stale_snakemake_locks()
+    for _lock in _removed:
         print(f"Removed stale Snakemake lock {_lock} (left by a killed run)", file=sys.stderr)
+    if _blocked:
+        print(_blocked, file=sys.stderr)
 
 # The tracking URI every job uses: MLFLOW_TRACKING_URI when set, else the config's (relative SQLite
 # paths made absolute). Exported from here, so jobs on other hosts get the same store (the SLURM

@@ -16,12 +16,32 @@ rule mlflow_parent:
 
 
 onerror:
-    # A failed job (or several, with --keep-going): mark the sweep's parent run FAILED. The next
-    # run re-opens it (its first train job sets it RUNNING) and aggregate sets it FINISHED.
-    from kanlib.workflow.tracking import set_parent_status
+    # A failed job (or several, with --keep-going): mark the sweep's parent run FAILED, unless the
+    # sweep's report was completed earlier and its parent is FINISHED (a failure that re-opened no
+    # train job does not change the sweep's outputs). Then a report of what finished, in
+    # results/<sweep>/partial/, and the parent tagged PARTIAL with the missing levels. The next
+    # run re-opens the parent (its first train job sets it RUNNING); report_mlflow sets it FINISHED.
+    from kanlib.workflow.jobs import partial_report
+    from kanlib.workflow.tracking import describe_partial_parent, set_parent_status
 
+    _uri = resolve_tracking_uri(config["mlflow"]["tracking_uri"])
     _message = set_parent_status(
-        PARENT_JSON, "FAILED", resolve_tracking_uri(config["mlflow"]["tracking_uri"])
+        PARENT_JSON, "FAILED", _uri, completed_marker=f"{RESULTS}/report/mlflow.json"
     )
     if _message:
         print(_message, file=sys.stderr)
+    if "stays FINISHED" not in (_message or ""):
+        try:
+            _partial = partial_report(config)
+        except Exception as _error:  # never mask the workflow's own error
+            _partial = None
+            print(f"could not write the partial report: {_error}", file=sys.stderr)
+        if _partial:
+            print(
+                f"Partial report: {_partial['finished']} grid levels finished, {_partial['missing']} "
+                f"missing (listed with their reasons) in {_partial['summary']}",
+                file=sys.stderr,
+            )
+            _message = describe_partial_parent(PARENT_JSON, _uri, _partial["answer"])
+            if _message:
+                print(_message, file=sys.stderr)

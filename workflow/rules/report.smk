@@ -73,6 +73,7 @@ rule report_summary:
     input:
         results=f"{RESULTS}/results.csv",
         figures=REPORT_PNGS,
+        front_template=os.path.join(workflow.basedir, "workflow/report/workflow.rst"),
     output:
         summary_html=report(
             f"{REPORT}/summary.html",
@@ -95,6 +96,9 @@ rule report_summary:
             subcategory=f"sweep {SWEEP}",
             labels={"file": "exponent table (CSV)"},
         ),
+        # the answer and the exponent tables: the MLflow parent's description, the report's front page
+        answer=f"{REPORT}/answer.md",
+        front=f"{REPORT}/front.rst",
     log:
         f"{LOGS}/report/summary.log",
     threads: 1
@@ -119,6 +123,7 @@ rule report_mlflow:
         summary=f"{RESULTS}/summary.md",
         summary_html=f"{REPORT}/summary.html",
         exponents=f"{REPORT}/exponents.csv",
+        answer=f"{REPORT}/answer.md",
         parent=ancient(PARENT_JSON),
     output:
         f"{REPORT}/mlflow.json",
@@ -139,5 +144,7 @@ REPORT_OUTPUTS = [
     f"{RESULTS}/summary.md",
     f"{REPORT}/summary.html",
     f"{REPORT}/exponents.csv",
+    f"{REPORT}/answer.md",
+    f"{REPORT}/front.rst",
     f"{REPORT}/mlflow.json",
 ]

@@ -3,9 +3,9 @@
 import sys
 
 from kanlib.workflow.jobs import JobError, aggregate_sweep
-from kanlib.workflow.runtime import exit_job, job_logger
+from kanlib.workflow.runtime import exit_job, start_job
 
-log = job_logger(snakemake.log[0])
+log = start_job(snakemake.log[0])
 out = snakemake.output
 try:
     totals = aggregate_sweep(

@@ -4,10 +4,10 @@ import torch
 
 from kanlib.functions import get_function
 from kanlib.workflow.jobs import make_dataset
-from kanlib.workflow.runtime import exit_job, job_logger
+from kanlib.workflow.runtime import exit_job, start_job
 from kanlib.workflow.sweep import function_n_var
 
-log = job_logger(snakemake.log[0])
+log = start_job(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 
 target = get_function(snakemake.params.function)

@@ -3,9 +3,9 @@
 import sys
 
 from kanlib.workflow.jobs import JobError, create_sweep_parent
-from kanlib.workflow.runtime import exit_job, job_logger
+from kanlib.workflow.runtime import exit_job, start_job
 
-log = job_logger(snakemake.log[0])
+log = start_job(snakemake.log[0])
 try:
     parent = create_sweep_parent(
         snakemake.config, sweep=snakemake.params.sweep, experiment=snakemake.params.experiment, path=snakemake.output[0]

@@ -5,9 +5,9 @@ import time
 
 from kanlib.analysis.catalog import figure_stems
 from kanlib.analysis.report import config_label, write_figures
-from kanlib.workflow.runtime import exit_job, job_logger
+from kanlib.workflow.runtime import exit_job, start_job
 
-log = job_logger(snakemake.log[0])
+log = start_job(snakemake.log[0])
 configuration = (snakemake.params.function, snakemake.wildcards.width, int(snakemake.wildcards.k))
 started = time.monotonic()
 try:

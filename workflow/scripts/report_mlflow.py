@@ -3,9 +3,9 @@
 import sys
 
 from kanlib.workflow.jobs import JobError, log_report
-from kanlib.workflow.runtime import exit_job, job_logger
+from kanlib.workflow.runtime import exit_job, start_job
 
-log = job_logger(snakemake.log[0])
+log = start_job(snakemake.log[0])
 inputs = snakemake.input
 try:
     logged = log_report(
@@ -16,6 +16,7 @@ try:
         summary_md=inputs.summary,
         summary_html=inputs.summary_html,
         exponents_csv=inputs.exponents,
+        answer_md=inputs.answer,
         path=snakemake.output[0],
     )
 except JobError as error:

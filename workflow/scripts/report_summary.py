@@ -3,9 +3,9 @@
 import sys
 
 from kanlib.analysis.report import write_summary
-from kanlib.workflow.runtime import exit_job, job_logger
+from kanlib.workflow.runtime import exit_job, start_job
 
-log = job_logger(snakemake.log[0])
+log = start_job(snakemake.log[0])
 out = snakemake.output
 try:
     exponents = write_summary(
@@ -16,6 +16,9 @@ try:
         summary_md=out.summary,
         summary_html=out.summary_html,
         exponents_csv=out.exponents,
+        answer_md=out.answer,
+        front_rst=out.front,
+        front_template=snakemake.input.front_template,
     )
 except ValueError as error:
     sys.exit(f"report_summary: {error}")

@@ -9,10 +9,10 @@ import sys
 import torch
 
 from kanlib.functions import get_function
-from kanlib.workflow.runtime import exit_job, job_logger
+from kanlib.workflow.runtime import exit_job, start_job
 from kanlib.workflow.train_job import JobIdentity, TrackingSettings, TrainJobError, TrainOutputs, run_train_job
 
-log = job_logger(snakemake.log[0])
+log = start_job(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 
 wildcards = snakemake.wildcards
