@@ -179,13 +179,16 @@ class JobIdentity:
         return tags
 
     def fingerprint(self) -> dict:
-        """What a kept, not yet logged result must have been trained from to be reused."""
+        """What a kept result (unsynced/ or .completed/) must have been trained from, and with which
+        code, to be reused instead of trained again: after a change of kanlib or torch (e.g. a fix
+        to the optimizer) a forced rerun trains anew."""
         return {
             "job": self.job,
             "function": self.function,
             "hp": dict(self.hp),
             "data_sha256": sha256_file(self.data_file),
             "init_sha256": sha256_file(self.init_checkpoint) if self.init_checkpoint else None,
+            "code": {"kanlib": self.kanlib_version, "torch": self.torch_version, "git_commit": self.git_commit},
         }
 
 
