@@ -587,6 +587,13 @@ def failed_marker(parent_file: Path) -> Path:
     return parent_file.with_name(parent_file.stem + ".failed")
 
 
+def _open_parent(parent_file: Path, uri: str, retry_seconds: float):
+    """(parent run id from ``parent_file``, a client of ``uri``): what the best-effort parent helpers share."""
+    import json
+
+    return json.loads(parent_file.read_text())["run_id"], connect(uri, retry_seconds)
+
+
 def set_parent_status(
     parent_file, status: str, uri: str, retry_seconds: float = 2.0, completed_marker=None
 ) -> str | None:
@@ -599,26 +606,23 @@ def set_parent_status(
     what the sweep's outputs are. Setting FAILED also writes ``<parent>.failed`` beside the parent
     file (see :func:`restore_finished_parent`).
     Returns a line saying what happened, or None when there is no parent file yet."""
-    import json
-
     parent_file = Path(parent_file)
     if not parent_file.is_file():
         return None
     try:
-        parent = json.loads(parent_file.read_text())
-        client = connect(uri, retry_seconds)
+        run_id, client = _open_parent(parent_file, uri, retry_seconds)
         if completed_marker is not None and Path(completed_marker).is_file():
             run = call_with_retry(
-                client.get_run, parent["run_id"], uri=uri, retry_seconds=retry_seconds, what="read the parent run"
+                client.get_run, run_id, uri=uri, retry_seconds=retry_seconds, what="read the parent run"
             )
             if run.info.status == "FINISHED":
                 return (
-                    f"MLflow parent run {parent['run_id']} stays FINISHED: its sweep's report is complete "
+                    f"MLflow parent run {run_id} stays FINISHED: its sweep's report is complete "
                     f"({completed_marker}); this invocation's failure is in its job logs"
                 )
         call_with_retry(
             client.set_terminated,
-            parent["run_id"],
+            run_id,
             status,
             uri=uri,
             retry_seconds=retry_seconds,
@@ -626,7 +630,7 @@ def set_parent_status(
         )
         if status == "FAILED":
             failed_marker(parent_file).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
-        return f"MLflow parent run {parent['run_id']} set {status} in {uri}"
+        return f"MLflow parent run {run_id} set {status} in {uri}"
     except Exception as error:  # never mask the workflow's own error
         return f"could not set the MLflow parent run {status}: {error}"
 
@@ -634,28 +638,23 @@ def set_parent_status(
 def describe_partial_parent(parent_file, uri: str, answer_md, retry_seconds: float = 2.0) -> str | None:
     """Best effort, after a failed invocation: tag the parent ``kanlib.outcome = PARTIAL`` and make
     ``answer_md`` (the partial report's answer, with the missing levels listed) its description."""
-    import json
-
     parent_file = Path(parent_file)
     if not parent_file.is_file():
         return None
     try:
-        parent = json.loads(parent_file.read_text())
-        client = connect(uri, retry_seconds)
+        run_id, client = _open_parent(parent_file, uri, retry_seconds)
         note = Path(answer_md).read_text(encoding="utf-8")
         for key, value in (("kanlib.outcome", "PARTIAL"), ("mlflow.note.content", note)):
             call_with_retry(
                 client.set_tag,
-                parent["run_id"],
+                run_id,
                 key,
                 value,
                 uri=uri,
                 retry_seconds=retry_seconds,
                 what="describe the parent run",
             )
-        return (
-            f"MLflow parent run {parent['run_id']}: tagged kanlib.outcome=PARTIAL, description lists the missing levels"
-        )
+        return f"MLflow parent run {run_id}: tagged kanlib.outcome=PARTIAL, description lists the missing levels"
     except Exception as error:  # never mask the workflow's own error
         return f"could not describe the partial sweep in MLflow: {error}"
 
@@ -669,21 +668,18 @@ def restore_finished_parent(parent_file, uri: str, outputs, retry_seconds: float
     marker = failed_marker(parent_file)
     if not marker.is_file() or not parent_file.is_file() or not all(Path(path).exists() for path in outputs):
         return None
-    import json
-
     try:
-        parent = json.loads(parent_file.read_text())
-        client = connect(uri, retry_seconds)
+        run_id, client = _open_parent(parent_file, uri, retry_seconds)
         call_with_retry(
             client.set_terminated,
-            parent["run_id"],
+            run_id,
             "FINISHED",
             uri=uri,
             retry_seconds=retry_seconds,
             what="end the parent run",
         )
         marker.unlink(missing_ok=True)
-        return f"MLflow parent run {parent['run_id']} set FINISHED again: every output of the sweep is present"
+        return f"MLflow parent run {run_id} set FINISHED again: every output of the sweep is present"
     except Exception as error:
         return f"could not set the MLflow parent run FINISHED: {error}"
 
