@@ -26,6 +26,7 @@ _EXPORTS = {
     "create_dataset": "kanlib.data",
     "validate_dataset": "kanlib.data",
     "fit": "kanlib.training",
+    "median_rmse": "kanlib.training",
     "DivergenceError": "kanlib.training",
     "CheckpointError": "kanlib.checkpoint",
 }

@@ -83,6 +83,19 @@ def regularization(
     return reg
 
 
+def median_rmse(model: TrainableModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Root of the median squared error: sqrt(median_i mean_j (model(x)_ij - y_ij)^2).
+
+    The KAN paper's Fig. 2.3 measures error this way beside the RMSE (the root of the *mean*):
+    a few boundary points with large errors dominate the mean, not the median.
+    x: (N, width[0]); y: (N, width[-1]). torch.median takes the lower of the two middle values
+    for even N (numpy's median averages them).
+    """
+    with torch.no_grad():
+        squared = (model(x) - y).pow(2).mean(dim=1)  # (N,) per-sample squared error
+        return float(squared.median().sqrt())
+
+
 def fit(
     model: TrainableModel,
     dataset: dict[str, torch.Tensor],
