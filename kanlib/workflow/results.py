@@ -6,13 +6,16 @@ the functions that need them.
 
 Aggregated tables (the contract of :mod:`kanlib.analysis.fits` and the report rules):
 
-results (one row per grid level)
-    ``function, width, k, n_train, seed, grid_size, n_params, steps, optimizer,
-    train_rmse, test_rmse, wall_time_s, device, mlflow_run_id``, then extras
+results (one row per KAN grid level or MLP fit)
+    ``function, width, k, n_train, seed, grid_size, n_params, steps, optimizer, train_rmse,
+    test_rmse, wall_time_s, device, mlflow_run_id, family, activation, test_median_rmse``, then extras
     (``prev_grid_size, grid_level, n_evals, reg, dtype, lr, data_seed, model_seed, job``).
+    ``family`` is ``kan`` or ``mlp``; an MLP row has an ``activation`` and no ``k``, ``grid_size``
+    or ``grid_level`` (empty), a KAN row no ``activation``. ``test_median_rmse`` is the root of
+    the median squared test error (the KAN paper's Fig. 2.3 measure beside the RMSE).
 history (one row per training step)
-    ``function, width, k, n_train, seed, grid_size, step, cumulative_step, train_rmse,
-    test_rmse``, then ``reg, n_evals``.
+    ``function, width, k, n_train, seed, grid_size, step, cumulative_step, train_rmse, test_rmse,
+    family, activation``, then ``reg, n_evals``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ RESULT_COLUMNS = [
     "wall_time_s",
     "device",
     "mlflow_run_id",
+    # the model families (KAN against MLP) and the median-based error
+    "family",
+    "activation",
+    "test_median_rmse",
 ]
 RESULT_EXTRA_COLUMNS = [
     "prev_grid_size",
@@ -73,6 +80,8 @@ HISTORY_COLUMNS = [
     "cumulative_step",
     "train_rmse",
     "test_rmse",
+    "family",
+    "activation",
 ]
 HISTORY_STEP_COLUMNS = ["step", "train_rmse", "test_rmse", "reg", "n_evals"]
 
@@ -133,25 +142,31 @@ def results_table(metrics: list[dict]):
     import pandas as pd
 
     columns = RESULT_COLUMNS + RESULT_EXTRA_COLUMNS
-    frame = pd.DataFrame([{column: m.get(column) for column in columns} for m in metrics], columns=columns)
+    # metrics.json written before the MLP family existed has no family: a KAN grid level
+    defaults = {"family": "kan", "test_median_rmse": float("nan")}
+    frame = pd.DataFrame(
+        [{column: m.get(column, defaults.get(column)) for column in columns} for m in metrics], columns=columns
+    )
     frame = frame.astype(
         {
-            "k": "int64",
+            "k": "Int64",  # empty for an MLP
             "n_train": "int64",
             "seed": "int64",
-            "grid_size": "int64",
+            "grid_size": "Int64",
             "n_params": "int64",
             "steps": "int64",
             "train_rmse": "float64",
             "test_rmse": "float64",
             "wall_time_s": "float64",
             "prev_grid_size": "Int64",
-            "grid_level": "int64",
+            "grid_level": "Int64",
             "n_evals": "int64",
             "reg": "float64",
+            "test_median_rmse": "float64",
         }
     )
-    return frame.sort_values(["function", "width", "k", "n_train", "seed", "grid_size"]).reset_index(drop=True)
+    order = ["function", "family", "width", "activation", "k", "n_train", "seed", "grid_size"]
+    return frame.sort_values(order, na_position="first").reset_index(drop=True)
 
 
 def history_table(entries: list[tuple[dict, dict]]):
@@ -161,15 +176,15 @@ def history_table(entries: list[tuple[dict, dict]]):
     frames = []
     for metrics, history in entries:
         frame = pd.DataFrame(history)
-        for column in ("function", "width", "k", "n_train", "seed", "grid_size"):
-            frame[column] = metrics[column]
+        for column in ("function", "family", "width", "activation", "k", "n_train", "seed", "grid_size"):
+            frame[column] = metrics.get(column, "kan" if column == "family" else None)
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS + ["reg", "n_evals"])
-    table = pd.concat(frames, ignore_index=True)
-    table = table.sort_values(["function", "width", "k", "n_train", "seed", "grid_size", "step"])
-    chain = ["function", "width", "k", "n_train", "seed"]
-    table["cumulative_step"] = table.groupby(chain, sort=False).cumcount()
+    table = pd.concat(frames, ignore_index=True).astype({"k": "Int64", "grid_size": "Int64"})
+    chain = ["function", "family", "width", "activation", "k", "n_train", "seed"]
+    table = table.sort_values([*chain, "grid_size", "step"], na_position="first")
+    table["cumulative_step"] = table.groupby(chain, sort=False, dropna=False).cumcount()
     return table[HISTORY_COLUMNS + ["reg", "n_evals"]].reset_index(drop=True)
 
 

@@ -15,6 +15,7 @@ Output layout, relative to the working directory (``R = results/<sweep>``)::
     R/data/<function>/N<n>_seed<seed>.pt                      dataset (train + fixed test split)
     R/runs/<function>/w<width>_k<k>/N<n>_seed<seed>/G<grid>/  one grid level: model.pt,
                                                               history.csv, metrics.json, benchmark.tsv
+    R/runs/<function>/mlp_w<width>_<activation>/N<n>_seed<seed>/  one MLP fit (same files)
     R/logs/...                                                one log per job
     R/mlflow_parent.json                                      the sweep's MLflow parent run
     R/results.csv, R/results.parquet, R/history.csv           aggregated tables
@@ -49,8 +50,18 @@ __all__ = [
     "parse_width",
     "Chain",
     "TrainJob",
+    "MLPJob",
     "chains",
     "train_jobs",
+    "mlp_jobs",
+    "mlp_entries",
+    "mlp_steps",
+    "mlp_hyperparameters",
+    "mlp_run_dir",
+    "mlp_job_key",
+    "MLP_ACTIVATIONS",
+    "MLP_RUN_PATTERN",
+    "MLP_TRAIN_KEYS",
     "datasets",
     "previous_grid",
     "results_dir",
@@ -59,6 +70,7 @@ __all__ = [
     "job_key",
     "hyperparameters",
     "train_resources",
+    "mlp_resources",
     "DATA_PATTERN",
     "RUN_PATTERN",
     "TRAIN_KEYS",
@@ -67,6 +79,10 @@ __all__ = [
 #: Path patterns (``str.format`` fields; the rule files turn them into Snakemake wildcards).
 DATA_PATTERN = "{results}/data/{function}/N{n}_seed{seed}.pt"
 RUN_PATTERN = "{results}/runs/{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"
+MLP_RUN_PATTERN = "{results}/runs/{function}/mlp_w{width}_{activation}/N{n}_seed{seed}"
+
+#: The MLP family's activations (kanlib.mlp.ACTIVATIONS; named here so config checks need no torch).
+MLP_ACTIVATIONS = ("silu", "tanh", "relu")
 
 #: The training hyperparameters a train job gets (its Snakemake params: changing one reruns the jobs).
 TRAIN_KEYS = (
@@ -85,6 +101,10 @@ TRAIN_KEYS = (
     "test_num",
     "input_range",
 )
+
+#: What an MLP job gets of the training settings; its step budget is :func:`mlp_steps` (no grid, no
+#: regulariser). Changing one of these (or the budget) retrains the MLPs, not the KANs.
+MLP_TRAIN_KEYS = ("optimizer", "lr", "batch", "device", "dtype", "model_seed_offset", "test_num", "input_range")
 
 
 class ConfigError(ValueError):
@@ -183,6 +203,24 @@ def schema_errors():
 
 
 # ---- what JSON schema cannot express -----------------------------------------------------------------
+
+
+def mlp_entries(config: dict) -> list[tuple[str, list[list[int]]]]:
+    """(function name, its MLP widths) for every configured function, in config order ([] = no MLP)."""
+    default = [list(w) for w in config.get("mlp", {}).get("widths", [])]
+    return [
+        (entry["name"], [list(w) for w in entry.get("mlp_widths", default)])
+        if isinstance(entry, dict)
+        else (entry, default)
+        for entry in config["functions"]
+    ]
+
+
+def mlp_steps(config: dict) -> int:
+    """An MLP fit's L-BFGS step budget: ``mlp.steps``, or by default the KAN chain's total
+    (levels x steps), so both families get the same number of steps (the KAN paper: 9 x 200 = 1800)."""
+    steps = config.get("mlp", {}).get("steps")
+    return int(steps) if steps is not None else len(config["grids"]) * int(config["steps"])
 
 
 def function_entries(config: dict) -> list[tuple[str, list[list[int]]]]:
@@ -323,8 +361,34 @@ def check_config(config: dict, probe_functions: bool = True) -> dict:
                     f"input(s) to {target.n_out} output(s): the width must start with {n_var} and end with "
                     f"{target.n_out}, e.g. [{n_var}, 1, {target.n_out}]"
                 )
+        entry = config["functions"][index]
+        mlp_key = f"{key}.mlp_widths" if isinstance(entry, dict) and "mlp_widths" in entry else "mlp.widths"
+        for width in dict(mlp_entries(config))[name]:
+            n_var = target.n_var if target.n_var is not None else width[0]
+            if len(width) < 3 or width[0] != n_var or width[-1] != target.n_out:
+                raise ConfigError(
+                    f"config error: '{mlp_key}' has {width} for function {name!r}, which maps {n_var} "
+                    f"input(s) to {target.n_out} output(s): an MLP width must start with {n_var}, end with "
+                    f"{target.n_out} and have at least one hidden layer, e.g. [{n_var}, 32, {target.n_out}]"
+                )
         if probe_functions:
             probe_function(target, target.n_var if target.n_var is not None else widths[0][0], key)
+    mlp = config.get("mlp", {})
+    for activation in mlp.get("activations", []):
+        if activation not in MLP_ACTIVATIONS:
+            raise ConfigError(
+                f"config error: 'mlp.activations' has {activation!r}: allowed are {', '.join(MLP_ACTIVATIONS)}"
+            )
+    if any(widths for _, widths in mlp_entries(config)):
+        if not mlp.get("activations"):
+            raise ConfigError(
+                "config error: 'mlp.activations' is empty: list at least one of " + ", ".join(MLP_ACTIVATIONS)
+            )
+        if mlp.get("steps") is not None and int(mlp["steps"]) < 1:
+            raise ConfigError(
+                f"config error: 'mlp.steps' = {mlp['steps']}: must be a positive number of L-BFGS steps, "
+                "or null for the KAN chain's total (len(grids) x steps)"
+            )
     return config
 
 
@@ -370,6 +434,25 @@ class TrainJob:
     level: int
 
 
+@dataclass(frozen=True)
+class MLPJob:
+    """One MLP fit: a function, width, activation, training-set size and seed (no chain)."""
+
+    function: str  # the configured name (registry name or module:function)
+    width: tuple[int, ...]
+    activation: str
+    n_train: int
+    seed: int
+
+    @property
+    def slug(self) -> str:
+        return function_slug(self.function)
+
+    @property
+    def width_str(self) -> str:
+        return width_str(self.width)
+
+
 def chains(config: dict) -> list[Chain]:
     """Every chain of the sweep: functions x their widths x data sizes x seeds (config order)."""
     return [
@@ -391,8 +474,20 @@ def train_jobs(config: dict) -> list[TrainJob]:
     ]
 
 
+def mlp_jobs(config: dict) -> list[MLPJob]:
+    """Every MLP fit: functions x their MLP widths x activations x data sizes x seeds (config order)."""
+    return [
+        MLPJob(name, tuple(width), activation, int(n), int(seed))
+        for name, widths in mlp_entries(config)
+        for width in widths
+        for activation in config.get("mlp", {}).get("activations", [])
+        for n in config["data_sizes"]
+        for seed in config["seeds"]
+    ]
+
+
 def datasets(config: dict) -> list[tuple[str, int, int]]:
-    """(function name, N, seed) of every dataset file (several widths share one)."""
+    """(function name, N, seed) of every dataset file (several widths and both families share one)."""
     return list(dict.fromkeys((c.function, c.n_train, c.seed) for c in chains(config)))
 
 
@@ -428,6 +523,22 @@ def run_dir(config: dict, chain: Chain, grid: int) -> str:
     )
 
 
+def mlp_run_dir(config: dict, job: MLPJob) -> str:
+    return MLP_RUN_PATTERN.format(
+        results=results_dir(config),
+        function=job.slug,
+        width=job.width_str,
+        activation=job.activation,
+        n=job.n_train,
+        seed=job.seed,
+    )
+
+
+def mlp_job_key(function_slug_: str, width: str, activation: str, n_train, seed) -> str:
+    """An MLP job's identity inside a sweep (an MLflow tag): its run folder below ``runs/``."""
+    return f"{function_slug_}/mlp_w{width}_{activation}/N{n_train}_seed{seed}"
+
+
 def job_key(function_slug_: str, width: str, k, n_train, seed, grid) -> str:
     """The job's identity inside a sweep (an MLflow tag): its run folder below ``runs/``."""
     return f"{function_slug_}/w{width}_k{k}/N{n_train}_seed{seed}/G{grid}"
@@ -436,6 +547,11 @@ def job_key(function_slug_: str, width: str, k, n_train, seed, grid) -> str:
 def hyperparameters(config: dict) -> dict:
     """The training settings every train job gets (see TRAIN_KEYS)."""
     return {key: config[key] for key in TRAIN_KEYS}
+
+
+def mlp_hyperparameters(config: dict) -> dict:
+    """The training settings every MLP job gets: MLP_TRAIN_KEYS and the step budget (:func:`mlp_steps`)."""
+    return {"steps": mlp_steps(config), **{key: config[key] for key in MLP_TRAIN_KEYS}}
 
 
 def function_n_var(config: dict, name: str) -> int:
@@ -502,4 +618,23 @@ def train_resources(
     fit_seconds = steps * 20 * (1e-3 + 1e-7 * n_train * edges * (k + 1))
     grid_seconds = (grid_update_num + 1) * inputs * (1e-7 * n_train * (k + 1) ** 2 + 1e-9 * (grid + k) ** 3)
     runtime = 5 + math.ceil(3 * (fit_seconds + grid_seconds) / 60)
+    return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt, "cpus_per_task": max(1, int(threads))}
+
+
+def mlp_resources(n_train: int, width, steps: int, attempt: int = 1, *, threads: int = 1, device: str = "cpu") -> dict:
+    """SLURM-sized resources of one MLP fit: ``mem_mb``, ``runtime`` (minutes), ``cpus_per_task``.
+
+    Memory: ~600 MB for Python, torch and mlflow plus, per sample, every layer's pre-activations,
+    activations and their gradients (4 numbers per unit, 8 bytes) and the data; 25% headroom.
+    Runtime: at most 20 loss evaluations a step, each ~1 ms plus ~2 ns per sample and weight
+    (a forward and backward pass is ~3 multiply-adds per weight); times 3, plus 5 minutes.
+    Doubled on each retry, like :func:`train_resources`.
+    """
+    width = list(width)
+    weights = sum((a + 1) * b for a, b in zip(width, width[1:]))
+    mem_mb = 100 * math.ceil(1.25 * (600 + n_train * 8 * 4 * sum(width) / 2**20) / 100)
+    if str(device).startswith("cuda"):
+        mem_mb += 1500
+    fit_seconds = steps * 20 * (1e-3 + 2e-9 * n_train * weights)
+    runtime = 5 + math.ceil(3 * fit_seconds / 60)
     return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt, "cpus_per_task": max(1, int(threads))}

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..files import read_json, sha256_file, write_json
 from . import tracking
 from .results import load_dataset, read_history, write_history
-from .sweep import TRAIN_KEYS, job_key, parse_width, previous_grid
+from .sweep import TRAIN_KEYS, job_key, mlp_hyperparameters, mlp_job_key, parse_width, previous_grid
 
 __all__ = ["JobIdentity", "TrainOutputs", "TrackingSettings", "TrainJobError", "run_train_job"]
 
@@ -35,20 +35,24 @@ class TrainJobError(RuntimeError):
 
 @dataclass(frozen=True)
 class JobIdentity:
-    """What a train job trains, from which inputs, in which sweep, and with which software."""
+    """What a train job trains, from which inputs, in which sweep, and with which software.
+
+    ``family`` is 'kan' (one grid level of a chain: k, grid_size, grid_level set) or 'mlp' (one MLP
+    fit: ``activation`` set; k, grid_size and grid_level None).
+    """
 
     sweep: str
     function: str  # the target's name (registry name or module:function)
     formula: str
     function_slug: str
     width: str  # '2-1-1'
-    k: int
+    k: int | None
     n_train: int
     seed: int  # the data seed
     model_seed: int
-    grid_size: int
+    grid_size: int | None
     prev_grid_size: int | None
-    grid_level: int
+    grid_level: int | None
     hp: dict  # the training settings (kanlib.workflow.sweep.TRAIN_KEYS)
     threads: int
     data_file: str
@@ -58,6 +62,8 @@ class JobIdentity:
     git_commit: str
     host: str
     slurm_job_id: str | None
+    family: str = "kan"
+    activation: str | None = None
 
     @classmethod
     def create(
@@ -106,13 +112,63 @@ class JobIdentity:
             slurm_job_id=host.get("slurm_job_id"),
         )
 
+    @classmethod
+    def create_mlp(
+        cls,
+        config: dict,
+        target,
+        *,
+        function_slug: str,
+        width: str,
+        activation: str,
+        n_train: int,
+        seed: int,
+        threads: int,
+        data_file: str,
+    ) -> JobIdentity:
+        """The identity of the MLP job (function_slug, width, activation, N, seed) of a sweep's ``config``."""
+        import torch
+
+        import kanlib
+
+        host = tracking.host_tags()
+        return cls(
+            sweep=config["sweep"],
+            function=target.name,
+            formula=target.formula,
+            function_slug=function_slug,
+            width=width,
+            k=None,
+            n_train=int(n_train),
+            seed=int(seed),
+            model_seed=int(seed) + int(config["model_seed_offset"]),
+            grid_size=None,
+            prev_grid_size=None,
+            grid_level=None,
+            hp=mlp_hyperparameters(config),
+            threads=int(threads),
+            data_file=str(data_file),
+            init_checkpoint=None,
+            kanlib_version=kanlib.__version__,
+            torch_version=torch.__version__,
+            git_commit=tracking.git_commit(),
+            host=host["host"],
+            slurm_job_id=host.get("slurm_job_id"),
+            family="mlp",
+            activation=str(activation),
+        )
+
     @property
     def job(self) -> str:
         """The job's key inside the sweep (its run folder below runs/; the MLflow tag kanlib.job)."""
+        if self.family == "mlp":
+            return mlp_job_key(self.function_slug, self.width, self.activation, self.n_train, self.seed)
         return job_key(self.function_slug, self.width, self.k, self.n_train, self.seed, self.grid_size)
 
     @property
     def run_name(self) -> str:
+        if self.family == "mlp":
+            return f"{self.function} MLP w{self.width} {self.activation} N{self.n_train} seed{self.seed}"
         return f"{self.function} w{self.width} k{self.k} N{self.n_train} seed{self.seed} G{self.grid_size}"
 
     def record(self) -> dict:
@@ -120,7 +176,9 @@ class JobIdentity:
         return {
             "function": self.function,
             "formula": self.formula,
+            "family": self.family,
             "width": self.width,
+            "activation": self.activation,
             "k": self.k,
             "n_train": self.n_train,
             "seed": self.seed,
@@ -164,9 +222,13 @@ class JobIdentity:
             "kanlib.job": self.job,
             "kanlib.sweep": self.sweep,
             "kanlib.role": "child",
-            "rule": "train",
+            "kanlib.family": self.family,
+            "rule": "train_mlp" if self.family == "mlp" else "train",
             "wildcards": (
-                f"function={self.function_slug} width={self.width} k={self.k} n={self.n_train} "
+                f"function={self.function_slug} width={self.width} activation={self.activation} "
+                f"n={self.n_train} seed={self.seed}"
+                if self.family == "mlp"
+                else f"function={self.function_slug} width={self.width} k={self.k} n={self.n_train} "
                 f"seed={self.seed} grid={self.grid_size}"
             ),
             "mlflow.source.name": "workflow/scripts/train.py",
@@ -262,10 +324,60 @@ def _log_failed_run(identity, settings, parent, error, records, step_times, star
         return f"its MLflow run could not be logged either: {tracking_error}"
 
 
+def _build_model(identity: JobIdentity, dataset: dict, log):
+    """The job's untrained model: a KAN (grid-extended from the previous level when there is one) or
+    an MLP; returns (model, seconds spent initialising from the previous level)."""
+    hp = identity.hp
+    if identity.family == "mlp":
+        from ..mlp import MLP
+
+        model = MLP(
+            width=parse_width(identity.width),
+            activation=identity.activation,
+            seed=identity.model_seed,
+            device=hp["device"],
+            dtype=hp["dtype"],
+        )
+        log.info(
+            "MLP %s (%s) on %s (%s), %d parameters",
+            identity.width,
+            identity.activation,
+            model.device,
+            hp["dtype"],
+            model.n_params,
+        )
+        return model, 0.0
+    from ..model import KAN
+
+    model = KAN(
+        width=parse_width(identity.width),
+        grid=identity.grid_size,
+        k=identity.k,
+        seed=identity.model_seed,
+        grid_eps=hp["grid_eps"],
+        device=hp["device"],
+        dtype=hp["dtype"],
+    )
+    init_started = time.perf_counter()
+    if identity.init_checkpoint:
+        coarse = KAN.load(identity.init_checkpoint, device=model.device, dtype=model.dtype)
+        model.initialize_from_another_model(coarse, dataset["train_input"])
+    init_time_s = time.perf_counter() - init_started
+    log.info(
+        "model %s on %s (%s), %d parameters; %s in %.3f s",
+        identity.width,
+        model.device,
+        hp["dtype"],
+        model.n_params,
+        f"grid extension from G{identity.prev_grid_size}" if identity.init_checkpoint else "fresh initialisation",
+        init_time_s,
+    )
+    return model, init_time_s
+
+
 def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, log, started) -> dict:
     """Train the level, write model.pt, history.csv and metrics.json to ``unsynced``; returns the metrics."""
-    from ..model import KAN
-    from ..training import DivergenceError
+    from ..training import DivergenceError, median_rmse
 
     hp = identity.hp
     dataset, _ = load_dataset(identity.data_file)
@@ -276,39 +388,18 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
         step_times.append(int(time.time() * 1000))
 
     try:
-        model = KAN(
-            width=parse_width(identity.width),
-            grid=identity.grid_size,
-            k=identity.k,
-            seed=identity.model_seed,
-            grid_eps=hp["grid_eps"],
-            device=hp["device"],
-            dtype=hp["dtype"],
-        )
-        init_started = time.perf_counter()
-        if identity.init_checkpoint:
-            coarse = KAN.load(identity.init_checkpoint, device=model.device, dtype=model.dtype)
-            model.initialize_from_another_model(coarse, dataset["train_input"])
-        init_time_s = time.perf_counter() - init_started
-        log.info(
-            "model %s on %s (%s), %d parameters; %s in %.3f s",
-            identity.width,
-            model.device,
-            hp["dtype"],
-            model.n_params,
-            f"grid extension from G{identity.prev_grid_size}" if identity.init_checkpoint else "fresh initialisation",
-            init_time_s,
-        )
+        model, init_time_s = _build_model(identity, dataset, log)
         fit = model.fit(
             dataset,
             opt=hp["optimizer"],
             steps=hp["steps"],
             lr=hp["lr"],
-            update_grid=hp["update_grid"],
-            grid_update_num=hp["grid_update_num"],
-            stop_grid_update_step=hp["stop_grid_update_step"],
+            # an MLP has no grid to update and no regulariser
+            update_grid=hp.get("update_grid", False),
+            grid_update_num=hp.get("grid_update_num", 10),
+            stop_grid_update_step=hp.get("stop_grid_update_step", 0),
             batch=hp["batch"],
-            lamb=hp["lamb"],
+            lamb=hp.get("lamb", 0.0),
             seed=identity.model_seed,
             progress=False,
             callback=remember,
@@ -333,6 +424,7 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
         "test_rmse": fit["test_loss"][-1],
         "reg": fit["reg"][-1],
         "min_test_rmse": min(fit["test_loss"]),
+        "test_median_rmse": median_rmse(model, dataset["test_input"], dataset["test_label"]),
         "n_evals": sum(fit["n_evals"]),
         "wall_time_s": fit["wall_time_s"],
         "init_time_s": init_time_s,
@@ -396,6 +488,7 @@ def _log_run(
                 "final_test_rmse": metrics["test_rmse"],
                 "final_reg": metrics["reg"],
                 "min_test_rmse": metrics["min_test_rmse"],
+                "final_test_median_rmse": metrics["test_median_rmse"],
                 "n_params": metrics["n_params"],
                 "total_evals": metrics["n_evals"],
                 "wall_time_s": metrics["wall_time_s"],
@@ -469,12 +562,15 @@ def run_train_job(
     started = time.time()
     log = log or logging.getLogger("kanlib.job")
     unsynced = outputs.unsynced
-    log.info(
-        "job %s (level %d, from %s)",
-        identity.job,
-        identity.grid_level,
-        f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch",
-    )
+    if identity.family == "mlp":
+        log.info("job %s (MLP, %d steps)", identity.job, identity.hp["steps"])
+    else:
+        log.info(
+            "job %s (level %d, from %s)",
+            identity.job,
+            identity.grid_level,
+            f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch",
+        )
     parent = {**read_json(parent_file), "file": str(parent_file)}
     fingerprint = identity.fingerprint()
 

@@ -35,6 +35,7 @@ localrules:
     mlflow_parent,
     aggregate,
     report_figures,
+    report_families,
     report_summary,
     report_mlflow,
 
@@ -56,6 +57,15 @@ RUN = sweep.RUN_PATTERN.format(
     grid="{grid}",
 )
 JOB = "{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"  # a train job's path below runs/ and logs/train/
+MLP_RUN = sweep.MLP_RUN_PATTERN.format(
+    results=RESULTS,
+    function="{function}",
+    width="{width}",
+    activation="{activation}",
+    n="{n}",
+    seed="{seed}",
+)
+MLP_JOB = "{function}/mlp_w{width}_{activation}/N{n}_seed{seed}"  # an MLP job's path below runs/
 
 # What each wildcard may match (the rules use it as their wildcard_constraints).
 WILDCARDS = {
@@ -65,12 +75,18 @@ WILDCARDS = {
     "n": r"\d+",
     "seed": r"\d+",
     "grid": r"\d+",
+    "activation": "|".join(sweep.MLP_ACTIVATIONS),
 }
 
 
 def train_run_dirs():
     """The run folder of every train job of the sweep (every chain's grid levels)."""
     return [sweep.run_dir(config, job.chain, job.grid) for job in sweep.train_jobs(config)]
+
+
+def mlp_run_dirs():
+    """The run folder of every MLP job of the sweep (none unless the config lists MLP widths)."""
+    return [sweep.mlp_run_dir(config, job) for job in sweep.mlp_jobs(config)]
 
 
 def function_name(wildcards):
@@ -102,6 +118,18 @@ def train_resources(wildcards, attempt):
         attempt,
         threads=int(config["threads"]),
         grid_update_num=int(config["grid_update_num"]),
+        device=str(config["device"]),
+    )
+
+
+def mlp_resources(wildcards, attempt):
+    """mem_mb, runtime (minutes) and cpus_per_task of an MLP job (kanlib.workflow.sweep.mlp_resources)."""
+    return sweep.mlp_resources(
+        int(wildcards.n),
+        sweep.parse_width(wildcards.width),
+        sweep.mlp_steps(config),
+        attempt,
+        threads=int(config["threads"]),
         device=str(config["device"]),
     )
 
