@@ -42,6 +42,7 @@ __all__ = [
     "plot_loss_staircase",
     "plot_rmse_heatmap",
     "plot_fitted_power_laws",
+    "plot_family_comparison",
 ]
 
 #: Axis label of each metric column.
@@ -524,3 +525,113 @@ def rmse_vs_grid_figure(results, metric: str = "test_rmse"):
         axes.imshow(image)
         axes.set_axis_off()
     return figure
+
+
+def plot_family_comparison(points: pd.DataFrame, comparison: pd.DataFrame) -> Figure:
+    """Test RMSE against the parameter count for every model family of one function, a panel per N.
+
+    KAN points joined along their grid chain (one line per width), MLP points joined by depth (one
+    line per depth and activation, in order of P); filled where the family's fit used the point
+    (its lower envelope below the interpolation threshold), hollow where not. Each family's fitted
+    line (dashed) spans its used points and is labelled with α and its interval; the reference
+    rates α = k+1 and α = (k+1)/d (the KAN paper's Fig. 3.1) are dotted grey lines through the
+    smallest KAN point.
+
+    points, comparison: :func:`kanlib.analysis.families.compare_families` for one function.
+    """
+    if points.empty:
+        raise ValueError("no finite point to draw")
+    if points["function"].nunique() != 1:
+        raise ValueError(f"points must hold one function, found {sorted(points['function'].unique())}")
+    sizes = sorted(int(n) for n in points["n_train"].unique())
+    figure = Figure(figsize=(6.4 * min(len(sizes), 3), 4.8), layout="constrained")
+    axes = figure.subplots(1, len(sizes), squeeze=False)[0]
+    family_colors = {"kan": "tab:blue", "mlp": "tab:orange"}
+    depth_markers = ["o", "s", "^", "D", "v", "P"]
+    for ax, n_train in zip(axes, sizes):
+        at_n = points[points["n_train"] == n_train]
+        kan = at_n[at_n["family"] == "kan"]
+        for index, ((width, _k), chain) in enumerate(kan.groupby(["width", "k"], sort=True)):
+            chain = chain.sort_values("n_params")
+            label = f"KAN [{','.join(str(width).split('-'))}]"
+            ax.plot(
+                chain["n_params"],
+                chain["test_rmse"],
+                "-",
+                color=family_colors["kan"],
+                alpha=0.6,
+                marker=depth_markers[index % len(depth_markers)],
+                markersize=0,
+                label=None,
+            )
+            _scatter_used(ax, chain, family_colors["kan"], depth_markers[index % len(depth_markers)], label)
+        mlp = at_n[at_n["family"] == "mlp"]
+        for (depth, activation), line in mlp.groupby(["depth", "activation"], sort=True):
+            line = line.sort_values("n_params")
+            marker = depth_markers[(int(depth) - 1) % len(depth_markers)]
+            label = f"MLP depth {int(depth) + 1} ({activation})"
+            ax.plot(line["n_params"], line["test_rmse"], ":", color=family_colors["mlp"], alpha=0.6)
+            _scatter_used(ax, line, family_colors["mlp"], marker, label)
+        fits = comparison[comparison["n_train"] == n_train]
+        for fit in fits.itertuples(index=False):
+            used = at_n[(at_n["family"] == fit.family) & at_n["used"]]
+            if not np.isfinite(fit.alpha) or used.empty:
+                continue
+            p = np.geomspace(used["n_params"].min(), used["n_params"].max(), 50)
+            center = float(np.exp(np.mean(np.log(used["n_params"]))))
+            level = float(
+                np.exp(np.mean(np.log(used["test_rmse"]) + fit.alpha * (np.log(used["n_params"]) - np.log(center))))
+            )
+            interval = (
+                f" [{fit.alpha_low:.2f}, {fit.alpha_high:.2f}]"
+                if np.isfinite(fit.alpha_low) and np.isfinite(fit.alpha_high)
+                else " (no CI)"
+            )
+            ax.plot(
+                p,
+                level * (p / center) ** -fit.alpha,
+                "--",
+                color=family_colors.get(fit.family, "k"),
+                linewidth=2,
+                label=f"{fit.family.upper()} fit: α = {fit.alpha:.2f}{interval}",
+            )
+        if not kan.empty:
+            anchor = kan.sort_values("n_params").iloc[0]
+            p = np.geomspace(float(at_n["n_params"].min()), float(at_n["n_params"].max()), 50)
+            theory = fits.set_index("family")["theory_alpha"] if not fits.empty else pd.Series(dtype=float)
+            for family, style in (("kan", (0, (1, 1))), ("mlp", (0, (1, 3)))):
+                if family in theory.index:
+                    alpha = float(theory[family])
+                    ax.plot(
+                        p,
+                        anchor["test_rmse"] * (p / anchor["n_params"]) ** -alpha,
+                        color="grey",
+                        linestyle=style,
+                        label=f"α = {alpha:g} ({'k+1' if family == 'kan' else '(k+1)/d'})",
+                    )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        lowest = float(at_n["test_rmse"].min())
+        ax.set_ylim(bottom=lowest / 10)
+        ax.set_xlabel("number of parameters")
+        ax.set_ylabel("test RMSE")
+        ax.set_title(f"{points['function'].iloc[0]}, N={n_train}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    return figure
+
+
+def _scatter_used(ax, frame: pd.DataFrame, color, marker: str, label: str) -> None:
+    """Points filled where the fit used them, hollow where not."""
+    used = frame[frame["used"]]
+    other = frame[~frame["used"]]
+    ax.plot(used["n_params"], used["test_rmse"], linestyle="none", marker=marker, color=color, label=label)
+    ax.plot(
+        other["n_params"],
+        other["test_rmse"],
+        linestyle="none",
+        marker=marker,
+        markerfacecolor="none",
+        color=color,
+        label=None if used.size else label,
+    )

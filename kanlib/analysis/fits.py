@@ -35,6 +35,7 @@ from scipy import stats
 __all__ = [
     "CONFIG_COLUMNS",
     "GROUP_COLUMNS",
+    "kan_rows",
     "DEFAULT_DIVERGENCE_FACTOR",
     "PowerLawFit",
     "FinitePoints",
@@ -62,7 +63,7 @@ GROUP_COLUMNS: tuple[str, ...] = ("function", "width", "k", "n_train")
 #: :func:`find_interpolation_threshold`).
 DEFAULT_DIVERGENCE_FACTOR: float = 10.0
 
-_METRICS = ("train_rmse", "test_rmse")
+_METRICS = ("train_rmse", "test_rmse", "test_median_rmse")
 _X_COLUMNS = ("grid_size", "n_params")
 
 
@@ -574,6 +575,18 @@ def geometric_mean(values: np.ndarray | Sequence[float] | pd.Series) -> float:
     if array.size == 0:
         return float("nan")
     return float(10.0 ** np.mean(np.log10(array)))
+
+
+def kan_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The KAN rows of a results or history table, with ``k`` and ``grid_size`` as integers.
+
+    A table written before the MLP family existed has no ``family`` column: all its rows are KANs.
+    """
+    if "family" not in results.columns:
+        return results
+    kan = results[results["family"].astype(str) == "kan"]
+    integers = {c: "int64" for c in ("k", "grid_size", "grid_level") if c in kan.columns}
+    return kan.astype(integers) if not kan.empty else kan
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], table: str) -> None:

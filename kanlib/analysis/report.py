@@ -33,11 +33,13 @@ from ..files import atomic_write_text
 from ..functions import function_slug
 from .catalog import FIGURES, figure_spec
 from .document import Document, to_html, to_markdown, to_rst
+from .families import COMPARISON_COLUMNS, compare_families, has_families
 from .fits import (
     CONFIG_COLUMNS,
     DEFAULT_DIVERGENCE_FACTOR,
     data_scaling_table,
     fit_scaling_laws,
+    kan_rows,
     rmse_pivot,
     summarize_over_seeds,
 )
@@ -65,6 +67,11 @@ __all__ = [
     "report_exponents",
     "write_figures",
     "write_summary",
+    "family_comparison",
+    "has_families",
+    "family_answers",
+    "family_mlflow_metrics",
+    "write_family_figure",
 ]
 
 #: The fits of the exponent table: (x, metric).
@@ -73,6 +80,8 @@ FIT_SPECS: tuple[tuple[str, str], ...] = (
     ("grid_size", "train_rmse"),
     ("n_params", "test_rmse"),
     ("n_params", "train_rmse"),
+    # the KAN paper's Fig. 2.3: the mean is dominated by a few boundary points, the median is not
+    ("grid_size", "test_median_rmse"),
 )
 
 #: (function, width, k) of the seed experiment, whose published table :mod:`kanlib.analysis.reference` holds.
@@ -80,7 +89,11 @@ SEED_CONFIGURATION: tuple[str, str, int] = ("exp_sin_pi_x_plus_y2", "2-1-1", 3)
 
 _X_SHORT = {"grid_size": "grid", "n_params": "params"}
 _X_WORDS = {"grid_size": "G", "n_params": "params"}
-_METRIC_WORDS = {"test_rmse": "test RMSE", "train_rmse": "train RMSE"}
+_METRIC_WORDS = {
+    "test_rmse": "test RMSE",
+    "train_rmse": "train RMSE",
+    "test_median_rmse": "test median-RMSE",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -89,7 +102,9 @@ _METRIC_WORDS = {"test_rmse": "test RMSE", "train_rmse": "train RMSE"}
 
 
 def configurations(results: pd.DataFrame) -> list[tuple[str, str, int]]:
-    """The (function, width, k) configurations of a results table, in table order."""
+    """The KAN (function, width, k) configurations of a results table, in table order (MLP rows,
+    which have no k, are the family comparison's: :mod:`kanlib.analysis.families`)."""
+    results = kan_rows(results)
     if results.empty:
         return []
     frame = results[list(CONFIG_COLUMNS)].drop_duplicates()
@@ -107,7 +122,8 @@ def config_dir(function: str, width: str, k: int) -> str:
 
 
 def select_configuration(frame: pd.DataFrame, function: str, width: str, k: int) -> pd.DataFrame:
-    """Rows of ``frame`` (results, history or exponents) for one configuration."""
+    """KAN rows of ``frame`` (results, history or exponents) for one configuration."""
+    frame = kan_rows(frame)
     mask = (
         (frame["function"].astype(str) == str(function))
         & (frame["width"].astype(str) == str(width))
@@ -131,13 +147,16 @@ def exponent_table(
 
     One row per fit, the columns of :func:`kanlib.analysis.fit_scaling_laws` (``x`` says the
     scaling variable, ``metric`` the error). Groups that cannot be fitted (one grid size, failed
-    jobs, everything beyond the threshold) get NaN ``alpha`` and the reason in ``note``.
+    jobs, everything beyond the threshold) get NaN ``alpha`` and the reason in ``note``. KAN rows
+    only; a metric the table does not have (``test_median_rmse`` of older tables) is left out.
     """
+    results = kan_rows(results)
     frames = [
         fit_scaling_laws(
             results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor, n_boot=n_boot
         )
         for x, metric in FIT_SPECS
+        if metric in results.columns and results[metric].notna().any()
     ]
     table = pd.concat(frames, ignore_index=True)
     order = {spec: index for index, spec in enumerate(FIT_SPECS)}
@@ -341,6 +360,8 @@ def _exponent_display(exponents: pd.DataFrame) -> pd.DataFrame:
         at_n = exponents[exponents["n_train"] == n_train]
         row = {"N": str(int(n_train))}
         for x, metric in FIT_SPECS:
+            if metric not in set(exponents["metric"]):  # e.g. no median-based RMSE in older tables
+                continue
             fit = at_n[(at_n["x"] == x) & (at_n["metric"] == metric)]
             row[f"{_METRIC_WORDS[metric]} vs {_X_WORDS[x]}"] = _alpha_text(fit.iloc[0]) if len(fit) else "n/a"
         main = at_n[(at_n["x"] == "grid_size") & (at_n["metric"] == "test_rmse")]
@@ -565,14 +586,22 @@ def _spread_table(results: pd.DataFrame) -> pd.DataFrame | None:
     return _pivot_table(spread, _ratio)
 
 
-def answer_document(results: pd.DataFrame, exponents: pd.DataFrame, tables: bool = False) -> Document:
+def answer_document(
+    results: pd.DataFrame, exponents: pd.DataFrame, tables: bool = False, comparison: pd.DataFrame | None = None
+) -> Document:
     """The answer: one sentence per configuration, and with ``tables`` each configuration's exponent
-    table after it (the MLflow parent run's description and the report's front page)."""
+    table after it (the MLflow parent run's description and the report's front page). With a family
+    ``comparison`` (:func:`family_comparison`), its answer per function comes first."""
     document = Document()
     configs = configurations(results)
     if not configs:
         document.paragraph("The results table is empty: no grid level finished, nothing to report.")
         return document
+    if comparison is not None and not comparison.empty:
+        document.paragraph("**KAN against MLP.**")
+        document.bullets(family_answers(comparison))
+        if tables:
+            document.table(_family_display(comparison))
     answers = []
     for configuration in configs:
         sentence = answer_sentence(
@@ -597,6 +626,8 @@ def build_summary(
     sweep: str,
     figure_paths: dict[tuple[str, str, int], dict[str, str]] | None = None,
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
+    comparison: pd.DataFrame | None = None,
+    family_figures: dict[str, str] | None = None,
 ) -> Document:
     """The sweep's summary (see the module docstring for its parts).
 
@@ -613,6 +644,9 @@ def build_summary(
         figures are embedded, the others listed.
     divergence_factor : float
         The test/train ratio the threshold rule used (stated in the text).
+    comparison : pandas.DataFrame, optional
+        :func:`family_comparison`'s table when the sweep has MLPs: its answer opens the summary and
+        its section follows, with ``family_figures`` (function -> figure path) embedded.
     """
     document = Document()
     document.heading(1, f"KAN scaling sweep `{sweep}`: summary")
@@ -620,7 +654,10 @@ def build_summary(
     if not configs:
         document.paragraph("The results table is empty: no grid level finished, nothing to report.")
         return document
-    document.blocks += answer_document(results, exponents).blocks  # the answer first
+    document.blocks += answer_document(results, exponents, comparison=comparison).blocks  # the answer first
+    if comparison is not None and not comparison.empty:
+        _family_section(document, comparison, family_figures)
+    results = kan_rows(results)  # the sections below are the KAN family's
 
     seeds = sorted(int(s) for s in results["seed"].unique())
     steps = sorted(int(s) for s in results["steps"].dropna().unique()) if "steps" in results else []
@@ -697,6 +734,156 @@ def build_summary(
         document.paragraph("Left out of every fit, table cell and figure (failed or diverged jobs):")
         document.bullets(failed)
     return document
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model families (KAN against MLP): kanlib.analysis.families
+# ----------------------------------------------------------------------------------------------------------
+
+_FAMILY_NAMES = {"kan": "KAN", "mlp": "MLP"}
+
+
+def family_comparison(results: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`kanlib.analysis.families.compare_families` with the report's settings."""
+    return compare_families(
+        results,
+        confidence=settings["confidence"],
+        divergence_factor=settings["divergence_factor"],
+        n_boot=settings["n_boot"],
+        target_rmse=settings.get("target_rmse", 1e-4),
+    )
+
+
+def _params_phrase(family: str, row) -> str:
+    name = _FAMILY_NAMES.get(family, family)
+    if _finite(row["params_at_target"]):
+        return f"{name} needs {_integer(row['params_at_target'])} parameters"
+    return (
+        f"{name} never gets there (best {_rmse(row['best_test_rmse'])} with {_integer(row['best_n_params'])} "
+        "parameters)"
+    )
+
+
+def _family_sentence(function: str, at_n: pd.DataFrame) -> str:
+    """Which family scales better on one function at one N, by how much, and how sure we are."""
+    rows = at_n.set_index("family")
+    n_train = int(at_n["n_train"].iloc[0])
+    head = f"On {function} (N={n_train})"
+    fitted = rows[rows["alpha"].map(_finite)]
+    alphas = " against ".join(f"{_alpha_text(rows.loc[f])} for {_FAMILY_NAMES.get(f, f)}" for f in rows.index)
+    target = _rmse(at_n["target_rmse"].iloc[0])
+    reach = f"To reach test RMSE {target}, " + " and ".join(_params_phrase(f, rows.loc[f]) for f in rows.index) + "."
+    if len(fitted) < 2:
+        missing = [
+            f"{_FAMILY_NAMES.get(f, f)} ({rows.loc[f, 'note'] or 'no fit'})"
+            for f in rows.index
+            if f not in fitted.index
+        ]
+        return f"{head}, no family comparison of exponents: no fit for {_join_words(missing)}. {reach}"
+    ordered = fitted.sort_values("alpha", ascending=False)
+    better, worse = ordered.index[0], ordered.index[1]
+    difference = float(ordered["alpha"].iloc[0] - ordered["alpha"].iloc[1])
+    intervals = all(
+        _finite(ordered.loc[f, "alpha_low"]) and _finite(ordered.loc[f, "alpha_high"]) for f in (better, worse)
+    )
+    level = f"{int(at_n['confidence'].iloc[0] * 100)}%"
+    if not intervals:
+        sureness = "how sure is unknown: a fit without an interval (2 points, one seed)"
+        verdict = f"{_FAMILY_NAMES[better]} scales faster than {_FAMILY_NAMES[worse]}"
+    elif float(ordered.loc[better, "alpha_low"]) > float(ordered.loc[worse, "alpha_high"]):
+        sureness = f"the {level} intervals do not overlap"
+        verdict = f"{_FAMILY_NAMES[better]} scales faster than {_FAMILY_NAMES[worse]}"
+    else:
+        sureness = f"the {level} intervals overlap, so the data do not tell the two apart"
+        verdict = f"neither family scales measurably faster ({_FAMILY_NAMES[better]} ahead by its point estimate)"
+    return f"{head}, {verdict}: test RMSE ∝ P^-α with α = {alphas} (Δα = {difference:.2f}; {sureness}). {reach}"
+
+
+def family_answers(comparison: pd.DataFrame) -> list[str]:
+    """One sentence per function at its largest N: which family scales better, by how much, how sure."""
+    answers = []
+    for function, rows in comparison.groupby("function", sort=False):
+        largest = rows[rows["n_train"] == rows["n_train"].max()]
+        answers.append(_family_sentence(str(function), largest))
+    return answers
+
+
+def _family_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for row in comparison.itertuples(index=False):
+        record = row._asdict()
+        rows.append(
+            {
+                "function": row.function,
+                "N": str(int(row.n_train)),
+                "family": _FAMILY_NAMES.get(row.family, row.family),
+                "α in P, 95% CI": _alpha_text(record),
+                "reference α": _number(row.theory_alpha),
+                "best test RMSE (P)": f"{_rmse(row.best_test_rmse)} ({_integer(row.best_n_params)})",
+                f"P for test RMSE {_rmse(row.target_rmse)}": _integer(row.params_at_target)
+                if _finite(row.params_at_target)
+                else "never",
+                "P for the common RMSE": f"{_integer(row.params_at_common)} (at {_rmse(row.common_rmse)})",
+                "seeds": str(int(row.n_seeds)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _family_section(document: Document, comparison: pd.DataFrame, figure_paths: dict[str, str] | None) -> None:
+    document.heading(2, "KAN against MLP: exponents in the parameter count")
+    document.paragraph(
+        "Per function and N, each family's test RMSE against its parameter count P is fitted as C·P^-α over "
+        "the family's lower envelope below its interpolation threshold: for KANs the grid levels each chain's "
+        "own fit used; for MLPs the models whose test/train RMSE ratio stays under the divergence factor; of "
+        "those, the points no model with fewer parameters beats (the best test RMSE at each P). Reference "
+        "rates: α = k+1 (KAN theory) and α = (k+1)/d (MLPs on d inputs, Sharma-Kaplan), as in the KAN paper's "
+        "Fig. 3.1. The common RMSE is the worst of the families' best test RMSEs: the lowest level both reach."
+    )
+    document.table(_family_display(comparison))
+    for row in comparison.itertuples(index=False):
+        name = _FAMILY_NAMES.get(row.family, row.family)
+        document.paragraph(f"**{name}, {row.function}, N={int(row.n_train)}**: used {row.points_used or 'none'}.")
+        if isinstance(row.points_excluded, str) and row.points_excluded:
+            document.bullets(f"not used: {item}" for item in row.points_excluded.split("; "))
+        if isinstance(row.note, str) and row.note:
+            document.paragraph(f"Note: {row.note}.")
+    for function, path in (figure_paths or {}).items():
+        document.image(path, f"{function}: test RMSE against the parameter count, KAN and MLP")
+
+
+def family_mlflow_metrics(comparison: pd.DataFrame) -> dict[str, float]:
+    """``alpha_vs_params_<family>_<function>_N<n>`` (and ``_ci_low`` / ``_ci_high``), and the
+    parameter counts ``params_at_target_<family>_<function>_N<n>``; NaN values left out."""
+    metrics: dict[str, float] = {}
+    for row in comparison.itertuples(index=False):
+        tail = f"{row.family}_{function_slug(row.function)}_N{int(row.n_train)}"
+        for name, value in (
+            (f"alpha_vs_params_{tail}", row.alpha),
+            (f"alpha_vs_params_{tail}_ci_low", row.alpha_low),
+            (f"alpha_vs_params_{tail}_ci_high", row.alpha_high),
+            (f"params_at_target_{tail}", row.params_at_target),
+            (f"best_test_rmse_{tail}", row.best_test_rmse),
+        ):
+            if _finite(value):
+                metrics[name] = float(value)
+    return metrics
+
+
+def write_family_figure(results_csv, function: str, settings: dict, png_path) -> None:
+    """The KAN-against-MLP figure of one function (PNG + PDF beside it)."""
+    from .figures import plot_family_comparison, save_figure
+
+    results = read_results(results_csv)
+    results = results[results["function"].astype(str) == str(function)]
+    if results.empty:
+        raise ValueError(f"results.csv has no rows for function {function!r}")
+    comparison, points = family_comparison(results, settings)
+    try:
+        figure = plot_family_comparison(points, comparison)
+    except (ValueError, KeyError, IndexError) as error:
+        figure = _placeholder(f"{function}: KAN against MLP", error)
+    save_figure(figure, png_path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -790,6 +977,7 @@ def write_summary(
     answer_md=None,
     front_rst=None,
     front_template=None,
+    families_csv=None,
 ) -> pd.DataFrame:
     """The exponent table (CSV) and the summary (Markdown and HTML) of a sweep; returns the table.
 
@@ -798,7 +986,11 @@ def write_summary(
     (workflow/report/workflow.rst), the answer and exponent tables, then the template's text.
 
     figure_pngs: the figure files the summary may link (report/<function>/w<width>_k<k>/<stem>.png
-    below the folder of summary_html); links are written relative to summary.md.
+    below the folder of summary_html, and report/<function>/families.png when the sweep has MLPs);
+    links are written relative to summary.md.
+
+    families_csv: where the KAN-against-MLP comparison table goes (written, with a header only,
+    also when the sweep has no MLP).
     """
     results = read_results(results_csv)
     exponents = report_exponents(results, settings)
@@ -815,13 +1007,34 @@ def write_summary(
     missing = {path for paths in figure_paths.values() for path in paths.values()} - {
         os.path.relpath(path, summary_folder) for path in figure_pngs
     }
+    comparison, family_figures = None, None
+    if has_families(results):
+        comparison, _ = family_comparison(results, settings)
+        family_figures = {
+            function: os.path.relpath(
+                os.path.join(report_folder, function_slug(function), "families.png"), summary_folder
+            )
+            for function in comparison["function"].unique()
+        }
+        missing |= set(family_figures.values()) - {os.path.relpath(path, summary_folder) for path in figure_pngs}
     if missing:
         raise ValueError(f"the summary would link figures that are not inputs of the rule: {sorted(missing)}")
-    document = build_summary(results, exponents, sweep, figure_paths, divergence_factor=settings["divergence_factor"])
+    if families_csv is not None:
+        table = comparison if comparison is not None else pd.DataFrame(columns=COMPARISON_COLUMNS)
+        atomic_write_text(families_csv, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    document = build_summary(
+        results,
+        exponents,
+        sweep,
+        figure_paths,
+        divergence_factor=settings["divergence_factor"],
+        comparison=comparison,
+        family_figures=family_figures,
+    )
     atomic_write_text(exponents_csv, exponents.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     atomic_write_text(summary_md, to_markdown(document))
     atomic_write_text(summary_html, to_html(document, f"KAN scaling sweep {sweep}"))
-    answer = answer_document(results, exponents, tables=True)
+    answer = answer_document(results, exponents, tables=True, comparison=comparison)
     if answer_md is not None:
         atomic_write_text(answer_md, to_markdown(answer))
     if front_rst is not None:

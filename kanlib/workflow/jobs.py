@@ -92,6 +92,7 @@ def aggregate_sweep(
     """One table of every grid level (CSV + Parquet), the step histories, a plot of test RMSE vs G;
     all logged to the parent run, which is then set FINISHED. Returns a few totals for the log."""
     from ..analysis.figures import rmse_vs_grid_figure, save_figure
+    from ..analysis.fits import kan_rows
 
     metrics = [read_json(path) for path in metrics_files]
     results = results_table(metrics)
@@ -99,7 +100,7 @@ def aggregate_sweep(
     write_table(results, results_csv)
     write_table(results, results_parquet)
     write_table(history, history_csv)
-    plot_png, plot_pdf = save_figure(rmse_vs_grid_figure(results, "test_rmse"), plot_png)
+    plot_png, plot_pdf = save_figure(rmse_vs_grid_figure(kan_rows(results), "test_rmse"), plot_png)
     totals = {
         "n_grid_levels": len(results),
         "total_train_time_s": float(results["wall_time_s"].sum()),
@@ -121,16 +122,27 @@ def aggregate_sweep(
 
 
 def log_report(
-    config: dict, *, parent_file, pngs, pdfs, summary_md, summary_html, exponents_csv, path, answer_md=None
+    config: dict,
+    *,
+    parent_file,
+    pngs,
+    pdfs,
+    summary_md,
+    summary_html,
+    exponents_csv,
+    path,
+    answer_md=None,
+    families_csv=None,
 ) -> dict:
     """Log the figures, the summary and the exponent table to the sweep's parent run (folder report/),
-    each fitted exponent as a metric, set the parent FINISHED, and record what was logged in ``path``.
+    each fitted exponent as a metric (with ``families_csv``, each family's exponent in the parameter
+    count too), set the parent FINISHED, and record what was logged in ``path``.
 
     The sweep is complete once this runs (its inputs need every grid level): FINISHED, also after a
     failed invocation's onerror handler set it FAILED. An unreachable store raises JobError; the report
     files are other rules' outputs and stay.
     """
-    from ..analysis.report import mlflow_metrics, read_results
+    from ..analysis.report import family_mlflow_metrics, mlflow_metrics, read_results
 
     parent = read_json(parent_file)
     uri = tracking.resolve_tracking_uri(config["mlflow"]["tracking_uri"])
@@ -140,8 +152,14 @@ def log_report(
         (figure, os.path.join("report", os.path.dirname(os.path.relpath(figure, root))).rstrip("/"))
         for figure in [*pngs, *pdfs]
     ]
-    artifacts += [(file, "report") for file in (summary_md, summary_html, exponents_csv, answer_md) if file]
+    artifacts += [
+        (file, "report") for file in (summary_md, summary_html, exponents_csv, families_csv, answer_md) if file
+    ]
     metrics = mlflow_metrics(read_results(exponents_csv))
+    if families_csv is not None:
+        families = read_results(families_csv)
+        if not families.empty:
+            metrics.update(family_mlflow_metrics(families))
     try:
         client = tracking.connect(uri, retry_seconds)
         if answer_md is not None:  # the run's description in the MLflow UI: the answer first
@@ -208,7 +226,7 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
 
     from ..analysis import report
     from ..analysis.figures import save_figure
-    from .sweep import results_dir, run_dir, train_jobs
+    from .sweep import mlp_jobs, mlp_run_dir, results_dir, run_dir, train_jobs
 
     results_folder = Path(results_dir(config))
     folder = Path(folder) if folder is not None else results_folder / "partial"
@@ -229,6 +247,7 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
         missing.append(
             {
                 "function": job.chain.function,
+                "family": "kan",
                 "width": job.chain.width_str,
                 "k": job.chain.k,
                 "n_train": job.chain.n_train,
@@ -245,15 +264,43 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
                 "reason": reason,
             }
         )
+    for mlp in mlp_jobs(config):
+        run = Path(mlp_run_dir(config, mlp))
+        if (run / "metrics.json").is_file() and (run / "history.csv").is_file():
+            metrics = read_json(run / "metrics.json")
+            finished.append(metrics)
+            histories.append((metrics, read_history(run / "history.csv")))
+            continue
+        log_file = results_folder / "logs" / "train_mlp" / f"{run.relative_to(results_folder / 'runs')}.log"
+        missing.append(
+            {
+                "function": mlp.function,
+                "family": "mlp",
+                "width": mlp.width_str,
+                "activation": mlp.activation,
+                "n_train": mlp.n_train,
+                "seed": mlp.seed,
+                "n_params": sum((a + 1) * b for a, b in zip(mlp.width, mlp.width[1:])),
+                "train_rmse": math.nan,
+                "test_rmse": math.nan,
+                "wall_time_s": math.nan,
+                "device": "",
+                "mlflow_run_id": "",
+                "reason": _failure_reason(log_file, None),
+            }
+        )
     if not finished:
         return None
     results = results_table(finished)
     table = pd.concat([results, pd.DataFrame(missing)], ignore_index=True) if missing else results
-    table = table.sort_values(["function", "width", "k", "n_train", "seed", "grid_size"]).reset_index(drop=True)
+    order = ["function", "family", "width", "activation", "k", "n_train", "seed", "grid_size"]
+    table = table.sort_values(order, na_position="first").reset_index(drop=True)
     history = history_table(histories)
     write_table(table, folder / "results.csv")
-    settings = {"confidence": 0.95, "divergence_factor": 10.0, "n_boot": 1000}  # report.smk's REPORT_SETTINGS
+    # report.smk's REPORT_SETTINGS
+    settings = {"confidence": 0.95, "divergence_factor": 10.0, "n_boot": 1000, "target_rmse": 1e-4}
     exponents = report.report_exponents(table, settings)
+    comparison = report.family_comparison(table, settings)[0] if report.has_families(table) else None
     figure_paths = {}
     for configuration in report.configurations(table):
         chosen = report.select_configuration(table, *configuration)
@@ -269,16 +316,25 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
             paths[stem] = str(png.relative_to(folder))
         figure_paths[configuration] = paths
     document = report.build_summary(
-        table, exponents, f"{config['sweep']} (partial)", figure_paths, divergence_factor=settings["divergence_factor"]
+        table,
+        exponents,
+        f"{config['sweep']} (partial)",
+        figure_paths,
+        divergence_factor=settings["divergence_factor"],
+        comparison=comparison,
     )
     lines = [
         f"{row['function']} w{row['width']} k{row['k']} N{row['n_train']} seed{row['seed']} "
         f"G{row['grid_size']}: {row['reason']}"
+        if row["family"] == "kan"
+        else f"{row['function']} MLP w{row['width']} {row['activation']} N{row['n_train']} seed{row['seed']}: "
+        f"{row['reason']}"
         for row in missing
     ]
     intro = report.Document()
     intro.paragraph(
-        f"**Partial sweep.** {len(finished)} of {len(jobs)} grid levels finished; the "
+        f"**Partial sweep.** {len(finished)} of {len(jobs) + len(mlp_jobs(config))} "
+        f"{'jobs' if mlp_jobs(config) else 'grid levels'} finished; the "
         f"{len(missing)} missing ones are left out of every fit:"
     )
     intro.bullets(lines)
@@ -286,7 +342,7 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
     summary = folder / "summary.md"
     atomic_write_text(summary, report.to_markdown(document))
     atomic_write_text(folder / "exponents.csv", exponents.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
-    answer = report.answer_document(table, exponents, tables=True)
+    answer = report.answer_document(table, exponents, tables=True, comparison=comparison)
     atomic_write_text(folder / "answer.md", report.to_markdown(intro) + "\n" + report.to_markdown(answer))
     return {
         "finished": len(finished),

@@ -10,6 +10,7 @@ REPORT_SETTINGS = {
     "confidence": 0.95,  # level of the exponent's interval
     "divergence_factor": 10.0,  # test/train RMSE ratio above which a point counts as interpolating
     "n_boot": 1000,  # bootstrap replicates over seeds (sweeps with several seeds)
+    "target_rmse": 1e-4,  # the family comparison: parameters each family needs for this test RMSE
 }
 
 REPORT = f"{RESULTS}/report"
@@ -31,7 +32,12 @@ REPORT_PNGS = [
     for slug, width, k in REPORT_CONFIGURATIONS
     for stem in catalog.figure_stems()
 ]
-REPORT_PDFS = [path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS]
+# KAN against MLP: one figure per function, when the sweep has MLPs (kanlib.analysis.families)
+FAMILY_PNGS = [
+    f"{REPORT}/{slug}/families.png"
+    for slug in dict.fromkeys(job.slug for job in sweep.mlp_jobs(config))
+]
+REPORT_PDFS = [path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS + FAMILY_PNGS]
 
 
 rule report_figures:
@@ -68,11 +74,40 @@ rule report_figures:
         "../scripts/report_figures.py"
 
 
+rule report_families:
+    """KAN against MLP for one function: test RMSE against the parameter count, every family, one
+    panel per N, with each family's fitted exponent and the reference rates (PNG + PDF)."""
+    input:
+        results=f"{RESULTS}/results.csv",
+    output:
+        png=report(
+            f"{REPORT}/{{function}}/families.png",
+            caption="../report/families.rst",
+            category="0. KAN against MLP",
+            subcategory="{function}",
+            labels={"figure": "test RMSE vs parameters, KAN and MLP"},
+        ),
+        pdf=f"{REPORT}/{{function}}/families.pdf",
+    log:
+        f"{LOGS}/report/{{function}}/families.log",
+    wildcard_constraints:
+        function=WILDCARDS["function"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        function=function_name,
+        settings=REPORT_SETTINGS,
+    script:
+        "../scripts/report_families.py"
+
+
 rule report_summary:
     """The exponent table and the summary (Markdown, and HTML for the report) of the whole sweep."""
     input:
         results=f"{RESULTS}/results.csv",
-        figures=REPORT_PNGS,
+        figures=REPORT_PNGS + FAMILY_PNGS,
         front_template=os.path.join(workflow.basedir, "workflow/report/workflow.rst"),
     output:
         summary_html=report(
@@ -96,6 +131,8 @@ rule report_summary:
             subcategory=f"sweep {SWEEP}",
             labels={"file": "exponent table (CSV)"},
         ),
+        # KAN against MLP per function and N (a header only when the sweep has no MLP)
+        families=f"{REPORT}/families.csv",
         # the answer and the exponent tables: the MLflow parent's description, the report's front page
         answer=f"{REPORT}/answer.md",
         front=f"{REPORT}/front.rst",
@@ -118,11 +155,12 @@ rule report_mlflow:
     Fails, naming the URI, when the store is unreachable: the report files (other rules' outputs)
     stay, and the same command logs them once the store is back."""
     input:
-        pngs=REPORT_PNGS,
+        pngs=REPORT_PNGS + FAMILY_PNGS,
         pdfs=REPORT_PDFS,
         summary=f"{RESULTS}/summary.md",
         summary_html=f"{REPORT}/summary.html",
         exponents=f"{REPORT}/exponents.csv",
+        families=f"{REPORT}/families.csv",
         answer=f"{REPORT}/answer.md",
         parent=ancient(PARENT_JSON),
     output:
@@ -140,10 +178,12 @@ rule report_mlflow:
 # Every report output (rule all).
 REPORT_OUTPUTS = [
     *REPORT_PNGS,
+    *FAMILY_PNGS,
     *REPORT_PDFS,
     f"{RESULTS}/summary.md",
     f"{REPORT}/summary.html",
     f"{REPORT}/exponents.csv",
+    f"{REPORT}/families.csv",
     f"{REPORT}/answer.md",
     f"{REPORT}/front.rst",
     f"{REPORT}/mlflow.json",

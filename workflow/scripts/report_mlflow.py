@@ -16,6 +16,7 @@ try:
         summary_md=inputs.summary,
         summary_html=inputs.summary_html,
         exponents_csv=inputs.exponents,
+        families_csv=inputs.families,
         answer_md=inputs.answer,
         path=snakemake.output[0],
     )

@@ -16,6 +16,7 @@ try:
         summary_md=out.summary,
         summary_html=out.summary_html,
         exponents_csv=out.exponents,
+        families_csv=out.families,
         answer_md=out.answer,
         front_rst=out.front,
         front_template=snakemake.input.front_template,
