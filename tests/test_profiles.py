@@ -68,9 +68,12 @@ def test_site_settings_come_from_the_environment():
         "slurm_account": "proj1",
         "qos": "short",
     }
-    assert profile["set-resources"] == {"train": {"gpu": 2, "gpu_model": "a100"}}
+    assert profile["set-resources"] == {
+        "train": {"gpu": 2, "gpu_model": "a100"},
+        "train_mlp": {"gpu": 2, "gpu_model": "a100"},
+    }
     assert profile["config"] == {"device": "cuda"}
-    assert load_profile("slurm-gpu")["set-resources"] == {"train": {"gpu": 1}}
+    assert load_profile("slurm-gpu")["set-resources"] == {"train": {"gpu": 1}, "train_mlp": {"gpu": 1}}
 
 
 @pytest.mark.parametrize("environ", [{}, {"KANLIB_SLURM_PARTITION": "p", "KANLIB_SLURM_ACCOUNT": "a"}])
