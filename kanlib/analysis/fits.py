@@ -585,7 +585,8 @@ def kan_rows(results: pd.DataFrame) -> pd.DataFrame:
     if "family" not in results.columns:
         return results
     kan = results[results["family"].astype(str) == "kan"]
-    integers = {c: "int64" for c in ("k", "grid_size", "grid_level") if c in kan.columns}
+    # (grid_level is empty in a partial report's rows of levels that did not run)
+    integers = {c: "int64" for c in ("k", "grid_size", "grid_level") if c in kan.columns and kan[c].notna().all()}
     return kan.astype(integers) if not kan.empty else kan
 
 

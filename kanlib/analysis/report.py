@@ -148,7 +148,8 @@ def exponent_table(
     One row per fit, the columns of :func:`kanlib.analysis.fit_scaling_laws` (``x`` says the
     scaling variable, ``metric`` the error). Groups that cannot be fitted (one grid size, failed
     jobs, everything beyond the threshold) get NaN ``alpha`` and the reason in ``note``. KAN rows
-    only; a metric the table does not have (``test_median_rmse`` of older tables) is left out.
+    only; the median-based RMSE's fit only where the table has that column with a value (tables
+    written before it existed have none).
     """
     results = kan_rows(results)
     frames = [
@@ -156,7 +157,7 @@ def exponent_table(
             results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor, n_boot=n_boot
         )
         for x, metric in FIT_SPECS
-        if metric in results.columns and results[metric].notna().any()
+        if metric != "test_median_rmse" or (metric in results.columns and results[metric].notna().any())
     ]
     table = pd.concat(frames, ignore_index=True)
     order = {spec: index for index, spec in enumerate(FIT_SPECS)}

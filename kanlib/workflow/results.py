@@ -165,6 +165,8 @@ def results_table(metrics: list[dict]):
             "test_median_rmse": "float64",
         }
     )
+    if frame["activation"].isna().all():  # a KAN-only sweep: NaN, as the CSV reads back (not None)
+        frame["activation"] = float("nan")
     order = ["function", "family", "width", "activation", "k", "n_train", "seed", "grid_size"]
     return frame.sort_values(order, na_position="first").reset_index(drop=True)
 
