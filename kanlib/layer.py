@@ -133,18 +133,19 @@ class KANLayer(nn.Module):
         noise = (noise * noise_scale / grid_size).to(device)  # (G+1, in, out)
         grid_points = self.knots[:, k : k + grid_size + 1].T  # (G+1, in)
         self.coef = nn.Parameter(fit_spline_coefficients(grid_points, noise, self.knots, k))
-        # scale_base ~ (mu + sigma * (2 z - 1)) / sqrt(in_dim) with z standard normal. pykan draws z
-        # uniform on [0, 1) (torch.rand), so its scales lie in [-sigma, sigma] / sqrt(in_dim); this
-        # layer has drawn z from torch.randn since kanlib 0.1 (mean -sigma, spread 2 sigma). It is kept
-        # because every recorded result (the seed table, docs/benchmarks.md, the tests' references)
-        # was produced with it; L-BFGS trains scale_base with the splines, and the measured seed table
-        # matches pykan's (docs/benchmarks.md). Changing it changes every number: measure first.
+        # scale_base = (mu + sigma * (2 z - 1)) / sqrt(in_dim) with z standard normal (torch.randn), exactly
+        # as pykan 0.2.1's MultKAN (mean -sigma, spread 2 sigma); later pykan releases draw z uniform on [0, 1).
         scale_base = (
             scale_base_mu / in_dim**0.5
             + scale_base_sigma * (torch.randn(in_dim, out_dim, generator=generator, dtype=dtype) * 2 - 1) / in_dim**0.5
         )
         self.scale_base = nn.Parameter(scale_base.to(device))
-        self.scale_sp = nn.Parameter(torch.ones(in_dim, out_dim, **factory) / in_dim**0.5)
+        # scale_sp = 1 on every edge, as pykan 0.2.1 (the release that reproduces the paper and the seed).
+        # Later pykan releases divide it by sqrt(in_dim) (and draw scale_base with torch.rand); kanlib had
+        # taken that 1/sqrt(in_dim) while keeping 0.2.1's randn, an initialisation neither release uses.
+        # With 1/sqrt(in_dim), [2,1,1] on exp(sin(pi x) + y^2) at G=3 reached the good basin from fewer
+        # model seeds (tests/test_minima.py).
+        self.scale_sp = nn.Parameter(torch.ones(in_dim, out_dim, **factory))
 
     # ---- evaluation -------------------------------------------------------------------
     def basis(self, x_t: torch.Tensor, derivatives: bool = False) -> LocalBasis:

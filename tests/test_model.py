@@ -118,9 +118,14 @@ def test_grid_extension_on_nested_grids_is_exact(k):
 
 
 def test_grid_extension_on_non_nested_grids_is_close():
+    """20 -> 50 is close for a model that fits (its splines smooth): reached here as the seed chain
+    does, from G=5 (model seed 1 fits there) by nested extension. A G=20 model left in a poor
+    minimum has rough splines that a non-nested grid does not follow to 1e-3 (measured 1e-2 to 1)."""
     dataset = create_dataset(lambda x: torch.exp(torch.sin(math.pi * x[:, [0]]) + x[:, [1]] ** 2), train_num=500)
     x = dataset["train_input"]
-    coarse = KAN(width=[2, 1, 1], grid=20, k=3)
+    coarse = KAN(width=[2, 1, 1], grid=5, k=3)
+    coarse.fit(dataset, steps=20, progress=False)
+    coarse = coarse.refine(20, x)
     coarse.fit(dataset, steps=5, progress=False)
     fine = coarse.refine(50, x)
     with torch.no_grad():
