@@ -93,8 +93,8 @@ def test_a_checkpoint_written_by_kanlib_0_1_still_loads():
     model = KAN.load(data / "kan_v1_2-2-1_G5.pt")
     reference = torch.load(data / "kan_v1_2-2-1_G5_outputs.pt", weights_only=True)
     assert model.config().width == (2, 2, 1) and model.config().seed == 4
-    with torch.no_grad():
-        assert torch.equal(model(reference["x"]), reference["y"])
+    with torch.no_grad():  # rounding only: the same sums in another order on another CPU (measured 1.6e-15)
+        torch.testing.assert_close(model(reference["x"]), reference["y"], rtol=1e-13, atol=1e-14)
 
 
 def test_an_unknown_config_key_names_the_key(trained):
