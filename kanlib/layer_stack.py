@@ -34,7 +34,6 @@ from .bspline import (
 from .layer import KANLayer
 from .lstsq import fit_spline_coefficients
 
-
 # Matrix products: a batched product over the S models is used only where it gives each model
 # bit-for-bit what the single layer computes (BLAS picks kernels by shape: a batch of S small
 # products may sum in another order than the one product of the model alone, e.g. gemv for an
@@ -173,7 +172,6 @@ def stacked_layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k:
     -> y_t (S, out, B), saved tensors. positions and base (silu(x_t)) may be passed in when cached.
     """
     S, in_dim, out_dim, n = coef.shape
-    batch = x_t.shape[2]
     wide_coef = coef.reshape(S * in_dim, out_dim, n)  # the wide layer's coefficients
     if positions is None:
         positions = window_index(basis.index, n, k)  # (k+1, S*in, B)
@@ -301,10 +299,11 @@ class KANLayerStack(nn.Module):
         first = layers[0]
         for index, layer in enumerate(layers):
             shape = (layer.in_dim, layer.out_dim, layer.grid_size, layer.k, layer.grid_eps)
-            if shape != (first.in_dim, first.out_dim, first.grid_size, first.k, first.grid_eps):
+            expected = (first.in_dim, first.out_dim, first.grid_size, first.k, first.grid_eps)
+            if shape != expected:
                 raise ValueError(
-                    f"layer of model {index} has (in, out, grid, k, grid_eps) = {shape}; model 0 has "
-                    f"{(first.in_dim, first.out_dim, first.grid_size, first.k, first.grid_eps)}: a stack needs one shape"
+                    f"layer of model {index} has (in, out, grid, k, grid_eps) = {shape}; model 0 has {expected}: "
+                    "a stack needs one shape"
                 )
         self.n_models = len(layers)
         self.in_dim, self.out_dim, self.grid_size, self.k = first.in_dim, first.out_dim, first.grid_size, first.k

@@ -190,7 +190,8 @@ def _check_options(opt, steps, log, grid_update_num, max_iter, history_size, bat
         raise ValueError(f"lr must be > 0; got {lr!r}")
     if lamb != 0:
         raise ValueError(
-            f"lamb must be 0 for a stack (pykan's regulariser is not batched; train such models one by one); got {lamb!r}"
+            "lamb must be 0 for a stack (pykan's regulariser is not batched; train such models one by one); "
+            f"got {lamb!r}"
         )
 
 
