@@ -225,20 +225,22 @@ class BatchedLBFGS:
         Models with fewer stored pairs skip the positions they do not have."""
         count = self._count[ids]  # (n,)
         depth = int(count.max())
+        steps = self._steps[ids, :depth]  # (n, depth, P)
+        grad_diffs = self._grad_diffs[ids, :depth]  # (n, depth, P)
+        rho = self._rho[ids, :depth]  # (n, depth)
+        ragged = bool((count < depth).any())
         q = -grads  # (n, P)
         alphas = np.zeros((len(ids), max(depth, 1)))
         for j in range(depth - 1, -1, -1):  # newest to oldest
-            valid = (j < count)[:, None]  # (n, 1)
-            s_j, y_j, rho_j = self._steps[ids, j], self._grad_diffs[ids, j], self._rho[ids, j]
-            alpha = rho_j * _dots(s_j, q)  # (n,)
+            alpha = rho[:, j] * _dots(steps[:, j], q)  # (n,)
             alphas[:, j] = alpha
-            q = np.where(valid, q - alpha[:, None] * y_j, q)
+            updated = q - alpha[:, None] * grad_diffs[:, j]
+            q = np.where((j < count)[:, None], updated, q) if ragged else updated
         h_diag = np.array([self.states[s].h_diag for s in ids])
         r = q * h_diag[:, None]
         for j in range(depth):  # oldest to newest
-            valid = (j < count)[:, None]
-            s_j, y_j, rho_j = self._steps[ids, j], self._grad_diffs[ids, j], self._rho[ids, j]
-            r = np.where(valid, r + (alphas[:, j] - rho_j * _dots(y_j, r))[:, None] * s_j, r)
+            updated = r + (alphas[:, j] - rho[:, j] * _dots(grad_diffs[:, j], r))[:, None] * steps[:, j]
+            r = np.where((j < count)[:, None], updated, r) if ragged else updated
         return r
 
     def _run_advance(self, pending, advance) -> None:

@@ -52,7 +52,8 @@ def _like(tensor: torch.Tensor, generator: torch.Generator, scale: float) -> tor
 
 
 def _batched_is_exact(name: str, batched, alone, operands: tuple) -> bool:
-    key = (name, torch.get_num_threads(), *((t.shape, t.stride(), t.dtype, str(t.device)) for t in operands))
+    key = (name, torch.get_num_threads(), operands[0].dtype, operands[0].is_cuda)
+    key += tuple(t.shape for t in operands) + tuple(t.stride() for t in operands)
     exact = _BATCHED_IS_EXACT.get(key)
     if exact is None:
         generator = torch.Generator().manual_seed(0)
@@ -65,9 +66,12 @@ def _batched_is_exact(name: str, batched, alone, operands: tuple) -> bool:
 
 
 def _per_model(name: str, batched, alone, *operands: torch.Tensor) -> torch.Tensor:
-    """batched(*operands) where it equals alone(*operands) bit for bit for this layout, else alone(*operands)."""
-    if _batched_is_exact(name, batched, alone, operands):
-        return batched(*operands)
+    """batched(*operands) where it equals alone(*operands) bit for bit for this layout, else alone(*operands).
+    ``batched`` may be a tuple of candidate formulations: the first exact one is used."""
+    candidates = batched if isinstance(batched, tuple) else (batched,)
+    for index, candidate in enumerate(candidates):
+        if _batched_is_exact(f"{name}#{index}", candidate, alone, operands):
+            return candidate(*operands)
     return alone(*operands)
 
 
@@ -114,6 +118,22 @@ def _output_batched(base_term, scale_sp, spline):  # (S, out, B), (S, in, out), 
     sp_rows = scale_sp.permute(2, 0, 1).reshape(out_dim * S, 1, in_dim)  # (out*S, 1, in)
     y = torch.baddbmm(rows, sp_rows, spline.view(out_dim * S, in_dim, batch))  # (out*S, 1, B)
     return y.view(out_dim, S, batch).transpose(0, 1).contiguous()
+
+
+def _output_fused(base_term, scale_sp, spline):  # in_dim == 1: y = base_term + scale_sp * spline
+    S, out_dim, batch = base_term.shape
+    if scale_sp.shape[1] != 1:
+        return _output_batched(base_term, scale_sp, spline)
+    sp = scale_sp.permute(0, 2, 1)  # (S, out, 1)
+    return torch.addcmul(base_term, sp, spline.view(out_dim, S, batch).transpose(0, 1))
+
+
+def _output_separate(base_term, scale_sp, spline):  # in_dim == 1, multiply then add
+    S, out_dim, batch = base_term.shape
+    if scale_sp.shape[1] != 1:
+        return _output_batched(base_term, scale_sp, spline)
+    sp = scale_sp.permute(0, 2, 1)  # (S, out, 1)
+    return base_term + sp * spline.view(out_dim, S, batch).transpose(0, 1)
 
 
 def _output_alone(base_term, scale_sp, spline):
@@ -180,7 +200,9 @@ def stacked_layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k:
     if base is None:
         base = stacked_silu(x_t)  # (S, in, B)
     base_term = _per_model("base_term", _base_term_batched, _base_term_alone, scale_base, base)  # (S, out, B)
-    y_t = _per_model("output", _output_batched, _output_alone, base_term, scale_sp, spline)  # (S, out, B)
+    y_t = _per_model(  # (S, out, B)
+        "output", (_output_batched, _output_fused, _output_separate), _output_alone, base_term, scale_sp, spline
+    )
     return y_t, (x_t, base, spline, windows, positions, basis.values, basis.derivatives, scale_base, scale_sp)
 
 
@@ -255,7 +277,14 @@ def models_uniform(knots: torch.Tensor) -> list[bool]:
     return [is_uniform(model_knots) for model_knots in knots]
 
 
-def stacked_local_basis(x_t: torch.Tensor, knots: torch.Tensor, k: int, uniform: list[bool], derivatives: bool):
+def stacked_local_basis(
+    x_t: torch.Tensor,
+    knots: torch.Tensor,
+    k: int,
+    uniform: list[bool],
+    derivatives: bool,
+    constants: UniformGridConstants | None = None,
+):
     """The local basis of every model's rows, each by the path its model alone would take.
 
     x_t: (S, in, B), knots: (S, in, K) -> LocalBasis over the S*in rows (index (S*in, B),
@@ -265,12 +294,14 @@ def stacked_local_basis(x_t: torch.Tensor, knots: torch.Tensor, k: int, uniform:
     S, in_dim, batch = x_t.shape
     rows_x = x_t.reshape(S * in_dim, batch)  # (S*in, B)
     rows_knots = knots.reshape(S * in_dim, -1)  # (S*in, K)
+    if constants is None:
+        constants = UniformGridConstants.of(rows_knots, k)
     if all(uniform):
-        return local_basis_uniform(rows_x, UniformGridConstants.of(rows_knots, k), derivatives)
+        return local_basis_uniform(rows_x, constants, derivatives)
     general = local_basis_general(rows_x, rows_knots, k, derivatives)
     if not any(uniform):
         return general
-    closed = local_basis_uniform(rows_x, UniformGridConstants.of(rows_knots, k), derivatives)
+    closed = local_basis_uniform(rows_x, constants, derivatives)
     row_is_uniform = torch.tensor(uniform, device=x_t.device).repeat_interleave(in_dim)  # (S*in,)
 
     def pick(a, b):
@@ -337,7 +368,11 @@ class KANLayerStack(nn.Module):
     # ---- evaluation -------------------------------------------------------------------------
     def basis(self, x_t: torch.Tensor, derivatives: bool = False) -> LocalBasis:
         """Local basis of every model's knots at its samples x_t (S, in, B), over S*in rows."""
-        return stacked_local_basis(x_t, self.knots, self.k, self.uniform, derivatives)
+        key = (self.knots.data_ptr(), self.knots._version, self.knots.dtype, self.knots.device)
+        if getattr(self, "_constants_key", None) != key:  # grid moved or changed device: recompute once
+            self._constants = UniformGridConstants.of(self.knots.reshape(-1, self.knots.shape[2]), self.k)
+            self._constants_key = key
+        return stacked_local_basis(x_t, self.knots, self.k, self.uniform, derivatives, self._constants)
 
     def forward_t(self, x_t: torch.Tensor) -> torch.Tensor:
         """Feature-major forward with autograd: x_t (S, in, B) -> (S, out, B)."""
