@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from kanlib import KAN, create_dataset
+from kanlib import KAN, MLP, MLPStack, create_dataset
 from kanlib.batched_optim import BatchedLBFGS
 from kanlib.functions import get_function
 from kanlib.optim import LBFGS
@@ -297,3 +297,31 @@ def test_the_memory_check_fires_before_training_and_names_s_and_the_estimate():
     bigger = KANStack.stack([KAN(width=[2, 1, 1], grid=5, seed=s) for s in range(8)])
     assert bigger.memory_estimate(100, 200) > 1.9 * estimate  # grows with S
     assert stack.memory_estimate(1000, 200) > 5 * estimate  # and with N
+
+
+# ---- the MLP family ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["silu", "tanh", "relu"])
+def test_mlp_stack_equals_each_single_mlp(activation, tmp_path):
+    data = datasets(3, 70, two_outputs)
+    models = [MLP(width=[2, 6, 5, 2], activation=activation, seed=s) for s in range(3)]
+    stack = MLPStack.stack(models)
+    assert stack.n_params == models[0].n_params and stack.seeds == [0, 1, 2]
+    x, y = stacked_inputs(data), stacked_inputs(data, "train_label")
+    losses = stack.mse_and_grad_t(x.transpose(1, 2).contiguous(), y.transpose(1, 2).contiguous())
+    for s, (model, dataset) in enumerate(zip(models, data)):
+        loss = model.mse_and_grad_t(dataset["train_input"].T.contiguous(), dataset["train_label"].T.contiguous())
+        assert float(loss) == float(losses[s])
+        for p, q in zip(model.parameters(), stack.parameters()):
+            assert torch.equal(p.grad, q.grad[s])
+        assert torch.equal(model(dataset["test_input"]), stack(stacked_inputs(data, "test_input"))[s])
+    alone = [model.fit(dataset, steps=6, progress=False) for model, dataset in zip(models, data)]
+    stacked = stack.fit(data, steps=6, progress=False)
+    for s in range(3):
+        assert stacked[s]["train_loss"] == alone[s]["train_loss"] and stacked[s]["test_loss"] == alone[s]["test_loss"]
+        assert stacked[s]["n_evals"] == alone[s]["n_evals"]
+    for s, model in enumerate(stack.unstack()):  # round trip through the MLP's own checkpoint
+        loaded = MLP.load(model.save(tmp_path / f"mlp{s}.pt"))
+        for p, q in zip(loaded.parameters(), models[s].parameters()):
+            assert torch.equal(p, q)
