@@ -6,7 +6,8 @@ its own dataset (create_dataset(seed=s)) of N samples. For N = 1000 and 3000 and
 the wall time of the S chains run one after another (KAN.fit) and as one KANStack
 (KANStack.fit), their ratio, the stack's time against one seed alone (the issue's goal: 16 seeds in
 at most 3x one), loss evaluations, and the worst relative deviation of each model's final test
-RMSE (every level) between the stack and its lone run.
+RMSE (every level) between the stack and its lone run. Times are this process's CPU time (with
+one thread it is what the work costs, whatever else the machine runs) and, in brackets, wall time.
 
     python benchmarks/batched_seeds.py --threads 1
     python benchmarks/batched_seeds.py --threads 2 --sizes 1000 --seeds 1 4
@@ -28,9 +29,18 @@ STEPS = 50
 FIT = dict(opt="LBFGS", steps=STEPS, stop_grid_update_step=30, progress=False)
 
 
+def clock() -> tuple[float, float]:
+    return time.process_time(), time.perf_counter()
+
+
+def elapsed(started: tuple[float, float]) -> tuple[float, float]:
+    now = clock()
+    return now[0] - started[0], now[1] - started[1]
+
+
 def chain_alone(seed: int, dataset: dict, device: str):
-    """One seed's chain, as the seed notebook runs it: (seconds, final test RMSE per level, evaluations)."""
-    started = time.perf_counter()
+    """One seed's chain, as the seed notebook runs it: ((cpu, wall) seconds, final test RMSE per level, evaluations)."""
+    started = clock()
     model, test, evals = None, [], 0
     for grid in GRIDS:
         fresh = KAN(width=[2, 1, 1], grid=grid, k=3, seed=seed, device=device)
@@ -38,12 +48,12 @@ def chain_alone(seed: int, dataset: dict, device: str):
         result = model.fit(dataset, **FIT)
         test.append(result["test_loss"][-1])
         evals += sum(result["n_evals"])
-    return time.perf_counter() - started, np.array(test), evals
+    return elapsed(started), np.array(test), evals
 
 
 def chain_stacked(seeds: list[int], datasets: list[dict], device: str):
-    """The same chains as one stack: (seconds, final test RMSE (S, levels), batched evaluations)."""
-    started = time.perf_counter()
+    """The same chains as one stack: ((cpu, wall) seconds, final test RMSE (S, levels), batched evaluations)."""
+    started = clock()
     inputs = torch.stack([dataset["train_input"] for dataset in datasets]).to(device)
     stack, test, evals = None, [], 0
     for grid in GRIDS:
@@ -54,7 +64,7 @@ def chain_stacked(seeds: list[int], datasets: list[dict], device: str):
         results = stack.fit(datasets, **FIT)
         test.append([result["test_loss"][-1] for result in results])
         evals += sum(max(result["n_evals"][step] for result in results) for step in range(STEPS))
-    return time.perf_counter() - started, np.array(test).T, evals
+    return elapsed(started), np.array(test).T, evals
 
 
 def main() -> None:
@@ -79,24 +89,31 @@ def main() -> None:
                 alone_seconds.append(seconds)
                 alone_test.append(test)
                 alone_evals.append(evals)
-                print(f"  N={n} seed {seed:2d} alone: {seconds:6.2f} s, {evals} evaluations", flush=True)
+                print(
+                    f"  N={n} seed {seed:2d} alone: {seconds[0]:6.2f} s ({seconds[1]:.2f}), {evals} evaluations",
+                    flush=True,
+                )
             seconds, test, evals = chain_stacked(list(range(size)), datasets[:size], args.device)
             deviation = np.max(np.abs(test - np.array(alone_test[:size])) / np.array(alone_test[:size]), axis=1)
+            worst = np.array2string(deviation, precision=1)
             print(
-                f"  N={n} stack of {size:2d}: {seconds:6.2f} s, {evals} batched evaluations; per-model worst "
-                f"relative deviation of the final test RMSE from the lone run: {np.array2string(deviation, precision=1)}",
+                f"  N={n} stack of {size:2d}: {seconds[0]:6.2f} s ({seconds[1]:.2f}), {evals} batched evaluations; "
+                f"worst relative deviation of each model's final test RMSE from its lone run: {worst}",
                 flush=True,
             )
-            rows.append((n, size, sum(alone_seconds[:size]), seconds, alone_seconds[0], sum(alone_evals[:size]), evals,
+            sequential = tuple(sum(s[i] for s in alone_seconds[:size]) for i in range(2))
+            rows.append((n, size, sequential, seconds, alone_seconds[0], sum(alone_evals[:size]), evals,
                          float(deviation.max())))  # fmt: skip
 
-    print("\n| N | S | one after another (s) | one stack (s) | speed-up | stack / seed 0 alone | "
+    print("\nCPU seconds (wall seconds in brackets)")
+    print("| N | S | one after another | one stack | speed-up | stack / seed 0 alone | "
           "evaluations (sum alone / stack) | worst rel. deviation of test RMSE |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for n, size, sequential, stacked, one, evals_alone, evals_stack, deviation in rows:
         print(
-            f"| {n} | {size} | {sequential:.2f} | {stacked:.2f} | {sequential / stacked:.2f}x | {stacked / one:.2f}x "
-            f"| {evals_alone} / {evals_stack} | {deviation:.1e} |"
+            f"| {n} | {size} | {sequential[0]:.1f} ({sequential[1]:.1f}) | {stacked[0]:.1f} ({stacked[1]:.1f}) "
+            f"| {sequential[0] / stacked[0]:.2f}x | {stacked[0] / one[0]:.2f}x | {evals_alone} / {evals_stack} "
+            f"| {deviation:.1e} |"
         )
 
 
