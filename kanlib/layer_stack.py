@@ -76,31 +76,42 @@ def _per_model(name: str, batched, alone, *operands: torch.Tensor) -> torch.Tens
 
 
 # SiLU and its derivative (exp inside) round differently in torch's vectorised loop and in its
-# scalar tail, and which elements fall in the tail depends on where a model's block starts and on
-# how threads split the tensor; random probes can miss the few elements concerned. So one call
-# serves all models only when each model's block is a whole number of vector steps (64 elements)
-# and the call runs on one thread (below torch's 32768-element grain, or one thread set).
+# scalar tail (the last n mod 16 elements of an n-element call with AVX-512, n mod 8 with AVX2),
+# so one call over S models' blocks would give some elements of each block other values than the
+# model alone gets (random probes can miss the few elements concerned). One call serves all
+# blocks, then the end of each block, from its last multiple of 64 elements on, is computed again
+# as rows of an (S, m) view: torch runs each row as one m-element call, so those elements fall
+# in the vector part or the tail exactly as in the model's own call (64 is a multiple of every
+# vector step). Elements before are vectorised in both. With several threads on a large tensor
+# torch may split a block between threads (more tails): then the blocks run model by model.
 _VECTOR_BLOCK = 64
 _GRAIN_SIZE = 32768
 
 
-def _elementwise_batched_is_exact(tensor: torch.Tensor) -> bool:
-    block = tensor[0].numel()
-    return block % _VECTOR_BLOCK == 0 and (tensor.numel() < _GRAIN_SIZE or torch.get_num_threads() == 1)
+def elementwise_per_model(function, *operands: torch.Tensor) -> torch.Tensor:
+    """function(*operands) for operands (S, ...) contiguous, each model's block bit-for-bit as
+    function(*(operand[s] ...)) computes it alone."""
+    first = operands[0]
+    S, n = first.shape[0], first[0].numel()
+    start = (n // _VECTOR_BLOCK) * _VECTOR_BLOCK
+    split = first.numel() >= _GRAIN_SIZE and torch.get_num_threads() > 1
+    if split or start == 0 or not all(operand.is_contiguous() for operand in operands):
+        return torch.stack([function(*parts) for parts in zip(*(operand.unbind(0) for operand in operands))])
+    out = function(*operands)
+    if start < n:
+        ends = [operand.view(S, n)[:, start:] for operand in operands]  # (S, n - start), row stride n
+        out.view(S, n)[:, start:] = function(*ends)
+    return out
 
 
 def stacked_silu(x_t: torch.Tensor) -> torch.Tensor:
     """silu(x_t) for x_t (S, in, B), each model's block as KANLayer computes it alone."""
-    if _elementwise_batched_is_exact(x_t):
-        return torch.nn.functional.silu(x_t)
-    return torch.stack([torch.nn.functional.silu(x_t[s]) for s in range(x_t.shape[0])])
+    return elementwise_per_model(torch.nn.functional.silu, x_t)
 
 
 def stacked_silu_backward(grad: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
     """silu's backward for grad, x_t (S, in, B), each model's block as KANLayer computes it alone."""
-    if _elementwise_batched_is_exact(x_t):
-        return torch.ops.aten.silu_backward(grad, x_t)
-    return torch.stack([torch.ops.aten.silu_backward(grad[s], x_t[s]) for s in range(x_t.shape[0])])
+    return elementwise_per_model(torch.ops.aten.silu_backward, grad.contiguous(), x_t)
 
 
 def _base_term_batched(scale_base, base):  # (S, in, out), (S, in, B) -> (S, out, B)
@@ -155,7 +166,7 @@ def _grad_scale_base_batched(base, grad_y_t):  # (S, in, B), (S, out, B) -> (S, 
 
 
 def _grad_scale_base_alone(base, grad_y_t):
-    return torch.stack([base[s] @ grad_y_t[s].T for s in range(base.shape[0])])
+    return torch.stack([b @ g.T for b, g in zip(base.unbind(0), grad_y_t.unbind(0))])
 
 
 def _grad_scale_sp_batched(spline, grad_y_t):  # (out, S*in, B), (S, out, B) -> (S, in, out)
@@ -167,8 +178,12 @@ def _grad_scale_sp_batched(spline, grad_y_t):  # (out, S*in, B), (S, out, B) -> 
 
 
 def _grad_scale_sp_alone(spline, grad_y_t):
-    S = grad_y_t.shape[0]
+    S, out_dim, batch = grad_y_t.shape
     in_dim = spline.shape[1] // S
+    if out_dim == 1:  # the same products as below, with fewer small operations around them
+        rows = spline.view(S, 1, in_dim, batch).unbind(0)  # S x (1, in, B)
+        grads = grad_y_t.view(S, 1, batch, 1).unbind(0)  # S x (1, B, 1)
+        return torch.stack([torch.bmm(a, g) for a, g in zip(rows, grads)]).view(S, in_dim, 1)
     return torch.stack(
         [
             torch.bmm(spline[:, s * in_dim : (s + 1) * in_dim].contiguous(), grad_y_t[s].unsqueeze(-1)).squeeze(-1).T

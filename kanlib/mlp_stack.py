@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .layer_stack import _elementwise_batched_is_exact, _per_model
+from .layer_stack import _per_model, elementwise_per_model
 from .mlp import MLP
 from .stack import _check_same_architecture
 from .stack_training import fit_stack, models_input
@@ -82,10 +82,7 @@ class _StackedActivation(torch.autograd.Function):
     def forward(ctx, x, name):
         ctx.name = name
         function = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "relu": torch.relu}[name]
-        if _elementwise_batched_is_exact(x):
-            y = function(x)
-        else:
-            y = torch.stack([function(x[s]) for s in range(x.shape[0])])
+        y = elementwise_per_model(function, x.contiguous())
         ctx.save_for_backward(x, y)
         return y
 
@@ -93,17 +90,11 @@ class _StackedActivation(torch.autograd.Function):
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
         grad = grad.contiguous()
-
-        def one(g, x_s, y_s):
-            if ctx.name == "silu":
-                return torch.ops.aten.silu_backward(g, x_s)
-            if ctx.name == "tanh":
-                return torch.ops.aten.tanh_backward(g, y_s)
-            return torch.ops.aten.threshold_backward(g, y_s, 0)
-
-        if _elementwise_batched_is_exact(x):
-            return one(grad, x, y), None
-        return torch.stack([one(grad[s], x[s], y[s]) for s in range(x.shape[0])]), None
+        if ctx.name == "silu":
+            return elementwise_per_model(torch.ops.aten.silu_backward, grad, x.contiguous()), None
+        if ctx.name == "tanh":
+            return elementwise_per_model(torch.ops.aten.tanh_backward, grad, y), None
+        return elementwise_per_model(lambda g, r: torch.ops.aten.threshold_backward(g, r, 0), grad, y), None
 
 
 class _LinearStack(nn.Module):
