@@ -238,6 +238,21 @@ def test_each_model_follows_its_lone_trajectory():
     assert_same_models(stack, models)
 
 
+def test_a_stalled_model_keeps_its_parameters_while_the_others_train():
+    """Per-model stopping: model 1 stalls (its later steps take no evaluation) while models 0 and 2
+    go on; every model ends where its lone fit ends."""
+    data = datasets(3, 60, n_test=50)
+    models = [KAN(width=[2, 1, 1], grid=3, k=3, seed=s) for s in range(3)]
+    stack = KANStack.stack(models)
+    stacked = stack.fit(data, steps=15, update_grid=False, progress=False)
+    alone = [model.fit(dataset, steps=15, update_grid=False, progress=False) for model, dataset in zip(models, data)]
+    assert stacked[1]["n_evals"][-1] == 0 and stacked[0]["n_evals"][-1] > 0 and stacked[2]["n_evals"][-1] > 0
+    for s in range(3):
+        assert stacked[s]["n_evals"] == alone[s]["n_evals"]
+        assert stacked[s]["train_loss"] == alone[s]["train_loss"] and stacked[s]["test_loss"] == alone[s]["test_loss"]
+    assert_same_models(stack, models)
+
+
 def test_a_shared_dataset_and_a_stacked_dict_train_as_the_lone_fits():
     data = datasets(1, 120)[0]
     alone = [KAN(width=[2, 1, 1], grid=5, seed=s).fit(data, steps=8, progress=False) for s in range(3)]
