@@ -1,0 +1,360 @@
+"""Training a stack of S models at once: :func:`fit_stack`, its datasets and its memory check.
+
+``fit_stack`` is :func:`kanlib.training.fit` for a stack (``KANStack.fit`` is it): the same
+options and the same per-step loop (grid updates, one optimizer step, the test RMSE), with the
+L-BFGS of :class:`kanlib.batched_optim.BatchedLBFGS`, and one result dict per model, each as
+``fit`` returns it for that model alone. Before training it estimates the memory the stack
+needs and raises :class:`StackMemoryError` when S models would not fit.
+
+Datasets: a list of S dataset dicts of one size (each model its own data, e.g. the seeds'
+draws), one dict of (N, d) tensors (shared by all models), or one dict of (S, N, d) tensors.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .batched_optim import BatchedLBFGS
+from .data import DATASET_KEYS, validate_dataset
+from .training import _IGNORED_FIT_OPTIONS, OPTIMIZERS, DivergenceError
+
+__all__ = [
+    "fit_stack",
+    "stack_datasets",
+    "models_input",
+    "StackMemoryError",
+    "stack_memory_estimate",
+    "available_memory",
+    "check_stack_memory",
+]
+
+
+class StackMemoryError(MemoryError):
+    """A stack of S models would not fit in the memory available for training it."""
+
+
+def models_input(x: torch.Tensor, n_models: int, width: int, name: str) -> torch.Tensor:
+    """Inputs for S models: (S, N, width) as given, or (N, width) shared -> (S, N, width)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.dim() == 2 and x.shape[1] == width:
+        return x.unsqueeze(0).expand(n_models, *x.shape)
+    if x.dim() == 3 and x.shape[0] == n_models and x.shape[2] == width:
+        return x
+    raise ValueError(f"{name} must have shape ({n_models}, N, {width}) or shared (N, {width}); got {tuple(x.shape)}")
+
+
+def stack_datasets(datasets, n_models: int, in_dim: int, out_dim: int) -> dict[str, torch.Tensor]:
+    """One dataset of (S, N, d) tensors from S dataset dicts, one shared dict or one stacked dict.
+
+    Every model's data is checked as ``fit`` checks one dataset; ValueError names the model and key.
+    """
+    if isinstance(datasets, dict):
+        stacked = datasets["train_input"].dim() == 3 if isinstance(datasets.get("train_input"), torch.Tensor) else False
+        if not stacked:
+            validate_dataset(datasets, in_dim, out_dim)
+            return {key: datasets[key].unsqueeze(0).expand(n_models, *datasets[key].shape) for key in DATASET_KEYS}
+        missing = [key for key in DATASET_KEYS if key not in datasets]
+        if missing:
+            raise ValueError(f"dataset is missing {missing}; required keys: {list(DATASET_KEYS)}")
+        for key in DATASET_KEYS:
+            if datasets[key].dim() != 3 or datasets[key].shape[0] != n_models:
+                raise ValueError(
+                    f"dataset[{key!r}] must have shape ({n_models}, N, d) for a stack of {n_models}; "
+                    f"got {tuple(datasets[key].shape)}"
+                )
+        datasets = [{key: datasets[key][s] for key in DATASET_KEYS} for s in range(n_models)]
+    if not isinstance(datasets, Sequence) or len(datasets) != n_models:
+        raise ValueError(
+            f"datasets must be one dataset dict (shared or stacked) or a list of {n_models} dataset dicts, "
+            f"one per model; got {type(datasets).__name__}"
+            + (f" of length {len(datasets)}" if isinstance(datasets, Sequence) else "")
+        )
+    for s, dataset in enumerate(datasets):
+        try:
+            validate_dataset(dataset, in_dim, out_dim)
+        except ValueError as error:
+            raise ValueError(f"dataset of model {s}: {error}") from None
+    for key in DATASET_KEYS:
+        shapes = {tuple(dataset[key].shape) for dataset in datasets}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"the models' datasets must have one size to be stacked; {key!r} has shapes {sorted(shapes)}"
+            )
+    return {key: torch.stack([dataset[key] for dataset in datasets]) for key in DATASET_KEYS}
+
+
+# ---- memory ----------------------------------------------------------------------------------------
+
+
+def stack_memory_estimate(model, n_train: int, n_test: int | None = None) -> int:
+    """Upper bound, in bytes, of what training ``model`` (a stack) on n_train samples per model needs.
+
+    Counted from the shapes (8-byte floats and indices): for every layer, the tensors one loss
+    evaluation keeps for its backward pass plus its largest temporaries; the least-squares fit of a
+    grid update; a test-set forward pass; the stacked datasets; the optimizer's history and vectors.
+    """
+    n_test = n_train if n_test is None else n_test
+    S = model.n_models
+    width = model.width
+    k = getattr(model, "k", 0)
+    item = torch.finfo(model.dtype).bits // 8
+
+    def pass_bytes(n: int) -> int:
+        total = 0
+        for a, b in zip(width, width[1:]):
+            rows = S * a * n  # (S*in, N) wide-layer rows
+            if getattr(model, "has_grid", False):
+                # basis values + derivatives, positions and index (8-byte ints), windows and their
+                # product, spline, dspline, SiLU, grad_spline, contrib (+ a reshaped copy), powers
+                floats = rows * ((k + 1) * (2 + 4 * b) + 6 + 3 * b + k)
+                ints = rows * (k + 2) * 8
+                total += floats * item + ints
+            else:
+                total += S * n * (3 * a + 3 * b) * item  # activations, pre-activations, gradients
+        return total
+
+    train = pass_bytes(n_train)
+    test = pass_bytes(n_test)
+    grid_update = 0
+    if getattr(model, "has_grid", False):
+        for a, b in zip(width, width[1:]):
+            rows = S * a * n_train
+            # local basis, (k+1)^2 outer products and their index pairs, the right-hand sides, sorted x
+            grid_update = max(grid_update, rows * ((k + 1) ** 2 * 16 + (k + 1) * (8 + 8 * b) + 8 * b + 32))
+    data = S * (n_train + n_test) * (width[0] + width[-1]) * item * 2  # the dataset and its feature-major copy
+    n_params = model.n_params
+    optimizer = S * n_params * 8 * (2 * 10 + 12)  # history (10 pairs) and a dozen (S, P) work arrays
+    return int(max(train + test // 4, grid_update + train // 2, test) + data + optimizer)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for training on ``device``: the GPU's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_stack_memory(model, n_train: int, n_test: int, max_bytes: int | None = None) -> int:
+    """Raise :class:`StackMemoryError` when the stack's estimate exceeds ``max_bytes`` (default: the
+    memory available on its device); return the estimate."""
+    estimate = stack_memory_estimate(model, n_train, n_test)
+    limit = available_memory(model.device) if max_bytes is None else int(max_bytes)
+    if estimate > limit:
+        per_model = max(1, estimate // model.n_models)
+        fits = limit // per_model
+        what = f"grid {model.grid_size}, k {model.k}" if getattr(model, "has_grid", False) else "MLP"
+        source = "max_bytes" if max_bytes is not None else f"available on {model.device}"
+        raise StackMemoryError(
+            f"a stack of S={model.n_models} models {model.width} ({what}) on {n_train} training and {n_test} "
+            f"test samples per model needs an estimated {estimate / 2**30:.3g} GiB ({estimate} bytes), more than "
+            f"the {limit / 2**30:.3g} GiB {source}; about S={fits} such models fit: train the models in "
+            f"smaller stacks"
+        )
+    return estimate
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+def _check_options(opt, steps, log, grid_update_num, max_iter, history_size, batch, lr, lamb, unknown) -> None:
+    """fit_stack's argument checks, in one place (the same rules and messages as fit's)."""
+    if unknown:
+        raise ValueError(f"unknown fit() argument(s) {sorted(unknown)}")
+    if opt not in OPTIMIZERS:
+        raise ValueError(f"opt must be one of {list(OPTIMIZERS)}; got {opt!r}")
+    for name, value, minimum in (
+        ("steps", steps, 0),
+        ("log", log, 1),
+        ("grid_update_num", grid_update_num, 1),
+        ("max_iter", max_iter, 1),
+        ("history_size", history_size, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    if not (isinstance(batch, int) and (batch == -1 or batch >= 1)):
+        raise ValueError(f"batch must be -1 (full batch) or a positive integer; got {batch!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0; got {lr!r}")
+    if lamb != 0:
+        raise ValueError(
+            "lamb must be 0 for a stack (pykan's regulariser is not batched; train such models one by one); "
+            f"got {lamb!r}"
+        )
+
+
+def fit_stack(
+    model,
+    dataset,
+    opt: str = "LBFGS",
+    steps: int = 100,
+    log: int = 1,
+    lamb: float = 0.0,
+    lamb_l1: float = 1.0,
+    lamb_entropy: float = 2.0,
+    lamb_coef: float = 0.0,
+    lamb_coefdiff: float = 0.0,
+    update_grid: bool = True,
+    grid_update_num: int = 10,
+    loss_fn: Callable | None = None,
+    lr: float = 1.0,
+    start_grid_update_step: int = -1,
+    stop_grid_update_step: int = 50,
+    batch: int = -1,
+    progress: bool = True,
+    max_iter: int = 20,
+    history_size: int = 10,
+    tolerance_change: float = 1e-12,
+    stall_rtol: float = 1e-5,
+    stall_window: int = 10,
+    seed: int = 0,
+    callback: Callable[[int, list], None] | None = None,
+    max_bytes: int | None = None,
+    **pykan_options,
+) -> list[dict]:
+    """Train the S models of a stack at once; returns one dict per model, each as :func:`kanlib.training.fit`
+    returns it for that model trained alone (``train_loss``, ``test_loss``, ``reg``, ``n_evals`` per step,
+    ``wall_time_s``; the wall time is the whole stack's).
+
+    ``dataset``: a list of S dataset dicts of one size, one shared dict, or one dict of (S, N, d) tensors.
+    The options are fit's (same defaults, same meaning, per model: each model has its own L-BFGS
+    history, line search, stall test and stopping, :class:`~kanlib.batched_optim.BatchedLBFGS`);
+    ``lamb`` must be 0. ``batch`` draws the same sample indices for every model (as S lone fits with
+    the same ``seed`` would). ``max_bytes``: the memory the stack may use (default: what its device
+    has free); :class:`StackMemoryError` before training when the estimate exceeds it.
+    ``callback(step, records)`` gets one record per model.
+    """
+    _check_options(
+        opt,
+        steps,
+        log,
+        grid_update_num,
+        max_iter,
+        history_size,
+        batch,
+        lr,
+        lamb,
+        set(pykan_options) - _IGNORED_FIT_OPTIONS,
+    )
+    S = model.n_models
+    data = stack_datasets(dataset, S, model.width[0], model.width[-1])
+    device, dtype = model.device, model.dtype
+    train_x, train_y, test_x, test_y = (data[key].to(device=device, dtype=dtype) for key in DATASET_KEYS)
+    n_train, n_test = train_x.shape[1], test_x.shape[1]
+    check_stack_memory(model, n_train, n_test, max_bytes)
+    has_grid = getattr(model, "has_grid", True)
+    fast_mse = loss_fn is None
+    loss_fn = loss_fn or (lambda prediction, target: torch.mean((prediction - target) ** 2))
+    batch_size = n_train if batch == -1 or batch >= n_train else batch
+    generator = torch.Generator().manual_seed(seed)
+    grid_update_freq = max(1, stop_grid_update_step // grid_update_num)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def per_model_losses(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(S,) losses: the default MSE per model in one reduction, a custom loss_fn model by model."""
+        if fast_mse:
+            return torch.mean((prediction - target) ** 2, dim=(1, 2))
+        return torch.stack([loss_fn(prediction[s], target[s]) for s in range(S)])
+
+    if opt == "Adam":
+        optimizer = torch.optim.Adam(params, lr=lr)
+    else:
+        optimizer = BatchedLBFGS(
+            params,
+            lr=lr,
+            max_iter=max_iter,
+            history_size=history_size,
+            tolerance_change=tolerance_change,
+            stall_rtol=stall_rtol,
+            stall_window=stall_window,
+        )
+    histories = [{"train_loss": [], "test_loss": [], "reg": [], "n_evals": []} for _ in range(S)]
+    test_losses = None
+    started = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, ncols=100, desc=f"fit {S} models")
+
+    for step in range(steps):
+        if batch_size < n_train:
+            ids = torch.randperm(n_train, generator=generator)[:batch_size].to(device)
+            x, y = train_x[:, ids], train_y[:, ids]  # (S, batch, d)
+        else:
+            x, y = train_x, train_y
+        if fast_mse and (step == 0 or batch_size < n_train):
+            x_t, y_t = x.transpose(1, 2).contiguous(), y.transpose(1, 2).contiguous()  # (S, d, N)
+        objective_changed = batch_size < n_train
+        if (
+            update_grid
+            and has_grid
+            and step % grid_update_freq == 0
+            and step < stop_grid_update_step
+            and step >= start_grid_update_step
+        ):
+            model.update_grid_from_samples(x)
+            objective_changed = True
+            if opt == "LBFGS":
+                optimizer.objective_changed(keep_history=False)
+
+        def closure():
+            if fast_mse:  # hand-written gradients, no autograd graph
+                return model.mse_and_grad_t(x_t, y_t)
+            for p in params:
+                p.grad = None
+            losses = per_model_losses(model(x), y)  # (S,)
+            losses.sum().backward()  # each model's gradient is its own loss's
+            return losses.detach()
+
+        if opt == "LBFGS":
+            train_losses = torch.tensor(optimizer.step(closure, reuse_last=not objective_changed), dtype=dtype)
+            evals = list(optimizer.step_evaluations)
+            if not fast_mse:
+                with torch.no_grad():
+                    train_losses = per_model_losses(model(x), y).cpu()
+        else:
+            train_losses = closure().cpu()
+            optimizer.step()
+            evals = [1] * S
+
+        if not (opt == "LBFGS" and sum(evals) == 0 and not objective_changed and test_losses is not None):
+            with torch.no_grad():  # (else no model moved: the same test losses as the last step)
+                test_losses = per_model_losses(model(test_x), test_y).cpu()
+        finite = torch.isfinite(train_losses)
+        if not bool(finite.all()):
+            bad = [s for s in range(S) if not bool(finite[s])]
+            raise DivergenceError(
+                f"training diverged at step {step}: train loss of model(s) {bad} (seeds "
+                f"{[model.configs[s].seed for s in bad] if hasattr(model, 'configs') else bad}) is "
+                f"{[float(train_losses[s]) for s in bad]} (grid {model.grid_size}, optimizer {opt}, lr {lr})"
+            )
+        train_rmse, test_rmse = train_losses.sqrt().tolist(), test_losses.sqrt().tolist()
+        for s, history in enumerate(histories):
+            history["train_loss"].append(train_rmse[s])
+            history["test_loss"].append(test_rmse[s])
+            history["reg"].append(0.0)
+            history["n_evals"].append(evals[s])
+        if bar is not None and (step % log == 0 or step == steps - 1):
+            bar.set_description(f"{S} models, train loss: {min(train_rmse):.2e}..{max(train_rmse):.2e}")
+            bar.update(step + 1 - bar.n)
+        if callback is not None:
+            callback(step, [{key: values[-1] for key, values in history.items()} for history in histories])
+    if bar is not None:
+        bar.close()
+    if opt == "LBFGS":
+        optimizer.release()
+    wall_time = time.perf_counter() - started
+    return [{**history, "wall_time_s": wall_time} for history in histories]
