@@ -176,6 +176,30 @@ def test_a_missing_parent_is_a_clear_error(store):
         tracking.ensure_parent_running(client, "0123", uri, retry_seconds=1)
 
 
+def test_ui_links_open_the_model_training_view(store, capsys):
+    """The addresses kanlib gives out carry the view (MLflow 3.17's UI ignores the experiment's kind tag;
+    tests/test_mlflow_ui.py checks in a browser what they open)."""
+    uri, parent, client, _ = store
+    experiment, run = parent["experiment_id"], parent["run_id"]
+    status = client.get_run(run).info.status  # whatever the tests before left it
+    assert tracking.ui_link("http://h:5000/", experiment) == (
+        f"http://h:5000/#/experiments/{experiment}?workflowType=machine_learning"
+    )
+    assert tracking.ui_link("http://h:5000", experiment, run).endswith(f"/runs/{run}?workflowType=machine_learning")
+    lines = tracking.sweep_links(uri, "exp")
+    assert lines == [
+        f"experiment exp: {tracking.ui_link('http://127.0.0.1:5000', experiment)}",
+        f"sweep unit ({status}): {tracking.ui_link('http://127.0.0.1:5000', experiment, run)}",
+    ]
+    assert tracking.main(["links", uri, "--experiment", "exp", "--server", "http://login1:5000"]) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[1]
+        == f"sweep unit ({status}): {tracking.ui_link('http://login1:5000', experiment, run)}"
+    )
+    assert tracking.main(["links", uri, "--experiment", "nope"]) == 2
+    assert "has no experiment 'nope'" in capsys.readouterr().err
+
+
 def test_flatten_params_and_provenance():
     assert tracking.flatten_params({"a": 1, "m": {"b": None, "c": [1, 2]}}) == {
         "a": "1",

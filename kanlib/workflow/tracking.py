@@ -236,9 +236,22 @@ def repair_store(uri: str) -> list[str]:
     return dropped
 
 
-#: The experiment tag that tells the MLflow 3 UI which view to open: runs, metrics and charts
-#: (model training), not traces and prompts (GenAI).
+#: The experiment tag that marks it as model training (runs, metrics and charts), not GenAI (traces,
+#: prompts). MLflow 3.0-3.x UIs that honour it open the experiment on its runs; MLflow 3.17's UI ignores
+#: it and picks the view from the address (``?workflowType=machine_learning``) or from the browser's
+#: last choice, GenAI when there is none: open the experiment through ``ui_link``.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+#: The query that makes the MLflow 3.17 UI show an experiment as model training (its switch
+#: "GenAI | Model training" at the top left, which the browser then remembers, does the same).
+UI_MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def ui_link(server: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The address of an experiment (or one of its runs) in the MLflow UI at ``server``
+    (e.g. ``http://127.0.0.1:5000``), in the model-training view: runs, metrics and charts."""
+    path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{server.rstrip('/')}/{path}?{UI_MODEL_TRAINING}"
 
 
 def get_or_create_experiment(client, name: str, uri: str, retry_seconds: float = 5.0) -> str:
@@ -684,8 +697,39 @@ def restore_finished_parent(parent_file, uri: str, outputs, retry_seconds: float
         return f"could not set the MLflow parent run FINISHED: {error}"
 
 
+def sweep_links(uri: str, experiment: str, server: str | None = None, retry_seconds: float = 2.0) -> list[str]:
+    """Where to look in the MLflow UI: the experiment's address, then one line per sweep (parent run),
+    newest first. ``server``: the UI's address; default: ``uri`` itself for a tracking server, else
+    ``http://127.0.0.1:5000`` (where ``mlflow ui`` serves a SQLite store)."""
+    if server is None:
+        server = uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    client = connect(uri, retry_seconds)
+    found = call_with_retry(
+        client.get_experiment_by_name, experiment, uri=uri, retry_seconds=retry_seconds, what="find the experiment"
+    )
+    if found is None:
+        raise TrackingError(f"MLflow store {uri} has no experiment {experiment!r}", permanent=True)
+    parents = call_with_retry(
+        client.search_runs,
+        [found.experiment_id],
+        filter_string="tags.`kanlib.role` = 'parent'",
+        order_by=["attributes.start_time DESC"],
+        uri=uri,
+        retry_seconds=retry_seconds,
+        what="find the sweeps",
+    )
+    lines = [f"experiment {experiment}: {ui_link(server, found.experiment_id)}"]
+    lines += [
+        f"sweep {run.data.tags.get('kanlib.sweep', run.info.run_name)} ({run.info.status}): "
+        f"{ui_link(server, found.experiment_id, run.info.run_id)}"
+        for run in parents
+    ]
+    return lines
+
+
 def main(argv=None) -> int:
-    """``python -m kanlib.workflow.tracking repair URI``: recover a half-migrated SQLite store."""
+    """``python -m kanlib.workflow.tracking repair URI``: recover a half-migrated SQLite store.
+    ``python -m kanlib.workflow.tracking links URI``: the experiment's and each sweep's address in the UI."""
     import argparse
     import sys
 
@@ -693,8 +737,15 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     repair = commands.add_parser("repair", help="finish an interrupted schema migration of a SQLite store")
     repair.add_argument("uri", help="sqlite:///path/to/mlflow.db")
+    links = commands.add_parser("links", help="the MLflow UI addresses of the experiment and its sweeps")
+    links.add_argument("uri", help="the tracking URI (sqlite:///mlflow.db, http://host:port)")
+    links.add_argument("--experiment", default="kan-scaling", help="the experiment (default: kan-scaling)")
+    links.add_argument("--server", help="the UI's address (default: the URI's server, else http://127.0.0.1:5000)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "links":
+            print("\n".join(sweep_links(args.uri, args.experiment, args.server)))
+            return 0
         dropped = repair_store(args.uri)
     except TrackingError as error:
         print(f"error: {error}", file=sys.stderr)
