@@ -1,8 +1,9 @@
 # The README's two commands: `make run` (set up, then run the default sweep) and
 # `make test` (set up, then run the tests). Both start with `make setup`.
-# `make test` needs no root and no SLURM: it runs every test except the real-SLURM ones
-# (marker `cluster`). `make test-cluster` starts the single-node SLURM (root: it installs it with
-# apt when missing, and starts the daemons) and runs those. .ci/run runs both.
+# `make test` needs no SLURM: it runs every test except the real-SLURM ones (marker `cluster`); its
+# browser test needs Chromium, which `make browser` (run by `make test`) installs as root.
+# `make test-cluster` starts the single-node SLURM (root: it installs it with apt when missing, and
+# starts the daemons) and runs those. .ci/run runs both.
 # The sweep's tracking server for a cluster run: `make mlflow-server` (docs/cluster.md).
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +18,7 @@ SERVER := $(BIN)/python -m kanlib.workflow.mlflow_server
 
 LINT_PATHS := kanlib tests benchmarks workflow/scripts
 
-.PHONY: setup run test lint format test-cluster slurm-start slurm-stop mlflow-server mlflow-server-status mlflow-server-stop \
+.PHONY: setup run test browser lint format test-cluster slurm-start slurm-stop mlflow-server mlflow-server-status mlflow-server-stop \
 	bench clean
 
 setup: $(VENV)/.installed
@@ -35,6 +36,9 @@ run: setup
 	$(SNAKEMAKE) --cores $(CORES)
 	$(SNAKEMAKE) --cores 1 --report report.html
 	@echo "Report: $(CURDIR)/report.html"
+	@echo "MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db, then open (the runs, not the GenAI view):"
+	@$(BIN)/python -m kanlib.workflow.tracking links "$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" 2>/dev/null \
+		| sed 's/^/  /' || true
 
 # ruff (lint, import order, formatting), snakefmt, and Snakemake's own linter over the workflow
 lint: setup
@@ -49,11 +53,16 @@ format: setup
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/snakefmt Snakefile workflow/rules
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q -m "not cluster"
 
 test-cluster: setup slurm-start
 	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py
+
+# headless Chromium for tests/test_mlflow_ui.py: apt-installs Debian's chromium when missing (root;
+# without root it says how and the browser test fails, never skips)
+browser:
+	bash tests/ui/install_chromium.sh
 
 # a single-node SLURM on this machine for test-cluster (idempotent); slurm-stop ends what it started
 slurm-start:
