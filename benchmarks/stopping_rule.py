@@ -63,6 +63,11 @@ RULES = {
     # problem; only floating-point rounding differs)
     "fixed-permuted": dict(stall_rtol=0.0, _permute=True),
     "default": dict(),  # whatever fit() does by default now
+    # the line search before its zoom used the optimizer's tolerance: it ended at a bracket moving the
+    # parameters by < 1e-9 (relative), which stopped the G=50/100 fits after a grid update (kanlib <= 0.2.0)
+    "fixed-zoom1e-9": dict(stall_rtol=0.0, _bracket_rtol=1e-9),
+    "default-zoom1e-9": dict(_bracket_rtol=1e-9),
+    "old-zoom1e-9": dict(stall_rtol=1e-3, stall_window=10, _bracket_rtol=1e-9),
 }
 
 
@@ -76,15 +81,19 @@ class _Recorder:
     def __init__(self):
         self.original = training.LBFGS
         self.made = []
+        self.bracket_rtol = None  # a rule's LBFGS.bracket_rtol (None: the optimizer's own)
 
     def __call__(self, *args, **kwargs):
         optimizer = self.original(*args, **kwargs)
+        if self.bracket_rtol is not None:
+            optimizer.bracket_rtol = self.bracket_rtol
         self.made.append(optimizer)
         return optimizer
 
 
 def run_chain(dataset: dict, model_seed: int, options: dict, recorder: _Recorder) -> list[dict]:
     options = dict(options)
+    recorder.bracket_rtol = options.pop("_bracket_rtol", None)
     if options.pop("_permute", False):
         order = torch.randperm(dataset["train_input"].shape[0], generator=torch.Generator().manual_seed(12345))
         dataset = {

@@ -123,6 +123,12 @@ class LBFGS:
         self.lr, self.max_iter = lr, max_iter
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
         self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
+        # The line search's zoom ends once its bracket moves the parameters by less than this,
+        # relative to max(1, |x|_inf): the same relative tolerance as an iteration's own end test.
+        # (Up to kanlib 0.2.0 it was 1e-9. Right after a grid update the first direction is the
+        # bare gradient, ~1e-10 when the loss is ~1e-15, so a 1e-9 test ended every zoom at once
+        # and the fit stopped for good while its loss was still falling a few % per step.)
+        self.bracket_rtol = tolerance_change
         self.history_size, self.c1, self.c2, self.max_line_search = history_size, c1, c2, max_line_search
         self.old_steps: list[torch.Tensor] = []  # s_i
         self.old_grad_diffs: list[torch.Tensor] = []  # y_i
@@ -332,7 +338,7 @@ class LBFGS:
         x_scale = max(1.0, vec.absmax(x))
         while not done and ls_iter < self.max_line_search and len(bracket) == 2:
             a, b = bracket
-            if abs(b[0] - a[0]) * d_norm < 1e-9 * x_scale:  # the bracket no longer moves the parameters
+            if abs(b[0] - a[0]) * d_norm < self.bracket_rtol * x_scale:  # the bracket no longer moves x
                 break
             t_min, t_max = min(a[0], b[0]), max(a[0], b[0])
             t = _cubic_minimizer(a[0], a[1], a[3], b[0], b[1], b[3], t_min, t_max)

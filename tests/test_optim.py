@@ -57,3 +57,25 @@ def test_minimizes_rosenbrock_to_its_known_minimum():
     optimizer.release()
     np.testing.assert_allclose(x.detach().numpy(), np.ones(4), atol=1e-6)
     assert rosen(x.detach().numpy()) < 1e-12
+
+
+def test_a_first_step_with_a_tiny_gradient_still_makes_progress():
+    """After a restart (a grid update) the first direction is the bare gradient; near a fit's minimum
+    it is ~1e-10 while the loss still falls. The line search must shrink its overshooting first
+    trial instead of taking the short bracket for "no longer moves" (before the fix: stuck for good)."""
+    curvature = torch.tensor([10.0, 30.0, 5.0, 20.0], dtype=torch.float64)
+    centre = torch.tensor([1.0, -0.5, 0.25, 2.0], dtype=torch.float64)
+    x = (centre + 1e-11).clone().requires_grad_(True)  # |gradient| <= 3e-10: a unit step overshoots
+
+    def closure():
+        x.grad = None
+        value = 0.5 * torch.sum(curvature * (x - centre) ** 2)
+        value.backward()
+        return value
+
+    start = float(closure())
+    optimizer = LBFGS([x])  # fresh: no curvature pairs, like right after a grid update
+    loss = optimizer.step(closure)
+    optimizer.release()
+    assert loss < 1e-4 * start and not optimizer.stuck  # the quadratic's minimum, to rounding
+    assert optimizer.evaluations > 2
