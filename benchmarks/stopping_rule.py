@@ -23,6 +23,11 @@ when only the training rows' order changes ("fixed-permuted"), so a rule stays w
 by not firing there. The old default (1e-3 over 10 iterations) is within 1.5% on the converged
 draws but up to 1.37x / 40x off on the poor ones; stall_rtol 1e-5, the new default, keeps every
 counted cell within 1% at 0.88x the fixed budget's evaluations (the old default: 0.55x).
+
+2026-12-02 (log docs/stopping_rule_2026-12-02.log): with the line search's zoom fixed (the
+``*-zoom1e-9`` rules keep the old one, which stopped G=50/100 fits after a grid update) the default
+is within 1.004 (train) / 1.006 (test) at 0.86x the fixed budget's evaluations; before the fix it
+was 1.66x / 1.64x off its own fixed budget at draw 0, N=3000, G=100.
 """
 
 from __future__ import annotations
