@@ -89,6 +89,7 @@ class BatchedLBFGS:
         self.lr, self.max_iter = lr, max_iter
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
         self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
+        self.bracket_rtol = tolerance_change  # the zoom's end test, as in kanlib.optim.LBFGS (same reason)
         self.history_size, self.c1, self.c2, self.max_line_search = history_size, c1, c2, max_line_search
         self.stall_rtol, self.stall_window = stall_rtol, stall_window
         self.states = [_ModelState() for _ in range(self.n_models)]
@@ -372,7 +373,7 @@ class BatchedLBFGS:
         x_scale = max(1.0, x_absmax)
         while not done and ls_iter < self.max_line_search and len(bracket) == 2:
             a, b = bracket
-            if abs(b[0] - a[0]) * d_norm < 1e-9 * x_scale:  # the bracket no longer moves the parameters
+            if abs(b[0] - a[0]) * d_norm < self.bracket_rtol * x_scale:  # the bracket no longer moves x
                 break
             t_min, t_max = min(a[0], b[0]), max(a[0], b[0])
             t = _cubic_minimizer(a[0], a[1], a[3], b[0], b[1], b[3], t_min, t_max)
