@@ -143,8 +143,8 @@ def fit(
     gives pykan's fixed budget. Chosen by measurement (benchmarks/stopping_rule.py,
     6 data draws and model seeds, N 1000 and 3000, G 5..100): within 1% of the fixed
     budget's train and test RMSE in every cell below the interpolation threshold,
-    at 0.86x its loss evaluations (docs/benchmarks.md, 2026-12-02); the earlier 1e-3
-    stopped fits caught in slow descents early (up to 1.5x train, 145x test RMSE off).
+    at 0.91x its loss evaluations (docs/benchmarks.md, 2026-12-02); the earlier 1e-3
+    stopped fits caught in slow descents early (up to 1.3x train, 43x test RMSE off).
     Grid updates every ``stop_grid_update_step // grid_update_num`` steps
     before ``stop_grid_update_step``. ``progress`` shows a tqdm bar.
     ``callback(step, record)`` is called after each step.
