@@ -290,6 +290,13 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
             "model.pt",
         }
 
+    # every run was logged by the sweep's one logger process, not by its train job (issue 11)
+    assert "run logger started" in tiny_sweep.output
+    train_logs = list(work.glob("results/test/logs/train/**/*.log"))
+    assert len(train_logs) == 4
+    for log in train_logs:
+        assert re.search(r"MLflow child run \w+ under parent .* logged by the run logger \(pid \d+\)", log.read_text())
+
     # nothing left to do; a finished sweep does not retrain
     assert "Nothing to be done" in snakemake(work, "-n").output
     print(f"tiny sweep: {elapsed:.1f} s")

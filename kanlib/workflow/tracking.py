@@ -477,12 +477,15 @@ def log_child_run(
     status: str = "FINISHED",
     retry_seconds: float = 5.0,
     before_terminate=None,
+    still_wanted=None,
 ) -> str:
     """One child run under ``parent_run_id`` with params, tags, per-step history (batched),
     final metrics and artifacts, ended with ``status``. Returns its run id.
 
     artifacts: (path, artifact folder or None) pairs. before_terminate(run_id) -> more such pairs,
     called after the metrics are logged (e.g. to write a file that records the run id).
+    still_wanted() -> bool, asked just before the run is ended: False (the job that logs it is gone,
+    so its files will not be put in place) ends the run KILLED and raises TrackingError.
     A failure after the run exists ends it FAILED and raises TrackingError.
     """
     run_tags = {"mlflow.parentRunId": parent_run_id, "mlflow.runName": run_name, **tags}
@@ -502,10 +505,11 @@ def log_child_run(
         _log_everything(client, run_id, params, {}, batches, list(artifacts), uri, retry_seconds)
         if before_terminate is not None:
             _log_everything(client, run_id, {}, {}, [], list(before_terminate(run_id)), uri, retry_seconds)
+        wanted = still_wanted is None or still_wanted()
         call_with_retry(
             client.set_terminated,
             run_id,
-            status,
+            status if wanted else "KILLED",
             end_time=end_ms,
             uri=uri,
             retry_seconds=retry_seconds,
@@ -514,6 +518,8 @@ def log_child_run(
     except BaseException:
         _terminate_quietly(client, run_id, "FAILED")
         raise
+    if not wanted:
+        raise TrackingError(f"the job that logged run {run_id} to {uri} is gone; the run is ended KILLED")
     return run_id
 
 

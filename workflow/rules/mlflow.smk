@@ -15,6 +15,14 @@ rule mlflow_parent:
         "../scripts/mlflow_parent.py"
 
 
+onstart:
+    # One MLflow logger process for this run's jobs (kanlib.workflow.runlog): they hand it their
+    # runs instead of each importing mlflow and opening the store (about a torch import per job).
+    from kanlib.workflow.runlog import start_server
+
+    print(start_server(), file=sys.stderr)
+
+
 onerror:
     # A failed job (or several, with --keep-going): mark the sweep's parent run FAILED, unless the
     # sweep's report was completed earlier and its parent is FINISHED (a failure that re-opened no
