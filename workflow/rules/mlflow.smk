@@ -4,6 +4,8 @@ rule mlflow_parent:
         PARENT_JSON,
     log:
         f"{LOGS}/mlflow_parent.log",
+    # first, beside a dataset job: every train job waits for it (it mostly waits for the run logger)
+    priority: 10
     threads: 1
     resources:
         mem_mb=1000,
