@@ -115,6 +115,7 @@ def submit(operation: str, payload: dict, *, workdir: str | os.PathLike = ".") -
         return {**execute(operation, payload), "logged_by": None}
     with connection:
         try:
+            connection.settimeout(REPLY_TIMEOUT_S)  # a busy logger reads the request once it is free
             _send(connection, {"op": operation, "payload": payload})
             reply = _receive(connection, REPLY_TIMEOUT_S)
         except (OSError, EOFError, ValueError):
