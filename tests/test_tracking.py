@@ -261,3 +261,45 @@ def test_a_half_migrated_store_is_named_and_repaired(tmp_path):
     assert tracking.main(["repair", uri]) == 0
     assert tracking.leftover_migration_tables(tmp_path / "mlflow.db") == []
     tracking.connect(uri).search_experiments()  # the store opens and answers
+
+
+# ---- new SQLite stores from a template (creating one runs every schema migration) ----------------------
+
+
+def test_a_new_store_is_copied_from_the_template_and_gets_its_own_default_experiment(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first, second = tmp_path / "one", tmp_path / "two"
+    for folder in (first, second):
+        folder.mkdir()
+    monkeypatch.chdir(first)
+    started = time.monotonic()
+    tracking.connect(f"sqlite:///{first}/mlflow.db", create=True)
+    created_s = time.monotonic() - started
+    template = tracking.store_template()
+    assert template is not None and template.is_file() and str(tmp_path / "cache") in str(template)
+    with sqlite3.connect(template) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 0
+
+    monkeypatch.chdir(second)
+    started = time.monotonic()
+    client = tracking.connect(f"sqlite:///{second}/mlflow.db", create=True)
+    copied_s = time.monotonic() - started
+    assert copied_s < created_s
+    default = client.get_experiment("0")
+    assert default.name == "Default" and default.artifact_location.startswith(str(second))
+    parent = tracking.create_parent_run(f"sqlite:///{second}/mlflow.db", "kan-scaling", "s", {}, {})
+    assert client.get_run(parent["run_id"]).info.status == "RUNNING"
+    assert client.get_experiment(parent["experiment_id"]).artifact_location.startswith(str(second))
+
+
+def test_a_damaged_template_is_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    template = tracking.store_template()
+    template.parent.mkdir(parents=True)
+    template.write_bytes(b"not a database")
+    client = tracking.connect(f"sqlite:///{tmp_path}/mlflow.db", create=True)
+    assert client.get_experiment("0").name == "Default"
+    assert template.read_bytes()[:15] == b"SQLite format 3"  # made anew from the store just created

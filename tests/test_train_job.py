@@ -62,15 +62,17 @@ def child_runs(config, parent_file):
     return client(config).search_runs([parent["experiment_id"]], query)
 
 
-def test_one_identity_gives_the_params_the_tags_and_metrics_json(job):
+def test_one_identity_gives_the_params_the_tags_and_metrics_json(job, caplog):
     identity, outputs, parent_file, config = job
-    metrics = run_train_job(
-        identity,
-        parent_file=parent_file,
-        outputs=outputs,
-        settings=TrackingSettings.from_config(config),
-        log=logging.getLogger("test"),
-    )
+    with caplog.at_level(logging.INFO, logger="test"):
+        metrics = run_train_job(
+            identity,
+            parent_file=parent_file,
+            outputs=outputs,
+            settings=TrackingSettings.from_config(config),
+            log=logging.getLogger("test"),
+        )
+    assert "logged by this job" in caplog.text  # no run logger serves this folder: the job logs its run
     assert read_json(outputs.metrics) == metrics and Path(outputs.model).is_file()
     for key, value in identity.record().items():
         assert metrics[key] == value, key

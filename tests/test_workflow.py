@@ -290,6 +290,13 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
             "model.pt",
         }
 
+    # every run was logged by the sweep's one logger process, not by its train job (issue 11)
+    assert "run logger started" in tiny_sweep.output
+    train_logs = list(work.glob("results/test/logs/train/**/*.log"))
+    assert len(train_logs) == 4
+    for log in train_logs:
+        assert re.search(r"MLflow child run \w+ under parent .* logged by the run logger \(pid \d+\)", log.read_text())
+
     # nothing left to do; a finished sweep does not retrain
     assert "Nothing to be done" in snakemake(work, "-n").output
     print(f"tiny sweep: {elapsed:.1f} s")
@@ -329,6 +336,28 @@ def wait_for_finished(log_path: Path, count: int, process: subprocess.Popen, tim
     raise AssertionError(f"timed out waiting for {count} finished train jobs")
 
 
+def logger_serving(work: Path) -> bool:
+    """Whether the run logger of the working directory ``work`` answers (kanlib.workflow.runlog)."""
+    from kanlib.workflow import runlog
+
+    connection = runlog._connect(runlog.socket_path(work))
+    if connection is None:
+        return False
+    connection.close()
+    return True
+
+
+def assert_logger_ends(work: Path, timeout=15.0) -> None:
+    """The run logger outlives no Snakemake process it serves (it runs in a session of its own, so a
+    signal to Snakemake's process group does not reach it)."""
+    from kanlib.workflow import runlog
+
+    deadline = time.monotonic() + timeout
+    while logger_serving(work) or runlog.socket_path(work).exists():
+        assert time.monotonic() < deadline, "the run logger is still running after its Snakemake ended"
+        time.sleep(0.2)
+
+
 def test_resume_after_sigint_and_sigkill(tmp_path):
     """Interrupt a sweep twice (Ctrl-C, then SIGKILL of everything); the same command finishes it
     without retraining any finished level."""
@@ -348,6 +377,7 @@ def test_resume_after_sigint_and_sigkill(tmp_path):
         except subprocess.TimeoutExpired:
             continue
     assert process.wait(timeout=120) != 0
+    assert_logger_ends(work)
     first = finished_train_outputs((tmp_path / "run1.log").read_text())
     before = snapshot(work, first)
     assert not list((work / ".snakemake" / "locks").glob("*"))  # a clean exit unlocks
@@ -358,6 +388,7 @@ def test_resume_after_sigint_and_sigkill(tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     assert list((work / ".snakemake" / "locks").glob("*"))  # a killed Snakemake leaves its locks
+    assert_logger_ends(work)  # ... but no logger
     time.sleep(0.5)
     second = finished_train_outputs((tmp_path / "run2.log").read_text())
     assert not second & first  # nothing finished in run 1 ran again
@@ -365,7 +396,11 @@ def test_resume_after_sigint_and_sigkill(tmp_path):
 
     # 3. the same command once more finishes the sweep
     result = snakemake(work)
-    assert "Removed stale Snakemake lock" in result.output
+    assert "Removed stale Snakemake lock" in result.output and "run logger started" in result.output
+    for metrics_file in set(before) | finished_train_outputs(result.output):  # logged by a logger, not a job
+        level = Path(metrics_file).parent.relative_to("results/test/runs")
+        log = (work / "results/test/logs/train" / level).with_suffix(".log").read_text()
+        assert "logged by the run logger" in log or "already complete" in log, log
     assert snapshot(work, before) == before  # finished levels untouched (same file, same MLflow run)
     rerun = finished_train_outputs(result.output)
     assert not rerun & set(before) and len(rerun) + len(before) == n_jobs
@@ -417,6 +452,7 @@ def test_killing_only_the_main_snakemake_never_runs_a_job_twice(tmp_path):
         time.sleep(0.1)
     os.kill(process.pid, signal.SIGKILL)  # only the main process; its job survives
     process.wait()
+    assert_logger_ends(work)  # its logger goes with it; a surviving job logs its run itself
     survivors = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True).stdout.split()
     blocked = snakemake(work, check=False)
     if survivors and subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 0:

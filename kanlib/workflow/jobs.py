@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..files import atomic_write_text, read_json, write_json
-from . import tracking
+from . import runlog, tracking
 from .results import history_table, read_history, results_table, save_dataset, write_table
 
 __all__ = ["JobError", "make_dataset", "create_sweep_parent", "aggregate_sweep", "log_report", "partial_report"]
@@ -71,17 +71,21 @@ def create_sweep_parent(config: dict, *, sweep: str, experiment: str, path) -> d
         config_file = Path(folder) / "config.yaml"
         config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         try:
-            parent = tracking.create_parent_run(
-                uri,
-                experiment,
-                sweep,
-                params,
-                tags,
-                artifacts=[config_file],
-                retry_seconds=config["mlflow"]["retry_seconds"],
+            parent = runlog.submit(
+                "create_parent",
+                {
+                    "uri": uri,
+                    "experiment": experiment,
+                    "sweep": sweep,
+                    "params": params,
+                    "tags": tags,
+                    "artifacts": [str(config_file.resolve())],
+                    "retry_seconds": config["mlflow"]["retry_seconds"],
+                },
             )
         except tracking.TrackingError as error:
             raise JobError(f"mlflow_parent: {error}") from error
+        parent.pop("logged_by")
     write_json(path, parent)
     return parent
 
@@ -110,11 +114,20 @@ def aggregate_sweep(
     parent = read_json(parent_file)
     uri = tracking.resolve_tracking_uri(config["mlflow"]["tracking_uri"])
     retry_seconds = config["mlflow"]["retry_seconds"]
-    artifacts = [(path, "aggregate") for path in (results_csv, results_parquet, history_csv, plot_png, plot_pdf)]
-    try:
-        client = tracking.connect(uri, retry_seconds)
-        tracking.finish_parent(
-            client, parent["run_id"], uri=uri, retry_seconds=retry_seconds, artifacts=artifacts, metrics=totals
+    artifacts = [
+        (str(Path(path).resolve()), "aggregate")
+        for path in (results_csv, results_parquet, history_csv, plot_png, plot_pdf)
+    ]
+    try:  # by the run's logger process when one serves (no mlflow import here), else here
+        runlog.submit(
+            "finish_parent",
+            {
+                "uri": uri,
+                "retry_seconds": retry_seconds,
+                "run_id": parent["run_id"],
+                "artifacts": artifacts,
+                "metrics": totals,
+            },
         )
     except tracking.TrackingError as error:
         raise JobError(f"aggregate: {error}") from error
@@ -160,22 +173,21 @@ def log_report(
         families = read_results(families_csv)
         if not families.empty:
             metrics.update(family_mlflow_metrics(families))
-    try:
-        client = tracking.connect(uri, retry_seconds)
-        if answer_md is not None:  # the run's description in the MLflow UI: the answer first
-            note = Path(answer_md).read_text(encoding="utf-8")
-            note += "\nThe whole summary, the tables and every figure: artifacts `report/` of this run.\n"
-            tracking.call_with_retry(
-                client.set_tag,
-                parent["run_id"],
-                "mlflow.note.content",
-                note,
-                uri=uri,
-                retry_seconds=retry_seconds,
-                what="set the parent run's description",
-            )
-        tracking.finish_parent(
-            client, parent["run_id"], uri=uri, retry_seconds=retry_seconds, artifacts=artifacts, metrics=metrics
+    note = None
+    if answer_md is not None:  # the run's description in the MLflow UI: the answer first
+        note = Path(answer_md).read_text(encoding="utf-8")
+        note += "\nThe whole summary, the tables and every figure: artifacts `report/` of this run.\n"
+    try:  # by the run's logger process when one serves (no mlflow import here), else here
+        runlog.submit(
+            "finish_parent",
+            {
+                "uri": uri,
+                "retry_seconds": retry_seconds,
+                "run_id": parent["run_id"],
+                "artifacts": [(str(Path(file).resolve()), folder) for file, folder in artifacts],
+                "metrics": metrics,
+                "note": note,
+            },
         )
     except tracking.TrackingError as error:
         raise JobError(

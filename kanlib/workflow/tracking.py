@@ -164,8 +164,24 @@ def connect(uri: str, retry_seconds: float = 5.0, create: bool = False):
         return client
 
     with _store_lock(path, exclusive=create):
+        fresh = create and path is not None and not path.is_file()
+        templated = fresh and _store_from_template(path)
         try:
-            return call_with_retry(contact, uri=uri, retry_seconds=retry_seconds, what="connect")
+            try:
+                client = call_with_retry(contact, uri=uri, retry_seconds=retry_seconds, what="connect")
+            except TrackingError:
+                if not templated:
+                    raise
+                # a template that does not open (e.g. damaged): forget it, create the store anew
+                path.unlink(missing_ok=True)
+                template = store_template()
+                if template is not None:
+                    template.unlink(missing_ok=True)
+                templated = False
+                client = call_with_retry(contact, uri=uri, retry_seconds=retry_seconds, what="connect")
+            if fresh and not templated:
+                _save_store_template(path)
+            return client
         except TrackingError as error:
             if path is not None and _half_migrated(error):
                 raise TrackingError(
@@ -176,6 +192,67 @@ def connect(uri: str, retry_seconds: float = 5.0, create: bool = False):
                     permanent=True,
                 ) from error
             raise
+
+
+STORE_TEMPLATE_SWITCH = "KANLIB_STORE_TEMPLATE"  # "0": every new SQLite store is created and migrated anew
+
+
+def store_template() -> Path | None:
+    """Where a new, empty SQLite store of this MLflow version is kept for the next new store, or None
+    (``KANLIB_STORE_TEMPLATE=0``). Creating a store runs every schema migration MLflow has (~5 s on
+    a 2-core machine, before any train job of a new sweep can start); copying one takes milliseconds."""
+    if os.environ.get(STORE_TEMPLATE_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "kanlib" / f"mlflow-{mlflow.__version__}-empty-store.db"
+
+
+def _store_from_template(path: Path) -> bool:
+    """Copy the template (if there is one) to ``path`` (which does not exist); True if copied."""
+    import shutil
+
+    from ..files import atomic_path
+
+    template = store_template()
+    if template is None or not template.is_file():
+        return False
+    try:
+        with open(template, "rb") as stream:
+            if stream.read(16) != b"SQLite format 3\x00":
+                template.unlink()
+                return False
+        with atomic_path(path) as temporary:
+            shutil.copyfile(template, temporary)
+    except OSError:
+        return False
+    return True
+
+
+def _save_store_template(path: Path) -> None:
+    """Best effort: keep a copy of the store just created at ``path`` (still empty: MLflow's schema and
+    its own rows) as the template, without the experiment 'Default' (id 0), whose artifact location
+    names this store's folder: MLflow creates that experiment itself when it opens a store without it."""
+    import sqlite3
+
+    from ..files import atomic_path
+
+    template = store_template()
+    if template is None or template.is_file():
+        return
+    try:
+        with atomic_path(template) as temporary:
+            with contextlib.closing(sqlite3.connect(path)) as source:
+                with contextlib.closing(sqlite3.connect(temporary)) as copy:
+                    source.backup(copy)
+                    if copy.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
+                        raise ValueError("not an empty store")
+                    copy.execute("DELETE FROM experiment_tags WHERE experiment_id = 0")
+                    copy.execute("DELETE FROM experiments WHERE experiment_id = 0")
+                    copy.commit()
+    except (OSError, ValueError, sqlite3.Error):
+        pass
 
 
 @contextlib.contextmanager
@@ -490,12 +567,15 @@ def log_child_run(
     status: str = "FINISHED",
     retry_seconds: float = 5.0,
     before_terminate=None,
+    still_wanted=None,
 ) -> str:
     """One child run under ``parent_run_id`` with params, tags, per-step history (batched),
     final metrics and artifacts, ended with ``status``. Returns its run id.
 
     artifacts: (path, artifact folder or None) pairs. before_terminate(run_id) -> more such pairs,
     called after the metrics are logged (e.g. to write a file that records the run id).
+    still_wanted() -> bool, asked just before the run is ended: False (the job that logs it is gone,
+    so its files will not be put in place) ends the run KILLED and raises TrackingError.
     A failure after the run exists ends it FAILED and raises TrackingError.
     """
     run_tags = {"mlflow.parentRunId": parent_run_id, "mlflow.runName": run_name, **tags}
@@ -515,10 +595,11 @@ def log_child_run(
         _log_everything(client, run_id, params, {}, batches, list(artifacts), uri, retry_seconds)
         if before_terminate is not None:
             _log_everything(client, run_id, {}, {}, [], list(before_terminate(run_id)), uri, retry_seconds)
+        wanted = still_wanted is None or still_wanted()
         call_with_retry(
             client.set_terminated,
             run_id,
-            status,
+            status if wanted else "KILLED",
             end_time=end_ms,
             uri=uri,
             retry_seconds=retry_seconds,
@@ -527,6 +608,8 @@ def log_child_run(
     except BaseException:
         _terminate_quietly(client, run_id, "FAILED")
         raise
+    if not wanted:
+        raise TrackingError(f"the job that logged run {run_id} to {uri} is gone; the run is ended KILLED")
     return run_id
 
 

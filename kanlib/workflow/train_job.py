@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import read_json, sha256_file, write_json
-from . import tracking
+from . import runlog, tracking
 from .results import load_dataset, read_history, write_history
 from .sweep import TRAIN_KEYS, job_key, mlp_hyperparameters, mlp_job_key, parse_width, previous_grid
 
@@ -301,25 +301,24 @@ def _log_failed_run(identity, settings, parent, error, records, step_times, star
         for name, key in (("train_rmse", "train_loss"), ("test_rmse", "test_loss"), ("reg", "reg"))
     }
     try:
-        client = tracking.connect(settings.uri, settings.retry_seconds)
-        tracking.ensure_parent_running(client, parent["run_id"], settings.uri, settings.retry_seconds, parent["file"])
-        run_id = tracking.log_child_run(
-            client,
-            uri=settings.uri,
-            experiment_id=parent["experiment_id"],
-            parent_run_id=parent["run_id"],
-            run_name=identity.run_name,
-            params=identity.mlflow_params(),
-            tags={**identity.mlflow_tags(), "kanlib.error": str(error)[:5000]},
-            history=history,
-            final={},
-            timestamps_ms=step_times or [int(time.time() * 1000)],
-            start_ms=int(started * 1000),
-            end_ms=int(time.time() * 1000),
-            status="FAILED",
-            retry_seconds=settings.retry_seconds,
+        result = runlog.submit(
+            "log_child",
+            {
+                "uri": settings.uri,
+                "retry_seconds": settings.retry_seconds,
+                "parent": parent,
+                "run_name": identity.run_name,
+                "params": identity.mlflow_params(),
+                "tags": {**identity.mlflow_tags(), "kanlib.error": str(error)[:5000]},
+                "history": history,
+                "final": {},
+                "timestamps_ms": step_times or [int(time.time() * 1000)],
+                "start_ms": int(started * 1000),
+                "end_ms": int(time.time() * 1000),
+                "status": "FAILED",
+            },
         )
-        return f"MLflow run {run_id} marked FAILED"
+        return f"MLflow run {result['run_id']} marked FAILED"
     except tracking.TrackingError as tracking_error:
         return f"its MLflow run could not be logged either: {tracking_error}"
 
@@ -454,52 +453,49 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
 def _log_run(
     identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, metrics: dict, log
 ) -> str:
-    """One FINISHED child run with the history, final metrics and (small) model; returns its id."""
+    """One FINISHED child run with the history, final metrics and (small) model; returns its id.
+
+    Logged by the Snakemake run's logger process when one serves this working directory (this
+    process then never imports mlflow), else here (:mod:`kanlib.workflow.runlog`)."""
     history = read_history(unsynced / "history.csv")
-    artifacts = [(unsynced / "history.csv", None)]
+    artifacts = [(str((unsynced / "history.csv").resolve()), None)]
     if (unsynced / "model.pt").stat().st_size <= settings.log_model_max_bytes:
-        artifacts.append((unsynced / "model.pt", None))
-
-    def metrics_artifact(run_id):  # the run's copy of metrics.json, with its own id
-        return [
-            (
-                write_json(
-                    unsynced / "artifact" / "metrics.json", {**metrics, "mlflow_run_id": run_id, "mlflow_synced": True}
-                ),
-                None,
-            )
-        ]
-
-    uri, retry_seconds = settings.uri, settings.retry_seconds
+        artifacts.append((str((unsynced / "model.pt").resolve()), None))
+    uri = settings.uri
     try:
-        client = tracking.connect(uri, retry_seconds)
-        tracking.ensure_parent_running(client, parent["run_id"], uri, retry_seconds, parent["file"])
-        run_id = tracking.log_child_run(
-            client,
-            uri=uri,
-            experiment_id=parent["experiment_id"],
-            parent_run_id=parent["run_id"],
-            run_name=identity.run_name,
-            params=identity.mlflow_params(metrics["device"]),
-            tags=identity.mlflow_tags(),
-            history={name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
-            final={
-                "final_train_rmse": metrics["train_rmse"],
-                "final_test_rmse": metrics["test_rmse"],
-                "final_reg": metrics["reg"],
-                "min_test_rmse": metrics["min_test_rmse"],
-                "final_test_median_rmse": metrics["test_median_rmse"],
-                "n_params": metrics["n_params"],
-                "total_evals": metrics["n_evals"],
-                "wall_time_s": metrics["wall_time_s"],
-                "init_time_s": metrics["init_time_s"],
+        result = runlog.submit(
+            "log_child",
+            {
+                "uri": uri,
+                "retry_seconds": settings.retry_seconds,
+                "parent": {**parent, "file": str(Path(parent["file"]).resolve())},
+                "run_name": identity.run_name,
+                "params": identity.mlflow_params(metrics["device"]),
+                "tags": identity.mlflow_tags(),
+                "history": {name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
+                "final": {
+                    "final_train_rmse": metrics["train_rmse"],
+                    "final_test_rmse": metrics["test_rmse"],
+                    "final_reg": metrics["reg"],
+                    "min_test_rmse": metrics["min_test_rmse"],
+                    "final_test_median_rmse": metrics["test_median_rmse"],
+                    "n_params": metrics["n_params"],
+                    "total_evals": metrics["n_evals"],
+                    "wall_time_s": metrics["wall_time_s"],
+                    "init_time_s": metrics["init_time_s"],
+                },
+                "timestamps_ms": metrics["step_times_ms"],
+                "start_ms": metrics["started_at_ms"],
+                "end_ms": metrics["finished_at_ms"],
+                "artifacts": artifacts,
+                # the run's copy of metrics.json, with its own id
+                "metrics_artifact": {
+                    "path": str((unsynced / "artifact" / "metrics.json").resolve()),
+                    "record": metrics,
+                },
+                # earlier runs of this job (retrained, or killed while logging) point to this one
+                "supersede_job": identity.job,
             },
-            timestamps_ms=metrics["step_times_ms"],
-            start_ms=metrics["started_at_ms"],
-            end_ms=metrics["finished_at_ms"],
-            artifacts=artifacts,
-            retry_seconds=retry_seconds,
-            before_terminate=metrics_artifact,
         )
     except tracking.TrackingError as error:
         message = (
@@ -508,25 +504,16 @@ def _log_run(
         )
         log.error("%s", message)
         raise TrainJobError(f"train {identity.run_name}: {message}") from error
-    try:  # earlier runs of this job (retrained, or killed while logging) point to this one
-        superseded = tracking.supersede_runs(
-            client,
-            experiment_id=parent["experiment_id"],
-            parent_run_id=parent["run_id"],
-            job=identity.job,
-            keep_run_id=run_id,
-            uri=uri,
-            retry_seconds=retry_seconds,
-        )
-    except tracking.TrackingError as error:
-        superseded = []
-        log.warning("could not tag earlier runs of this job as superseded: %s", error)
+    run_id, superseded = result["run_id"], result["superseded"]
+    if result["supersede_error"]:
+        log.warning("could not tag earlier runs of this job as superseded: %s", result["supersede_error"])
     log.info(
-        "MLflow child run %s under parent %s in %s%s",
+        "MLflow child run %s under parent %s in %s%s, logged by %s",
         run_id,
         parent["run_id"],
         uri,
         f" (superseding {', '.join(superseded)})" if superseded else "",
+        f"the run logger (pid {result['logged_by']})" if result["logged_by"] else "this job",
     )
     return run_id
 

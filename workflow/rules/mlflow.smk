@@ -4,6 +4,8 @@ rule mlflow_parent:
         PARENT_JSON,
     log:
         f"{LOGS}/mlflow_parent.log",
+    # first, beside a dataset job: every train job waits for it (it mostly waits for the run logger)
+    priority: 10
     threads: 1
     resources:
         mem_mb=1000,
@@ -13,6 +15,14 @@ rule mlflow_parent:
         experiment=config["mlflow"]["experiment"],
     script:
         "../scripts/mlflow_parent.py"
+
+
+onstart:
+    # One MLflow logger process for this run's jobs (kanlib.workflow.runlog): they hand it their
+    # runs instead of each importing mlflow and opening the store (about a torch import per job).
+    from kanlib.workflow.runlog import start_server
+
+    print(start_server(), file=sys.stderr)
 
 
 onerror:
