@@ -20,8 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def job(tmp_path):
-    """A store with its parent run, a dataset, and the identity of a level-0 job of the tiny sweep."""
+def job(tmp_path, monkeypatch):
+    """A store with its parent run, a dataset, and the identity of a level-0 job of the tiny sweep.
+
+    Run from tmp_path: a job looks for its Snakemake run's MLflow logger by working directory, and a
+    sweep running in the repository meanwhile must not serve these tests."""
+    monkeypatch.chdir(tmp_path)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config.update(yaml.safe_load((REPO / "config" / "test.yaml").read_text()))
     uri = f"sqlite:///{tmp_path}/mlflow.db"

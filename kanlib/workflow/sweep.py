@@ -405,15 +405,8 @@ def parse_width(text: str) -> list[int]:
     return [int(part) for part in str(text).split("-")]
 
 
-@dataclass(frozen=True)
-class Chain:
-    """One sequence of grid levels: a function, width, k, training-set size and seed."""
-
-    function: str  # the configured name (registry name or module:function)
-    width: tuple[int, ...]
-    k: int
-    n_train: int
-    seed: int
+class _Named:
+    """The path names of a job's function and width (``function`` and ``width`` fields)."""
 
     @property
     def slug(self) -> str:
@@ -422,6 +415,17 @@ class Chain:
     @property
     def width_str(self) -> str:
         return width_str(self.width)
+
+
+@dataclass(frozen=True)
+class Chain(_Named):
+    """One sequence of grid levels: a function, width, k, training-set size and seed."""
+
+    function: str  # the configured name (registry name or module:function)
+    width: tuple[int, ...]
+    k: int
+    n_train: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -435,7 +439,7 @@ class TrainJob:
 
 
 @dataclass(frozen=True)
-class MLPJob:
+class MLPJob(_Named):
     """One MLP fit: a function, width, activation, training-set size and seed (no chain)."""
 
     function: str  # the configured name (registry name or module:function)
@@ -443,14 +447,6 @@ class MLPJob:
     activation: str
     n_train: int
     seed: int
-
-    @property
-    def slug(self) -> str:
-        return function_slug(self.function)
-
-    @property
-    def width_str(self) -> str:
-        return width_str(self.width)
 
 
 def chains(config: dict) -> list[Chain]:

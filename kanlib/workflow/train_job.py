@@ -82,34 +82,15 @@ class JobIdentity:
         init_checkpoint: str | None,
     ) -> JobIdentity:
         """The identity of the job (function_slug, width, k, N, seed, grid) of a sweep's ``config``."""
-        import torch
-
-        import kanlib
-
         grids = [int(g) for g in config["grids"]]
-        host = tracking.host_tags()
         return cls(
-            sweep=config["sweep"],
-            function=target.name,
-            formula=target.formula,
-            function_slug=function_slug,
-            width=width,
+            **_common_fields(config, target, function_slug, width, n_train, seed, threads, data_file),
             k=int(k),
-            n_train=int(n_train),
-            seed=int(seed),
-            model_seed=int(seed) + int(config["model_seed_offset"]),
             grid_size=int(grid),
             prev_grid_size=previous_grid(config, grid),
             grid_level=grids.index(int(grid)),
             hp={key: config[key] for key in TRAIN_KEYS},
-            threads=int(threads),
-            data_file=str(data_file),
             init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
-            kanlib_version=kanlib.__version__,
-            torch_version=torch.__version__,
-            git_commit=tracking.git_commit(),
-            host=host["host"],
-            slurm_job_id=host.get("slurm_job_id"),
         )
 
     @classmethod
@@ -127,33 +108,14 @@ class JobIdentity:
         data_file: str,
     ) -> JobIdentity:
         """The identity of the MLP job (function_slug, width, activation, N, seed) of a sweep's ``config``."""
-        import torch
-
-        import kanlib
-
-        host = tracking.host_tags()
         return cls(
-            sweep=config["sweep"],
-            function=target.name,
-            formula=target.formula,
-            function_slug=function_slug,
-            width=width,
+            **_common_fields(config, target, function_slug, width, n_train, seed, threads, data_file),
             k=None,
-            n_train=int(n_train),
-            seed=int(seed),
-            model_seed=int(seed) + int(config["model_seed_offset"]),
             grid_size=None,
             prev_grid_size=None,
             grid_level=None,
             hp=mlp_hyperparameters(config),
-            threads=int(threads),
-            data_file=str(data_file),
             init_checkpoint=None,
-            kanlib_version=kanlib.__version__,
-            torch_version=torch.__version__,
-            git_commit=tracking.git_commit(),
-            host=host["host"],
-            slurm_job_id=host.get("slurm_job_id"),
             family="mlp",
             activation=str(activation),
         )
@@ -252,6 +214,33 @@ class JobIdentity:
             "init_sha256": sha256_file(self.init_checkpoint) if self.init_checkpoint else None,
             "code": {"kanlib": self.kanlib_version, "torch": self.torch_version, "git_commit": self.git_commit},
         }
+
+
+def _common_fields(config: dict, target, function_slug, width, n_train, seed, threads, data_file) -> dict:
+    """The fields of a :class:`JobIdentity` that every model family has: the sweep, the target, the
+    data and model seeds, the inputs, and the software and host (provenance)."""
+    import torch
+
+    import kanlib
+
+    host = tracking.host_tags()
+    return {
+        "sweep": config["sweep"],
+        "function": target.name,
+        "formula": target.formula,
+        "function_slug": function_slug,
+        "width": width,
+        "n_train": int(n_train),
+        "seed": int(seed),
+        "model_seed": int(seed) + int(config["model_seed_offset"]),
+        "threads": int(threads),
+        "data_file": str(data_file),
+        "kanlib_version": kanlib.__version__,
+        "torch_version": torch.__version__,
+        "git_commit": tracking.git_commit(),
+        "host": host["host"],
+        "slurm_job_id": host.get("slurm_job_id"),
+    }
 
 
 @dataclass(frozen=True)
