@@ -65,3 +65,16 @@ def tiny_sweep(tmp_path_factory) -> TinySweep:
     if result.returncode != 0:
         raise AssertionError(f"the tiny sweep failed ({result.returncode}):\n{output[-6000:]}")
     return TinySweep(work=work, elapsed=elapsed, output=output)
+
+
+@pytest.fixture(autouse=True)
+def tracking_uri_left_as_found():
+    """``mlflow.set_tracking_uri`` (used by tests to read a sweep's store) also sets the environment
+    variable MLFLOW_TRACKING_URI, which kanlib honours over a config's URI: put it back as it was, so
+    a test never sends a later one's runs to its store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
