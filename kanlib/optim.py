@@ -272,16 +272,16 @@ class LBFGS:
     def _direction_two_loop(self, grad):
         """-H grad by the two-loop recursion (Nocedal & Wright, Algorithm 7.4): on numpy
         vectors the 4m tiny operations cost less than the compact form's small solves."""
-        q = -grad
+        q = -grad  # a new array: updated in place below (the same numbers, fewer allocations)
         alphas = []
         for s, y, rho in zip(reversed(self.old_steps), reversed(self.old_grad_diffs), reversed(self.rho)):
             alpha = rho * float(s @ q)
-            q = q - alpha * y
+            q -= alpha * y
             alphas.append(alpha)
-        r = q * self.h_diag
+        q *= self.h_diag
         for s, y, rho, alpha in zip(self.old_steps, self.old_grad_diffs, self.rho, reversed(alphas)):
-            r = r + (alpha - rho * float(y @ r)) * s
-        return r
+            q += (alpha - rho * float(y @ q)) * s
+        return q
 
     def _remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
         ys = float(y @ s)
@@ -301,7 +301,6 @@ class LBFGS:
         (or the best point found when the search gives up)."""
         c1, c2 = self.c1, self.c2
         vec = self.vectors
-        d_norm = vec.absmax(d)
         f_new, g_new = self._evaluate(closure, x + t * d)
         evals = 1
         gtd_new = float(g_new @ d)
@@ -335,7 +334,8 @@ class LBFGS:
 
         # zoom phase
         insufficient_progress = False
-        x_scale = max(1.0, vec.absmax(x))
+        if not done:  # (only the zoom needs these two norms)
+            d_norm, x_scale = vec.absmax(d), max(1.0, vec.absmax(x))
         while not done and ls_iter < self.max_line_search and len(bracket) == 2:
             a, b = bracket
             if abs(b[0] - a[0]) * d_norm < self.bracket_rtol * x_scale:  # the bracket no longer moves x
