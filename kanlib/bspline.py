@@ -94,7 +94,7 @@ def pad_coefficients(coef: torch.Tensor, k: int) -> torch.Tensor:
 
     (..., n) -> (..., n + 2k + 2); ``LocalBasis.index`` indexes this padded axis.
     """
-    return torch.nn.functional.pad(coef, (k + 1, k + 1))
+    return torch.constant_pad_nd(coef, (k + 1, k + 1))  # F.pad's kernel without its Python wrapper
 
 
 @cache
@@ -248,7 +248,7 @@ _WINDOW_OFFSETS: dict = {}
 
 def window_offsets(in_dim: int, n_coef: int, k: int, device) -> torch.Tensor:
     """(k+1, in_dim, 1) long: i * (n + 2k + 2) + r, cached per shape and device."""
-    key = (in_dim, n_coef, k, str(device))
+    key = (in_dim, n_coef, k, device)  # (torch.device or str: hashable either way, no str() per call)
     offsets = _WINDOW_OFFSETS.get(key)
     if offsets is None:
         rows = torch.arange(in_dim, device=device) * (n_coef + 2 * k + 2)  # (in,)
@@ -263,13 +263,16 @@ def flat_coefficients(coef: torch.Tensor, k: int) -> torch.Tensor:
     return pad_coefficients(coef, k).transpose(0, 1).reshape(out_dim, -1)
 
 
-def gather_windows(coef: torch.Tensor, positions: torch.Tensor, k: int) -> torch.Tensor:
+def gather_windows(
+    coef: torch.Tensor, positions: torch.Tensor, k: int, flat: torch.Tensor | None = None
+) -> torch.Tensor:
     """The k+1 active coefficients of every edge and sample.
 
     coef: (in_dim, out_dim, n); positions: (k+1, in_dim, batch) from :func:`window_index`
-    -> (out_dim, k+1, in_dim, batch)
+    -> (out_dim, k+1, in_dim, batch). ``flat``: :func:`flat_coefficients` of coef, when the caller has it.
     """
-    flat = flat_coefficients(coef, k)  # (out, in*(n+2k+2))
+    if flat is None:
+        flat = flat_coefficients(coef, k)  # (out, in*(n+2k+2))
     out_dim = coef.shape[1]
     if out_dim == 1:  # 1-d index_select is the fastest gather on the CPU
         return flat.view(-1).index_select(0, positions.view(-1)).view(1, *positions.shape)
