@@ -162,7 +162,11 @@ class KANLayer(nn.Module):
 
     def forward_t(self, x_t: torch.Tensor) -> torch.Tensor:
         """Feature-major forward with autograd: x_t (in_dim, batch) -> (out_dim, batch)."""
-        needs_x_grad = x_t.requires_grad and torch.is_grad_enabled()
+        if not torch.is_grad_enabled():  # (e.g. the test-set evaluation in fit): the same forward, no autograd node
+            params = self._parameters
+            basis = self.basis(x_t)
+            return layer_forward(x_t, params["coef"], params["scale_base"], params["scale_sp"], basis, self.k)[0]
+        needs_x_grad = x_t.requires_grad
         basis = self.basis(x_t.detach(), derivatives=needs_x_grad)
         derivs = basis.derivatives if basis.derivatives is not None else basis.values
         return _KANLayerFunction.apply(
