@@ -151,6 +151,16 @@ class UniformGridConstants:
         )
 
 
+def _floor(s: torch.Tensor) -> torch.Tensor:
+    """torch.floor(s), bit for bit. On the CPU through numpy: torch's floor is a VML kernel that
+    splits from 2048 elements over the torch threads, so with 2+ threads every loss evaluation
+    opened a parallel region for a few microseconds of work (the other threads then spin, and on a
+    busy machine the region waits ~0.1 ms for a descheduled thread)."""
+    if s.device.type == "cpu" and s.dtype in (torch.float64, torch.float32) and not s.requires_grad:
+        return torch.from_numpy(np.floor(s.numpy()))
+    return torch.floor(s)
+
+
 def local_basis_uniform(x_t: torch.Tensor, grid: UniformGridConstants, derivatives: bool = False) -> LocalBasis:
     """:func:`local_basis` on equally spaced knots for feature-major samples x_t (in_dim, batch).
 
@@ -162,7 +172,7 @@ def local_basis_uniform(x_t: torch.Tensor, grid: UniformGridConstants, derivativ
     s = torch.addcmul(grid.shift, x_t, grid.inv_h)  # (in, B): (x - t[0]) / h
     # NaN and far-away inputs land in interval -1 or n_intervals, whose padded coefficients are all zero
     s = s.nan_to_num_(nan=-1.0).clamp_(-1.0, float(grid.n_intervals))
-    interval = torch.floor(s)
+    interval = _floor(s)
     u = s - interval  # (in, B) in [0, 1)
     powers = [u]
     for _ in range(k - 1):
