@@ -94,7 +94,7 @@ def pad_coefficients(coef: torch.Tensor, k: int) -> torch.Tensor:
 
     (..., n) -> (..., n + 2k + 2); ``LocalBasis.index`` indexes this padded axis.
     """
-    return torch.nn.functional.pad(coef, (k + 1, k + 1))
+    return torch.constant_pad_nd(coef, (k + 1, k + 1))  # F.pad's kernel without its Python wrapper
 
 
 @cache
@@ -151,6 +151,16 @@ class UniformGridConstants:
         )
 
 
+def _floor(s: torch.Tensor) -> torch.Tensor:
+    """torch.floor(s), bit for bit. On the CPU through numpy: torch's floor is a VML kernel that
+    splits from 2048 elements over the torch threads, so with 2+ threads every loss evaluation
+    opened a parallel region for a few microseconds of work (the other threads then spin, and on a
+    busy machine the region waits ~0.1 ms for a descheduled thread)."""
+    if s.device.type == "cpu" and s.dtype in (torch.float64, torch.float32) and not s.requires_grad:
+        return torch.from_numpy(np.floor(s.numpy()))
+    return torch.floor(s)
+
+
 def local_basis_uniform(x_t: torch.Tensor, grid: UniformGridConstants, derivatives: bool = False) -> LocalBasis:
     """:func:`local_basis` on equally spaced knots for feature-major samples x_t (in_dim, batch).
 
@@ -162,7 +172,7 @@ def local_basis_uniform(x_t: torch.Tensor, grid: UniformGridConstants, derivativ
     s = torch.addcmul(grid.shift, x_t, grid.inv_h)  # (in, B): (x - t[0]) / h
     # NaN and far-away inputs land in interval -1 or n_intervals, whose padded coefficients are all zero
     s = s.nan_to_num_(nan=-1.0).clamp_(-1.0, float(grid.n_intervals))
-    interval = torch.floor(s)
+    interval = _floor(s)
     u = s - interval  # (in, B) in [0, 1)
     powers = [u]
     for _ in range(k - 1):
@@ -248,7 +258,7 @@ _WINDOW_OFFSETS: dict = {}
 
 def window_offsets(in_dim: int, n_coef: int, k: int, device) -> torch.Tensor:
     """(k+1, in_dim, 1) long: i * (n + 2k + 2) + r, cached per shape and device."""
-    key = (in_dim, n_coef, k, str(device))
+    key = (in_dim, n_coef, k, device)  # (torch.device or str: hashable either way, no str() per call)
     offsets = _WINDOW_OFFSETS.get(key)
     if offsets is None:
         rows = torch.arange(in_dim, device=device) * (n_coef + 2 * k + 2)  # (in,)
@@ -263,13 +273,16 @@ def flat_coefficients(coef: torch.Tensor, k: int) -> torch.Tensor:
     return pad_coefficients(coef, k).transpose(0, 1).reshape(out_dim, -1)
 
 
-def gather_windows(coef: torch.Tensor, positions: torch.Tensor, k: int) -> torch.Tensor:
+def gather_windows(
+    coef: torch.Tensor, positions: torch.Tensor, k: int, flat: torch.Tensor | None = None
+) -> torch.Tensor:
     """The k+1 active coefficients of every edge and sample.
 
     coef: (in_dim, out_dim, n); positions: (k+1, in_dim, batch) from :func:`window_index`
-    -> (out_dim, k+1, in_dim, batch)
+    -> (out_dim, k+1, in_dim, batch). ``flat``: :func:`flat_coefficients` of coef, when the caller has it.
     """
-    flat = flat_coefficients(coef, k)  # (out, in*(n+2k+2))
+    if flat is None:
+        flat = flat_coefficients(coef, k)  # (out, in*(n+2k+2))
     out_dim = coef.shape[1]
     if out_dim == 1:  # 1-d index_select is the fastest gather on the CPU
         return flat.view(-1).index_select(0, positions.view(-1)).view(1, *positions.shape)

@@ -31,15 +31,16 @@ from .bspline import (
 from .lstsq import fit_spline_coefficients
 
 
-def layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k: int, positions=None, base=None):
+def layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k: int, positions=None, base=None, flat=None):
     """y = silu(x) @ scale_base + sum_i scale_sp * spline(x), feature-major, and what backward needs.
 
     x_t: (in, B), coef: (in, out, n), scale_*: (in, out) -> y_t: (out, B), saved tensors.
-    positions (window_index of the basis) and base (silu(x_t)) may be passed in when cached.
+    positions (window_index of the basis) and base (silu(x_t)) may be passed in when cached,
+    flat (flat_coefficients of coef) when the caller keeps a padded copy of coef.
     """
     if positions is None:
         positions = window_index(basis.index, coef.shape[2], k)  # (k+1, in, B)
-    windows = gather_windows(coef, positions, k)  # (out, k+1, in, B)
+    windows = gather_windows(coef, positions, k, flat)  # (out, k+1, in, B)
     spline = (windows * basis.values).sum(1)  # (out, in, B)
     if base is None:
         base = torch.nn.functional.silu(x_t)  # (in, B)
@@ -150,17 +151,22 @@ class KANLayer(nn.Module):
     # ---- evaluation -------------------------------------------------------------------
     def basis(self, x_t: torch.Tensor, derivatives: bool = False) -> LocalBasis:
         """Local basis of this layer's knots at feature-major samples x_t (in_dim, batch)."""
+        knots = self._buffers["knots"]  # (plain dict look-ups: this runs once per loss evaluation)
         if not self.uniform_grid:
-            return local_basis_general(x_t, self.knots, self.k, derivatives)
-        key = (self.knots.data_ptr(), self.knots._version, self.knots.dtype, self.knots.device)
-        if getattr(self, "_uniform_key", None) != key:  # grid moved or changed device: recompute once
-            self._uniform_constants = UniformGridConstants.of(self.knots, self.k)
+            return local_basis_general(x_t, knots, self.k, derivatives)
+        key = (knots.data_ptr(), knots._version, knots.dtype, knots.device)
+        if self.__dict__.get("_uniform_key") != key:  # grid moved or changed device: recompute once
+            self._uniform_constants = UniformGridConstants.of(knots, self.k)
             self._uniform_key = key
         return local_basis_uniform(x_t, self._uniform_constants, derivatives)
 
     def forward_t(self, x_t: torch.Tensor) -> torch.Tensor:
         """Feature-major forward with autograd: x_t (in_dim, batch) -> (out_dim, batch)."""
-        needs_x_grad = x_t.requires_grad and torch.is_grad_enabled()
+        if not torch.is_grad_enabled():  # (e.g. the test-set evaluation in fit): the same forward, no autograd node
+            params = self._parameters
+            basis = self.basis(x_t)
+            return layer_forward(x_t, params["coef"], params["scale_base"], params["scale_sp"], basis, self.k)[0]
+        needs_x_grad = x_t.requires_grad
         basis = self.basis(x_t.detach(), derivatives=needs_x_grad)
         derivs = basis.derivatives if basis.derivatives is not None else basis.values
         return _KANLayerFunction.apply(
@@ -178,24 +184,44 @@ class KANLayer(nn.Module):
         basis, coefficient positions and SiLU values are kept and reused while the input
         and the grid stay the same: they do not depend on the parameters being optimised.
         """
+        params = self._parameters  # (plain dict look-ups instead of nn.Module.__getattr__)
+        coef, scale_base, scale_sp = params["coef"], params["scale_base"], params["scale_sp"]
+        flat = self._flat_coefficients(coef)
         if need_input_grad:
             basis = self.basis(x_t, derivatives=True)
-            return layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k)
-        key = (x_t.data_ptr(), x_t._version, x_t.shape, self.knots.data_ptr(), self.knots._version, self.coef.shape)
-        if getattr(self, "_input_cache_key", None) != key:
+            return layer_forward(x_t, coef, scale_base, scale_sp, basis, self.k, flat=flat)
+        knots = self._buffers["knots"]
+        key = (x_t.data_ptr(), x_t._version, x_t.shape, knots.data_ptr(), knots._version, coef.shape)
+        if self.__dict__.get("_input_cache_key") != key:
             basis = self.basis(x_t)
             self._input_cache = (
                 basis,
-                window_index(basis.index, self.coef.shape[2], self.k),
+                window_index(basis.index, coef.shape[2], self.k),
                 torch.nn.functional.silu(x_t),
             )
             self._input_cache_key = key
         basis, positions, base = self._input_cache
-        return layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k, positions, base)
+        return layer_forward(x_t, coef, scale_base, scale_sp, basis, self.k, positions, base, flat)
+
+    def _flat_coefficients(self, coef: torch.Tensor) -> torch.Tensor:
+        """:func:`~kanlib.bspline.flat_coefficients` of coef, written into a zero-padded buffer kept
+        between evaluations (one copy instead of allocating, zeroing and filling a new one).
+        The gather reads it at once and backward never does, so overwriting it is safe."""
+        k = self.k
+        in_dim, out_dim, n = coef.shape
+        key = (coef.shape, coef.dtype, coef.device, torch.is_inference_mode_enabled())
+        if self.__dict__.get("_padded_key") != key:
+            self._padded = coef.new_zeros(in_dim, out_dim, n + 2 * k + 2)
+            self._padded_key = key
+        padded = self._padded
+        padded[:, :, k + 1 : k + 1 + n] = coef
+        if out_dim == 1:
+            return padded.view(1, -1)
+        return padded.transpose(0, 1).reshape(out_dim, -1)
 
     def backward_from_cache(self, saved, grad_y_t: torch.Tensor, need_input_grad: bool):
         """(grad_x_t, grad_coef, grad_scale_base, grad_scale_sp) for the output gradient grad_y_t (out, B)."""
-        return layer_backward(saved, grad_y_t, self.coef.shape[2], self.k, need_input_grad)
+        return layer_backward(saved, grad_y_t, self._parameters["coef"].shape[2], self.k, need_input_grad)
 
     def spline_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Spline part of each edge, without scales: (batch, in_dim) -> (batch, in_dim, out_dim)"""

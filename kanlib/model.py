@@ -271,22 +271,19 @@ class KAN(nn.Module):
         saved = []
         h = x_t
         y = y_t
-        for layer in self.layers:
+        layers = list(self._modules["layers"])
+        for layer in layers:
             h, cache = layer.forward_and_cache(h, need_input_grad=len(saved) > 0)
             saved.append(cache)
         residual = h - y  # (out, B)
         loss = torch.mean(residual * residual)
         grad = residual * (2.0 / residual.numel())
-        for index in range(self.depth - 1, -1, -1):
-            layer = self.layers[index]
-            grad, grad_coef, grad_scale_base, grad_scale_sp = layer.backward_from_cache(
-                saved[index], grad, need_input_grad=index > 0
-            )
-            for param, value in (
-                (layer.coef, grad_coef),
-                (layer.scale_base, grad_scale_base),
-                (layer.scale_sp, grad_scale_sp),
-            ):
+        for index in range(len(saved) - 1, -1, -1):
+            layer = layers[index]
+            grad, *param_grads = layer.backward_from_cache(saved[index], grad, need_input_grad=index > 0)
+            params = layer._parameters  # (plain dict look-ups: this runs once per loss evaluation)
+            for name, value in zip(("coef", "scale_base", "scale_sp"), param_grads):
+                param = params[name]
                 param.grad = value if param.requires_grad else None
         return loss
 

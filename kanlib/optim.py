@@ -213,7 +213,7 @@ class LBFGS:
             if self.n_iter == 0:
                 step_size = min(1.0, 1.0 / vec.abssum(grad)) * self.lr
             self.n_iter += 1
-            gtd = float(grad @ direction)
+            gtd = float(grad.dot(direction))
             if gtd > -self.tolerance_change * max(abs(loss), 1e-300):  # not a descent direction any more
                 self.stuck = True
                 break
@@ -271,21 +271,23 @@ class LBFGS:
 
     def _direction_two_loop(self, grad):
         """-H grad by the two-loop recursion (Nocedal & Wright, Algorithm 7.4): on numpy
-        vectors the 4m tiny operations cost less than the compact form's small solves."""
-        q = -grad
+        vectors the 4m tiny operations cost less than the compact form's small solves.
+        (Dot products here and below are ``a.dot(b)``: the same BLAS call as ``a @ b`` on 1-d
+        vectors, numpy or torch, with less per-call overhead.)"""
+        q = -grad  # a new array: updated in place below (the same numbers, fewer allocations)
         alphas = []
         for s, y, rho in zip(reversed(self.old_steps), reversed(self.old_grad_diffs), reversed(self.rho)):
-            alpha = rho * float(s @ q)
-            q = q - alpha * y
+            alpha = rho * float(s.dot(q))
+            q -= alpha * y
             alphas.append(alpha)
-        r = q * self.h_diag
+        q *= self.h_diag
         for s, y, rho, alpha in zip(self.old_steps, self.old_grad_diffs, self.rho, reversed(alphas)):
-            r = r + (alpha - rho * float(y @ r)) * s
-        return r
+            q += (alpha - rho * float(y.dot(q))) * s
+        return q
 
     def _remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        ys = float(y @ s)
-        if ys > 1e-10 * max(float(y @ y), 1e-300) ** 0.5 * max(float(s @ s), 1e-300) ** 0.5 and ys > 0:
+        ys = float(y.dot(s))
+        if ys > 1e-10 * max(float(y.dot(y)), 1e-300) ** 0.5 * max(float(s.dot(s)), 1e-300) ** 0.5 and ys > 0:
             if len(self.old_steps) == self.history_size:
                 self.old_steps.pop(0)
                 self.old_grad_diffs.pop(0)
@@ -293,7 +295,7 @@ class LBFGS:
             self.old_steps.append(s)
             self.old_grad_diffs.append(y)
             self.rho.append(1.0 / ys)
-            self.h_diag = ys / float(y @ y)
+            self.h_diag = ys / float(y.dot(y))
 
     # ---- strong-Wolfe line search (Nocedal & Wright, algorithms 3.5 and 3.6) ----------------------
     def _line_search(self, closure, x, t, d, f, g, gtd):
@@ -301,10 +303,9 @@ class LBFGS:
         (or the best point found when the search gives up)."""
         c1, c2 = self.c1, self.c2
         vec = self.vectors
-        d_norm = vec.absmax(d)
         f_new, g_new = self._evaluate(closure, x + t * d)
         evals = 1
-        gtd_new = float(g_new @ d)
+        gtd_new = float(g_new.dot(d))
         t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
         done = False
         ls_iter = 0
@@ -328,14 +329,15 @@ class LBFGS:
             t = t_next
             f_new, g_new = self._evaluate(closure, x + t * d)
             evals += 1
-            gtd_new = float(g_new @ d)
+            gtd_new = float(g_new.dot(d))
             ls_iter += 1
         if bracket is None:  # reached max_line_search while extrapolating
             bracket = [(t_prev, f_prev, g_prev, gtd_prev), (t, f_new, g_new, gtd_new)]
 
         # zoom phase
         insufficient_progress = False
-        x_scale = max(1.0, vec.absmax(x))
+        if not done:  # (only the zoom needs these two norms)
+            d_norm, x_scale = vec.absmax(d), max(1.0, vec.absmax(x))
         while not done and ls_iter < self.max_line_search and len(bracket) == 2:
             a, b = bracket
             if abs(b[0] - a[0]) * d_norm < self.bracket_rtol * x_scale:  # the bracket no longer moves x
@@ -353,7 +355,7 @@ class LBFGS:
                 insufficient_progress = False
             f_new, g_new = self._evaluate(closure, x + t * d)
             evals += 1
-            gtd_new = float(g_new @ d)
+            gtd_new = float(g_new.dot(d))
             ls_iter += 1
             low = 0 if a[1] <= b[1] else 1
             high = 1 - low

@@ -116,3 +116,19 @@ def test_cost_per_sample_does_not_depend_on_grid_size():
             uniform_grid(torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), grid_size), 3
         )
         assert local_basis(x, knots, 3).values.shape == (4, 2, 50)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_floor_is_torch_floor_bit_for_bit(dtype):
+    """The basis's numpy floor (no parallel region) equals torch.floor, signs of zero included."""
+    from kanlib.bspline import _floor
+
+    s = torch.cat(
+        [
+            torch.tensor([-1.0, -0.5, -1e-17, -0.0, 0.0, 1e-300, 0.999999999, 1.0, 104.0, 2.5]),
+            torch.randn(5000, dtype=torch.float64) * 60,
+        ]
+    ).to(dtype)[None, :]
+    ours, reference = _floor(s), torch.floor(s)
+    assert ours.dtype == reference.dtype and torch.equal(ours, reference)
+    assert torch.equal(torch.signbit(ours), torch.signbit(reference))
