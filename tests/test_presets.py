@@ -7,12 +7,14 @@ config/paper_fig3_1.yaml (the KAN paper's Fig. 2.3 and Fig. 3.1).
 from __future__ import annotations
 
 import collections
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -65,3 +67,75 @@ def test_paper_fig3_1_preset_dag(tmp_path):
         "exp_mean_sin_sq_100d": [[100, 1, 1]],
         "exp_composition_4d": [[4, 4, 2, 1]],
     }
+
+
+# ---- miniatures: each paper preset as it is, overridden to tiny grids, steps and sizes, end to end ----------
+
+TINY = {"grids": [3, 5], "steps": 2, "stop_grid_update_step": 1, "grid_update_num": 1}
+
+
+def run_miniature(tmp_path: Path, preset: str, overrides: dict) -> tuple[Path, str]:
+    """The preset merged with ``overrides`` through a real Snakemake into a real SQLite MLflow store."""
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "config", work / "config")
+    (work / "config" / "mini.yaml").write_text(yaml.safe_dump(overrides))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--cores", "2"]
+    command += ["--configfile", f"config/{preset}.yaml", "config/mini.yaml"]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return work, output
+
+
+def finished_children(work: Path) -> pd.DataFrame:
+    """Child runs under the sweep's single parent (asserted FINISHED by the caller)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    experiment = client.get_experiment_by_name("kan-scaling")
+    runs = client.search_runs([experiment.experiment_id], max_results=5000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return pd.DataFrame(
+        {
+            "status": [r.info.status for r in children],
+            "family": [r.data.params.get("family") for r in children],
+            "width": [r.data.params.get("width") for r in children],
+        }
+    )
+
+
+def test_paper_fig2_3_miniature_end_to_end(tmp_path):
+    work, _ = run_miniature(tmp_path, "paper_fig2_3", {**TINY, "data_sizes": [60], "test_num": 60})
+    results = pd.read_csv(work / "results/paper_fig2_3/results.csv", dtype={"width": str})
+    # [2,1,1] and [2,5,1] x 3 seeds x 2 grid levels, one dataset per seed
+    assert len(results) == 12 and set(results["width"]) == {"2-1-1", "2-5-1"} and results["seed"].nunique() == 3
+    assert results["test_median_rmse"].notna().all()
+    children = finished_children(work)
+    assert len(children) == 12 and (children["status"] == "FINISHED").all()
+    summary = (work / "results/paper_fig2_3/summary.md").read_text()
+    assert "KAN [2,1,1]" in summary and "KAN [2,5,1]" in summary and "test median-RMSE" in summary
+
+
+def test_paper_fig3_1_miniature_end_to_end(tmp_path):
+    overrides = {
+        **TINY,
+        "data_sizes": [40],
+        "test_num": 40,
+        "seeds": [0],
+        "mlp": {"widths": [], "activations": ["silu"], "steps": 2},
+    }
+    work, _ = run_miniature(tmp_path, "paper_fig3_1", overrides)
+    results = pd.read_csv(work / "results/paper_fig3_1/results.csv", dtype={"width": str})
+    # 5 functions: a chain of 2 levels each and 20 MLPs each (depths 2-5 x widths 5-100)
+    assert (results["family"] == "kan").sum() == 10 and (results["family"] == "mlp").sum() == 100
+    assert results.groupby("function")["family"].apply(lambda f: (f == "mlp").sum()).eq(20).all()
+    children = finished_children(work)
+    assert len(children) == 110 and (children["status"] == "FINISHED").all()
+    families = pd.read_csv(work / "results/paper_fig3_1/report/families.csv")
+    assert len(families) == 10 and set(families["family"]) == {"kan", "mlp"}
+    for function in results["function"].unique():
+        assert (work / f"results/paper_fig3_1/report/{function}/families.png").is_file()
