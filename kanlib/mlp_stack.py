@@ -22,7 +22,7 @@ from torch import nn
 
 from .layer_stack import _per_model, elementwise_per_model
 from .mlp import MLP
-from .stack import _check_same_architecture
+from .stack import ModelStack, _check_same_architecture
 from .stack_training import fit_stack, models_input
 
 __all__ = ["MLPStack"]
@@ -109,7 +109,7 @@ class _LinearStack(nn.Module):
         return _StackedLinear.apply(x, self.weight, self.bias)
 
 
-class MLPStack(nn.Module):
+class MLPStack(ModelStack):
     """S MLPs of one architecture as one module; see :class:`~kanlib.KANStack` for the calls."""
 
     #: No spline grid: fit_stack skips grid updates.
@@ -146,19 +146,6 @@ class MLPStack(nn.Module):
                     layer.bias.copy_(stacked.bias[s])
             models.append(model)
         return models
-
-    @property
-    def n_models(self) -> int:
-        return len(self.configs)
-
-    @property
-    def seeds(self) -> list[int]:
-        return [config.seed for config in self.configs]
-
-    @property
-    def n_params(self) -> int:
-        """Trainable scalars of one model (as MLP.n_params)."""
-        return sum(p[0].numel() for p in self.parameters() if p.requires_grad)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -44,7 +44,27 @@ def _check_same_architecture(configs: Sequence, what: str) -> None:
                 )
 
 
-class KANStack(nn.Module):
+class ModelStack(nn.Module):
+    """What every stack of S same-shaped models has: ``configs`` (one per model, with its seed) and
+    parameters whose leading dimension is the model."""
+
+    configs: list
+
+    @property
+    def n_models(self) -> int:
+        return len(self.configs)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [config.seed for config in self.configs]
+
+    @property
+    def n_params(self) -> int:
+        """Trainable scalars of one model (as its family's n_params)."""
+        return sum(p[0].numel() for p in self.parameters() if p.requires_grad)
+
+
+class KANStack(ModelStack):
     """S KANs of one architecture as one module (parameters with a leading model axis).
 
     Build with :meth:`stack` (from single :class:`~kanlib.KAN` models) and split with
@@ -92,14 +112,6 @@ class KANStack(nn.Module):
 
     # ---- properties -----------------------------------------------------------------------
     @property
-    def n_models(self) -> int:
-        return len(self.configs)
-
-    @property
-    def seeds(self) -> list[int]:
-        return [config.seed for config in self.configs]
-
-    @property
     def depth(self) -> int:
         return len(self.layers)
 
@@ -108,11 +120,6 @@ class KANStack(nn.Module):
         return self.layers[0].grid_size
 
     grid = grid_size
-
-    @property
-    def n_params(self) -> int:
-        """Trainable scalars of one model (as KAN.n_params)."""
-        return sum(p[0].numel() for p in self.parameters() if p.requires_grad)
 
     @property
     def dtype(self) -> torch.dtype:
