@@ -46,17 +46,19 @@ def test_kan_vs_mlp_preset_dag(tmp_path):
 
 
 def test_paper_fig2_3_preset_dag(tmp_path):
-    # [2,1,1] and [2,5,1] x 3 seeds x 9 grid levels (G = 3 ... 1000), one function, N = 1000
+    # [2,1,1] and [2,5,1] x 9 grid levels (G = 3 ... 1000), one function, N = 1000; the 3 seeds of a
+    # level train in one job (batch_seeds)
     counts = dry_run_counts(tmp_path, "paper_fig2_3")
-    assert counts["dataset"] == 3 and counts["train"] == 2 * 3 * 9 and counts["train_mlp"] == 0
+    assert counts["dataset"] == 3 and counts["train_seeds"] == 2 * 9 and counts["train_mlp_seeds"] == 0
     config = yaml.safe_load((REPO / "config/paper_fig2_3.yaml").read_text())
     assert config["grids"] == [3, 5, 10, 20, 50, 100, 200, 500, 1000] and config["steps"] == 200
 
 
 def test_paper_fig3_1_preset_dag(tmp_path):
-    # 5 functions x 3 seeds: 15 datasets, 15 chains of 9 levels, 5 x 20 MLPs (depths 2-5 x widths 5-100) x 3 seeds
+    # 5 functions x 3 seeds: 15 datasets, 15 chains of 9 levels, 5 x 20 MLPs (depths 2-5 x widths 5-100) x 3
+    # seeds; the 3 seeds of a level (of an MLP) train in one job (batch_seeds)
     counts = dry_run_counts(tmp_path, "paper_fig3_1")
-    assert counts["dataset"] == 15 and counts["train"] == 5 * 3 * 9 and counts["train_mlp"] == 5 * 20 * 3
+    assert counts["dataset"] == 15 and counts["train_seeds"] == 5 * 9 and counts["train_mlp_seeds"] == 5 * 20
     assert counts["report_families"] == 5
     config = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())
     shapes = {entry["name"]: entry["widths"] for entry in config["functions"]}

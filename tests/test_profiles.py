@@ -48,7 +48,7 @@ def test_slurm_profile_defaults_have_no_site_values():
     assert profile["executor"] == "slurm" and profile["slurm-status-command"] == "squeue"
     assert profile["default-resources"] == {"runtime": 30, "mem_mb": 1000}  # no partition, account or QOS
     assert "groups" not in profile  # grouping is opt-in
-    assert load_profile("slurm", KANLIB_SLURM_GROUP_CHAINS="1")["groups"] == {"train": "chain"}
+    assert load_profile("slurm", KANLIB_SLURM_GROUP_CHAINS="1")["groups"] == {"train": "chain", "train_seeds": "chain"}
     assert "groups" not in load_profile("slurm", KANLIB_SLURM_GROUP_CHAINS="0")
 
 
@@ -68,12 +68,10 @@ def test_site_settings_come_from_the_environment():
         "slurm_account": "proj1",
         "qos": "short",
     }
-    assert profile["set-resources"] == {
-        "train": {"gpu": 2, "gpu_model": "a100"},
-        "train_mlp": {"gpu": 2, "gpu_model": "a100"},
-    }
+    rules = ("train", "train_mlp", "train_seeds", "train_mlp_seeds")
+    assert profile["set-resources"] == {rule: {"gpu": 2, "gpu_model": "a100"} for rule in rules}
     assert profile["config"] == {"device": "cuda"}
-    assert load_profile("slurm-gpu")["set-resources"] == {"train": {"gpu": 1}, "train_mlp": {"gpu": 1}}
+    assert load_profile("slurm-gpu")["set-resources"] == {rule: {"gpu": 1} for rule in rules}
 
 
 @pytest.mark.parametrize("environ", [{}, {"KANLIB_SLURM_PARTITION": "p", "KANLIB_SLURM_ACCOUNT": "a"}])

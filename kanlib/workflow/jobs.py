@@ -214,9 +214,36 @@ def _kan_parameter_count(width, grid: int, k: int) -> int:
     return sum(a * b * (grid + k + 2) for a, b in zip(width, width[1:]))
 
 
-def _failure_reason(log_file: Path, previous_missing: int | None) -> str:
+def _finished_files(run: Path) -> Path | None:
+    """The folder with a level's metrics.json and history.csv: the run folder, or its .completed/
+    copy when the files were logged but Snakemake deleted them (e.g. a batch_seeds job in which
+    another seed failed); None if the level did not finish."""
+    for folder in (run, run / ".completed"):
+        if (folder / "metrics.json").is_file() and (folder / "history.csv").is_file():
+            if folder == run or read_json(folder / "metrics.json").get("mlflow_synced"):
+                return folder
+    return None
+
+
+def _job_log(results_folder: Path, rule: str, run: Path) -> tuple[Path, str | None]:
+    """The log of the job that trained ``run``: the per-seed rule's, else the batch_seeds rule's
+    (one log for every seed; its lines for this seed contain ``seed<s> ``)."""
+    relative = run.relative_to(results_folder / "runs")
+    single = results_folder / "logs" / rule / f"{relative}.log"
+    if single.is_file():
+        return single, None
+    parts = list(relative.parts)
+    n_part = next(i for i, part in enumerate(parts) if "_seed" in part)
+    n_text, seed = parts[n_part].rsplit("_seed", 1)
+    parts[n_part] = n_text
+    return results_folder / "logs" / f"{rule}_seeds" / f"{Path(*parts)}.log", f"seed{seed} "
+
+
+def _failure_reason(log_file: Path, previous_missing: int | None, mark: str | None = None) -> str:
     if log_file.is_file():
         errors = [line for line in log_file.read_text(errors="replace").splitlines() if " ERROR " in line]
+        if mark is not None:
+            errors = [line for line in errors if mark in line]
         if errors:
             return errors[-1].split(" ERROR ", 1)[1][:300]
         return "started but did not finish (killed, or stopped with the run)"
@@ -247,14 +274,14 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
     missing_levels: dict[tuple, int] = {}
     for job in jobs:
         run = Path(run_dir(config, job.chain, job.grid))
-        if (run / "metrics.json").is_file() and (run / "history.csv").is_file():
-            metrics = read_json(run / "metrics.json")
+        done = _finished_files(run)
+        if done is not None:
+            metrics = read_json(done / "metrics.json")
             finished.append(metrics)
-            histories.append((metrics, read_history(run / "history.csv")))
+            histories.append((metrics, read_history(done / "history.csv")))
             continue
         chain_key = (job.chain.function, job.chain.width, job.chain.n_train, job.chain.seed)
-        log_file = results_folder / "logs" / "train" / f"{run.relative_to(results_folder / 'runs')}.log"
-        reason = _failure_reason(log_file, missing_levels.get(chain_key))
+        reason = _failure_reason(*_job_log(results_folder, "train", run), missing_levels.get(chain_key))
         missing_levels.setdefault(chain_key, job.grid)
         missing.append(
             {
@@ -278,12 +305,13 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
         )
     for mlp in mlp_jobs(config):
         run = Path(mlp_run_dir(config, mlp))
-        if (run / "metrics.json").is_file() and (run / "history.csv").is_file():
-            metrics = read_json(run / "metrics.json")
+        done = _finished_files(run)
+        if done is not None:
+            metrics = read_json(done / "metrics.json")
             finished.append(metrics)
-            histories.append((metrics, read_history(run / "history.csv")))
+            histories.append((metrics, read_history(done / "history.csv")))
             continue
-        log_file = results_folder / "logs" / "train_mlp" / f"{run.relative_to(results_folder / 'runs')}.log"
+        log_file, mark = _job_log(results_folder, "train_mlp", run)
         missing.append(
             {
                 "function": mlp.function,
@@ -298,7 +326,7 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
                 "wall_time_s": math.nan,
                 "device": "",
                 "mlflow_run_id": "",
-                "reason": _failure_reason(log_file, None),
+                "reason": _failure_reason(log_file, None, mark),
             }
         )
     if not finished:

@@ -569,6 +569,12 @@ def function_of_slug(config: dict, slug: str) -> str:
 # ---- resources (defaults; a SLURM profile may override them with set-resources) -------------------------
 
 
+def batch_seeds(config: dict) -> bool:
+    """Whether the seeds of one grid level (and of one MLP) train in one job: ``batch_seeds`` on and
+    more than one seed."""
+    return bool(config.get("batch_seeds", True)) and len(config["seeds"]) > 1
+
+
 def train_resources(
     n_train: int,
     grid: int,
@@ -580,6 +586,7 @@ def train_resources(
     threads: int = 1,
     grid_update_num: int = 10,
     device: str = "cpu",
+    n_models: int = 1,
 ) -> dict:
     """SLURM-sized resources of one grid level: ``mem_mb``, ``runtime`` (minutes), ``cpus_per_task``.
 
@@ -602,35 +609,40 @@ def train_resources(
     (Python, imports, MLflow). GPU fits are faster (docs/benchmarks.md); the CPU bound is kept.
 
     cpus_per_task: ``threads`` (the train rule's threads; torch uses that many).
+
+    ``n_models`` > 1: a job training that many seeds as one stack (batch_seeds); the per-model
+    memory and the runtime bound scale with it (a stack is faster than that, the bound is kept).
     """
     width = list(width)
     edges = sum(a * b for a, b in zip(width, width[1:]))
     inputs = sum(width[:-1])
     per_sample = 8 * (8 * (k + 1) * edges + 48 * sum(width))
     normal_equations = 16 * 8 * max(width[:-1]) * (grid + 2 * k + 1) ** 2
-    mem_mb = 100 * math.ceil(1.25 * (600 + (n_train * per_sample + normal_equations) / 2**20) / 100)
+    mem_mb = 100 * math.ceil(1.25 * (600 + n_models * (n_train * per_sample + normal_equations) / 2**20) / 100)
     if str(device).startswith("cuda"):
         mem_mb += 1500
     fit_seconds = steps * 20 * (1e-3 + 1e-7 * n_train * edges * (k + 1))
     grid_seconds = (grid_update_num + 1) * inputs * (1e-7 * n_train * (k + 1) ** 2 + 1e-9 * (grid + k) ** 3)
-    runtime = 5 + math.ceil(3 * (fit_seconds + grid_seconds) / 60)
+    runtime = 5 + math.ceil(3 * n_models * (fit_seconds + grid_seconds) / 60)
     return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt, "cpus_per_task": max(1, int(threads))}
 
 
-def mlp_resources(n_train: int, width, steps: int, attempt: int = 1, *, threads: int = 1, device: str = "cpu") -> dict:
+def mlp_resources(
+    n_train: int, width, steps: int, attempt: int = 1, *, threads: int = 1, device: str = "cpu", n_models: int = 1
+) -> dict:
     """SLURM-sized resources of one MLP fit: ``mem_mb``, ``runtime`` (minutes), ``cpus_per_task``.
 
     Memory: ~600 MB for Python, torch and mlflow plus, per sample, every layer's pre-activations,
     activations and their gradients (4 numbers per unit, 8 bytes) and the data; 25% headroom.
     Runtime: at most 20 loss evaluations a step, each ~1 ms plus ~2 ns per sample and weight
     (a forward and backward pass is ~3 multiply-adds per weight); times 3, plus 5 minutes.
-    Doubled on each retry, like :func:`train_resources`.
+    Doubled on each retry, like :func:`train_resources`; ``n_models`` as there.
     """
     width = list(width)
     weights = sum((a + 1) * b for a, b in zip(width, width[1:]))
-    mem_mb = 100 * math.ceil(1.25 * (600 + n_train * 8 * 4 * sum(width) / 2**20) / 100)
+    mem_mb = 100 * math.ceil(1.25 * (600 + n_models * n_train * 8 * 4 * sum(width) / 2**20) / 100)
     if str(device).startswith("cuda"):
         mem_mb += 1500
     fit_seconds = steps * 20 * (1e-3 + 2e-9 * n_train * weights)
-    runtime = 5 + math.ceil(3 * fit_seconds / 60)
+    runtime = 5 + math.ceil(3 * n_models * fit_seconds / 60)
     return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt, "cpus_per_task": max(1, int(threads))}

@@ -26,7 +26,15 @@ from . import runlog, tracking
 from .results import load_dataset, read_history, write_history
 from .sweep import TRAIN_KEYS, job_key, mlp_hyperparameters, mlp_job_key, parse_width, previous_grid
 
-__all__ = ["JobIdentity", "TrainOutputs", "TrackingSettings", "TrainJobError", "run_train_job"]
+__all__ = [
+    "JobIdentity",
+    "TrainOutputs",
+    "TrackingSettings",
+    "TrainJobError",
+    "run_train_job",
+    "run_train_stack_job",
+    "stack_reason",
+]
 
 
 class TrainJobError(RuntimeError):
@@ -363,11 +371,28 @@ def _build_model(identity: JobIdentity, dataset: dict, log):
     return model, init_time_s
 
 
+def _fit_options(identity: JobIdentity) -> dict:
+    """The keyword arguments of ``fit`` (and ``fit_stack``) for the job's hyperparameters."""
+    hp = identity.hp
+    return {
+        "opt": hp["optimizer"],
+        "steps": hp["steps"],
+        "lr": hp["lr"],
+        # an MLP has no grid to update and no regulariser
+        "update_grid": hp.get("update_grid", False),
+        "grid_update_num": hp.get("grid_update_num", 10),
+        "stop_grid_update_step": hp.get("stop_grid_update_step", 0),
+        "batch": hp["batch"],
+        "lamb": hp.get("lamb", 0.0),
+        "seed": identity.model_seed,
+        "progress": False,
+    }
+
+
 def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, log, started) -> dict:
     """Train the level, write model.pt, history.csv and metrics.json to ``unsynced``; returns the metrics."""
-    from ..training import DivergenceError, median_rmse
+    from ..training import DivergenceError
 
-    hp = identity.hp
     dataset, _ = load_dataset(identity.data_file)
     records, step_times = [], []
 
@@ -377,21 +402,7 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
 
     try:
         model, init_time_s = _build_model(identity, dataset, log)
-        fit = model.fit(
-            dataset,
-            opt=hp["optimizer"],
-            steps=hp["steps"],
-            lr=hp["lr"],
-            # an MLP has no grid to update and no regulariser
-            update_grid=hp.get("update_grid", False),
-            grid_update_num=hp.get("grid_update_num", 10),
-            stop_grid_update_step=hp.get("stop_grid_update_step", 0),
-            batch=hp["batch"],
-            lamb=hp.get("lamb", 0.0),
-            seed=identity.model_seed,
-            progress=False,
-            callback=remember,
-        )
+        fit = model.fit(dataset, **_fit_options(identity), callback=remember)
     except Exception as error:  # a diverged fit, CUDA missing or out of memory, a bad checkpoint ...
         outcome = _log_failed_run(identity, settings, parent, error, records, step_times, started)
         kind = "diverged" if isinstance(error, DivergenceError) else f"failed ({type(error).__name__})"
@@ -400,6 +411,30 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
         if isinstance(error, DivergenceError):
             raise TrainJobError(message) from error
         raise
+    return _write_unsynced(
+        identity, settings, parent, unsynced, model, fit, dataset, init_time_s, step_times, started, log
+    )
+
+
+def _write_unsynced(
+    identity: JobIdentity,
+    settings: TrackingSettings,
+    parent: dict,
+    unsynced: Path,
+    model,
+    fit: dict,
+    dataset: dict,
+    init_time_s: float,
+    step_times: list[int],
+    started: float,
+    log,
+    stack_size: int = 1,
+) -> dict:
+    """model.pt, history.csv and metrics.json of a trained model in ``unsynced``; returns the metrics.
+
+    ``stack_size`` > 1: the model was trained in a stack of that many (``wall_time_s`` is then its
+    share of the stack's wall time, ``stack_wall_time_s`` the whole)."""
+    from ..training import median_rmse
 
     unsynced.mkdir(parents=True, exist_ok=True)
     model.save(unsynced / "model.pt")  # model.pt first, metrics.json last
@@ -414,7 +449,9 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
         "min_test_rmse": min(fit["test_loss"]),
         "test_median_rmse": median_rmse(model, dataset["test_input"], dataset["test_label"]),
         "n_evals": sum(fit["n_evals"]),
-        "wall_time_s": fit["wall_time_s"],
+        "wall_time_s": fit["wall_time_s"] / stack_size,
+        "stack_size": stack_size,
+        "stack_wall_time_s": fit["wall_time_s"],
         "init_time_s": init_time_s,
         "step_times_ms": step_times,
         "started_at_ms": int(started * 1000),
@@ -460,7 +497,8 @@ def _log_run(
                 "parent": {**parent, "file": str(Path(parent["file"]).resolve())},
                 "run_name": identity.run_name,
                 "params": identity.mlflow_params(metrics["device"]),
-                "tags": identity.mlflow_tags(),
+                # how many models trained together with this one (batch_seeds); 1: alone
+                "tags": {**identity.mlflow_tags(), "kanlib.stack_size": str(metrics.get("stack_size", 1))},
                 "history": {name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
                 "final": {
                     "final_train_rmse": metrics["train_rmse"],
@@ -520,6 +558,75 @@ def _put_in_place(folder: Path, outputs: TrainOutputs, link: bool) -> None:
             os.replace(folder / name, target)
 
 
+def _announce(identity: JobIdentity, log) -> None:
+    if identity.family == "mlp":
+        log.info("job %s (MLP, %d steps)", identity.job, identity.hp["steps"])
+    else:
+        log.info(
+            "job %s (level %d, from %s)",
+            identity.job,
+            identity.grid_level,
+            f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch",
+        )
+
+
+def _restore_completed(identity: JobIdentity, outputs: TrainOutputs, log) -> dict | None:
+    """The metrics of a level that finished and was logged before with the same inputs (the kill came
+    before Snakemake recorded the job as done), its files put back; None if there is none.
+    Nothing is trained or logged again: a job never has two FINISHED runs."""
+    done = outputs.completed
+    record = read_json(done / "metrics.json") if (done / "metrics.json").is_file() else None
+    if record is None or record.get("fingerprint") != identity.fingerprint() or not record.get("mlflow_synced"):
+        return None
+    if not all((done / name).is_file() for _, name in outputs.names()):
+        return None
+    _put_in_place(done, outputs, link=True)
+    log.info(
+        "already complete: restored the outputs from %s (MLflow run %s); nothing trained or logged",
+        done,
+        record["mlflow_run_id"],
+    )
+    return record
+
+
+def _kept_result(identity: JobIdentity, outputs: TrainOutputs, log) -> dict | None:
+    """The metrics of a result from an earlier attempt (kept in unsynced/ because MLflow was
+    unreachable), if it was trained from the same inputs; else None (a mismatch is discarded)."""
+    unsynced = outputs.unsynced
+    stash = read_json(unsynced / "metrics.json") if (unsynced / "metrics.json").is_file() else None
+    if stash is not None and stash.get("fingerprint") != identity.fingerprint():
+        log.info("discarding %s: it was trained from other inputs", unsynced)
+        shutil.rmtree(unsynced)
+        stash = None
+    if stash is not None:
+        log.info("reusing the result in %s (trained earlier, not yet in MLflow)", unsynced)
+    return stash
+
+
+def _sync_and_place(
+    identity: JobIdentity, settings: TrackingSettings, parent: dict, outputs: TrainOutputs, metrics: dict, log
+) -> dict:
+    """Log the MLflow child run (unless done), then hard-link the files into .completed/ and move
+    them into place, metrics.json last; unsynced/ goes last. Returns the final metrics."""
+    unsynced, done = outputs.unsynced, outputs.completed
+    if not metrics["mlflow_synced"]:
+        run_id = _log_run(identity, settings, parent, unsynced, metrics, log)
+        metrics.update(mlflow_run_id=run_id, mlflow_synced=True)  # only now: the run is FINISHED
+        write_json(unsynced / "metrics.json", metrics)
+
+    # hard links first (no copy of the bytes), then the outputs; unsynced/ goes last
+    shutil.rmtree(done, ignore_errors=True)
+    staging = done.with_name(".completed.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for _, name in outputs.names():
+        os.link(unsynced / name, staging / name)
+    os.replace(staging, done)
+    _put_in_place(unsynced, outputs, link=False)
+    shutil.rmtree(unsynced, ignore_errors=True)
+    return metrics
+
+
 def run_train_job(
     identity: JobIdentity,
     *,
@@ -537,59 +644,172 @@ def run_train_job(
     """
     started = time.time()
     log = log or logging.getLogger("kanlib.job")
-    unsynced = outputs.unsynced
-    if identity.family == "mlp":
-        log.info("job %s (MLP, %d steps)", identity.job, identity.hp["steps"])
-    else:
-        log.info(
-            "job %s (level %d, from %s)",
-            identity.job,
-            identity.grid_level,
-            f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch",
-        )
+    _announce(identity, log)
     parent = {**read_json(parent_file), "file": str(parent_file)}
-    fingerprint = identity.fingerprint()
-
-    # Finished and logged before (the kill came before Snakemake recorded the job as done): put the
-    # same files back, train nothing, log nothing (a job never has two FINISHED runs).
-    done = outputs.completed
-    record = read_json(done / "metrics.json") if (done / "metrics.json").is_file() else None
-    if record is not None and record.get("fingerprint") == fingerprint and record.get("mlflow_synced"):
-        if all((done / name).is_file() for _, name in outputs.names()):
-            _put_in_place(done, outputs, link=True)
-            log.info(
-                "already complete: restored the outputs from %s (MLflow run %s); nothing trained or logged",
-                done,
-                record["mlflow_run_id"],
-            )
-            return record
-
-    # A result from an earlier attempt (kept because MLflow was unreachable) counts only for the same inputs.
-    stash = read_json(unsynced / "metrics.json") if (unsynced / "metrics.json").is_file() else None
-    if stash is not None and stash.get("fingerprint") != fingerprint:
-        log.info("discarding %s: it was trained from other inputs", unsynced)
-        shutil.rmtree(unsynced)
-        stash = None
-    if stash is not None:
-        log.info("reusing the result in %s (trained earlier, not yet in MLflow)", unsynced)
-        metrics = stash
-    else:
-        metrics = _train(identity, settings, parent, unsynced, log, started)
-
-    if not metrics["mlflow_synced"]:
-        run_id = _log_run(identity, settings, parent, unsynced, metrics, log)
-        metrics.update(mlflow_run_id=run_id, mlflow_synced=True)  # only now: the run is FINISHED
-        write_json(unsynced / "metrics.json", metrics)
-
-    # hard links first (no copy of the bytes), then the outputs; unsynced/ goes last
-    shutil.rmtree(done, ignore_errors=True)
-    staging = done.with_name(".completed.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for _, name in outputs.names():
-        os.link(unsynced / name, staging / name)
-    os.replace(staging, done)
-    _put_in_place(unsynced, outputs, link=False)
-    shutil.rmtree(unsynced, ignore_errors=True)
+    restored = _restore_completed(identity, outputs, log)
+    if restored is not None:
+        return restored
+    metrics = _kept_result(identity, outputs, log)
+    if metrics is None:
+        metrics = _train(identity, settings, parent, outputs.unsynced, log, started)
+    metrics = _sync_and_place(identity, settings, parent, outputs, metrics, log)
     log.info("done in %.2f s", time.time() - started)
     return metrics
+
+
+# ---- several seeds in one job (batch_seeds) ---------------------------------------------------------------
+
+
+def stack_reason(identities: list[JobIdentity]) -> str | None:
+    """Why these jobs cannot train as one stack (bit-identical to training them one by one), or None.
+
+    A stack draws one minibatch for all models and has no regulariser, so ``batch`` must take
+    the whole training set and ``lamb`` must be 0; every model must have one architecture."""
+    if len(identities) < 2:
+        return "one model"
+    hp = identities[0].hp
+    if hp["batch"] != -1:
+        return f"batch={hp['batch']} (each seed would draw its own minibatches; a stack needs batch: -1)"
+    if hp.get("lamb", 0.0) != 0:
+        return f"lamb={hp['lamb']} (the regulariser is not batched)"
+    shapes = {(i.family, i.width, i.k, i.grid_size, i.activation, i.n_train) for i in identities}
+    if len(shapes) > 1:
+        return f"the models differ in shape: {sorted(shapes, key=str)}"
+    return None
+
+
+def _train_stack(
+    identities: list[JobIdentity],
+    outputs: list[TrainOutputs],
+    settings: TrackingSettings,
+    parent: dict,
+    log,
+    started: float,
+    max_bytes: int | None,
+) -> list[dict]:
+    """Train the models of ``identities`` as one stack and write each one's unsynced/ files.
+
+    Raises the stack's error (divergence, too little memory, ...) with nothing written: the
+    caller then trains the models one by one, which gives each model its own outcome."""
+    from ..mlp_stack import MLPStack
+    from ..stack import KANStack
+
+    datasets, models, init_times = [], [], []
+    for identity in identities:
+        dataset, _ = load_dataset(identity.data_file)
+        model, init_time_s = _build_model(identity, dataset, log)
+        datasets.append(dataset)
+        models.append(model)
+        init_times.append(init_time_s)
+    stack = (MLPStack if identities[0].family == "mlp" else KANStack).stack(models)
+    step_times: list[int] = []
+
+    def remember(step, records):
+        step_times.append(int(time.time() * 1000))
+
+    options = {**_fit_options(identities[0]), "seed": 0}  # the seed only draws minibatches (none here)
+    fits = stack.fit(datasets, **options, callback=remember, max_bytes=max_bytes)
+    S = len(identities)
+    log.info("trained %d models as one stack in %.2f s", S, fits[0]["wall_time_s"])
+    return [
+        _write_unsynced(
+            identity,
+            settings,
+            parent,
+            output.unsynced,
+            model,
+            fit,
+            dataset,
+            init_time_s,
+            step_times,
+            started,
+            log,
+            stack_size=S,
+        )
+        for identity, output, model, fit, dataset, init_time_s in zip(
+            identities, outputs, stack.unstack(), fits, datasets, init_times
+        )
+    ]
+
+
+def run_train_stack_job(
+    identities: list[JobIdentity],
+    *,
+    parent_file: str,
+    outputs: list[TrainOutputs],
+    settings: TrackingSettings,
+    log: logging.Logger | None = None,
+    max_bytes: int | None = None,
+) -> list[dict]:
+    """Several train jobs of one shape (the seeds of one grid level, or of one MLP) in one process:
+    the models still to train are trained as one stack (kanlib.stack: each model follows the
+    trajectory it would alone), then each gets its own MLflow child run and run folder exactly as
+    :func:`run_train_job` gives it; restoring completed levels and reusing kept results per model.
+
+    When the models cannot form a stack (:func:`stack_reason`), or the stack fails (a model
+    diverged, the stack would not fit in memory), the models are trained one by one: each then
+    succeeds or fails on its own. Every model that can finish is synced and put in place before
+    a failure is raised (TrainJobError naming every failed model).
+    """
+    started = time.time()
+    log = log or logging.getLogger("kanlib.job")
+    if len(identities) != len(outputs) or not identities:
+        raise ValueError(f"one outputs per identity: {len(identities)} identities, {len(outputs)} outputs")
+    parent = {**read_json(parent_file), "file": str(parent_file)}
+    results: list[dict | None] = [None] * len(identities)
+    restored, to_train = set(), []
+    for index, (identity, output) in enumerate(zip(identities, outputs)):
+        _announce(identity, log)
+        results[index] = _restore_completed(identity, output, log)
+        if results[index] is not None:
+            restored.add(index)
+            continue
+        results[index] = _kept_result(identity, output, log)
+        if results[index] is None:
+            to_train.append(index)
+
+    reason = stack_reason([identities[i] for i in to_train]) if to_train else None
+    if to_train and reason is None:
+        try:
+            stacked = _train_stack(
+                [identities[i] for i in to_train],
+                [outputs[i] for i in to_train],
+                settings,
+                parent,
+                log,
+                started,
+                max_bytes,
+            )
+            for index, metrics in zip(to_train, stacked):
+                results[index] = metrics
+        except Exception as error:  # divergence, memory, CUDA ...: alone, each model says which one failed
+            log.warning(
+                "the stack of %d models failed (%s: %s); training them one by one",
+                len(to_train),
+                type(error).__name__,
+                error,
+            )
+    elif len(to_train) > 1:
+        log.info("training %d models one by one: %s", len(to_train), reason)
+
+    errors = []
+    for index in to_train:
+        if results[index] is not None:
+            continue
+        try:
+            results[index] = _train(identities[index], settings, parent, outputs[index].unsynced, log, started)
+        except TrainJobError as error:
+            errors.append(str(error))
+        except Exception as error:  # its FAILED run is logged; the other models still get their chance
+            errors.append(f"training failed ({type(error).__name__}) for {identities[index].run_name}: {error}")
+    for index, identity in enumerate(identities):
+        if index in restored or results[index] is None:
+            continue
+        try:
+            results[index] = _sync_and_place(identity, settings, parent, outputs[index], results[index], log)
+        except TrainJobError as error:
+            errors.append(str(error))
+    log.info("done in %.2f s", time.time() - started)
+    if errors:
+        raise TrainJobError("\n".join(errors))
+    return results

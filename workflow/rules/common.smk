@@ -67,6 +67,17 @@ MLP_RUN = sweep.MLP_RUN_PATTERN.format(
 )
 MLP_JOB = "{function}/mlp_w{width}_{activation}/N{n}_seed{seed}"  # an MLP job's path below runs/
 
+# batch_seeds: one job per grid level (per MLP) trains every seed; its outputs are the seeds' run folders.
+BATCH_SEEDS = sweep.batch_seeds(config)
+SEEDS = [int(seed) for seed in config["seeds"]]
+SEEDS_JOB = "{function}/w{width}_k{k}/N{n}/G{grid}"  # a train_seeds job's path below logs/
+MLP_SEEDS_JOB = "{function}/mlp_w{width}_{activation}/N{n}"
+
+
+def seed_runs(pattern):
+    """The run folder pattern of every seed: {seed} filled in, the other wildcards kept."""
+    return [pattern.replace("{seed}", str(seed)) for seed in SEEDS]
+
 # What each wildcard may match (the rules use it as their wildcard_constraints).
 WILDCARDS = {
     "function": r"[A-Za-z0-9_.\-]+",
@@ -97,13 +108,22 @@ def function_name(wildcards):
 def train_inputs(wildcards):
     """The dataset, the sweep's parent run, and (above level 0) the previous grid level's model."""
     inputs = {
-        "data": DATA.format(function=wildcards.function, n=wildcards.n, seed=wildcards.seed),
+        "data": DATA.format(function=wildcards["function"], n=wildcards["n"], seed=wildcards["seed"]),
         # ancient: the parent must exist first, but re-creating it does not retrain anything
         "parent": ancient(PARENT_JSON),
     }
-    previous = sweep.previous_grid(config, int(wildcards.grid))
+    previous = sweep.previous_grid(config, int(wildcards["grid"]))
     if previous is not None:
         inputs["init"] = os.path.join(RUN.format(**{**wildcards, "grid": previous}), "model.pt")
+    return inputs
+
+
+def train_seeds_inputs(wildcards):
+    """train_inputs of every seed: datasets ``data`` and previous models ``init`` (lists, in seed order)."""
+    per_seed = [train_inputs({**wildcards, "seed": seed}) for seed in SEEDS]
+    inputs = {"data": [i["data"] for i in per_seed], "parent": per_seed[0]["parent"]}
+    if "init" in per_seed[0]:
+        inputs["init"] = [i["init"] for i in per_seed]
     return inputs
 
 
@@ -119,6 +139,7 @@ def train_resources(wildcards, attempt):
         threads=int(config["threads"]),
         grid_update_num=int(config["grid_update_num"]),
         device=str(config["device"]),
+        n_models=len(SEEDS) if BATCH_SEEDS else 1,
     )
 
 
@@ -131,6 +152,7 @@ def mlp_resources(wildcards, attempt):
         attempt,
         threads=int(config["threads"]),
         device=str(config["device"]),
+        n_models=len(SEEDS) if BATCH_SEEDS else 1,
     )
 
 
