@@ -91,6 +91,15 @@ def run_miniature(tmp_path: Path, preset: str, overrides: dict) -> tuple[Path, s
     return work, output
 
 
+def paper_numbers(folder: Path) -> str:
+    """What `python -m kanlib.analysis.paper <folder>` prints."""
+    result = subprocess.run(
+        [sys.executable, "-m", "kanlib.analysis.paper", str(folder)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def finished_children(work: Path) -> pd.DataFrame:
     """Child runs under the sweep's single parent (asserted FINISHED by the caller)."""
     from mlflow.tracking import MlflowClient
@@ -120,6 +129,11 @@ def test_paper_fig2_3_miniature_end_to_end(tmp_path):
     assert len(children) == 12 and (children["status"] == "FINISHED").all()
     summary = (work / "results/paper_fig2_3/summary.md").read_text()
     assert "KAN [2,1,1]" in summary and "KAN [2,5,1]" in summary and "test median-RMSE" in summary
+    # the numbers docs/paper.md cites, from the sweep's own files: one staircase row per chain
+    numbers = paper_numbers(work / "results/paper_fig2_3")
+    stairs = numbers[numbers.index("### Staircases") : numbers.index("### Test RMSE minimum")]
+    assert stairs.count("| [2,1,1] |") == 3 and stairs.count("| [2,5,1] |") == 3
+    assert "### Exponents in G per seed" in numbers and "G* = N/edges" in numbers
 
 
 def test_paper_fig3_1_miniature_end_to_end(tmp_path):
@@ -141,3 +155,6 @@ def test_paper_fig3_1_miniature_end_to_end(tmp_path):
     assert len(families) == 10 and set(families["family"]) == {"kan", "mlp"}
     for function in results["function"].unique():
         assert (work / f"results/paper_fig3_1/report/{function}/families.png").is_file()
+    numbers = paper_numbers(work / "results/paper_fig3_1")
+    for function in results["function"].unique():  # a KAN and an MLP row per function, and the per-P comparison
+        assert f"| {function} | " in numbers and numbers.count(f"| {function} | ") >= 3
