@@ -1,4 +1,4 @@
-"""kanlib.analysis.paper on synthetic sweep tables with known answers (the preset miniatures in
+"""kanlib.workflow.paper on synthetic sweep tables with known answers (the preset miniatures in
 tests/test_presets.py run it on real sweep outputs)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kanlib.analysis.paper import STAIR_STEPS, fig3_1_numbers, staircase_table
-from kanlib.analysis.paper import fig2_3_numbers as _fig2_3_numbers  # noqa: F401  (imported: the CLI's API)
+from kanlib.workflow.paper import STAIR_STEPS, fig3_1_numbers, staircase_table
+from kanlib.workflow.paper import fig2_3_numbers as _fig2_3_numbers  # noqa: F401  (imported: the CLI's API)
 
 GRIDS = [3, 5, 10, 20, 50]
 

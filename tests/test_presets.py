@@ -92,9 +92,9 @@ def run_miniature(tmp_path: Path, preset: str, overrides: dict) -> tuple[Path, s
 
 
 def paper_numbers(folder: Path) -> str:
-    """What `python -m kanlib.analysis.paper <folder>` prints."""
+    """What `python -m kanlib.workflow.paper <folder>` prints."""
     result = subprocess.run(
-        [sys.executable, "-m", "kanlib.analysis.paper", str(folder)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "kanlib.workflow.paper", str(folder)], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

@@ -1,9 +1,10 @@
 """The KAN paper's quantitative claims (Liu et al. 2024, arXiv 2404.19756, Fig. 2.3 and Fig. 3.1)
 measured on a finished sweep of config/paper_fig2_3.yaml or config/paper_fig3_1.yaml.
 
-    python -m kanlib.analysis.paper results/paper_fig2_3 [results/paper_fig3_1 ...] > numbers.md
+    python -m kanlib.workflow.paper results/paper_fig2_3 [results/paper_fig3_1 ...] > numbers.md
 
-Reads only the sweep's own tables (results.csv, history.csv, report/families.csv) and prints
+Reads the sweep's own files (results.csv, history.csv, report/families.csv, and for the boundary
+table each level's model.pt and dataset; hence the workflow layer, not kanlib.analysis) and prints
 markdown: the numbers docs/paper.md cites, each with how it was measured. Conventions:
 
 - A *poor minimum* is a chain whose train RMSE at the end of its first level is above 0.1 (the
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .fits import fit_power_law
+from ..analysis.fits import fit_power_law
 
 __all__ = ["POOR_MINIMUM_TRAIN_RMSE", "STAIR_STEPS", "fig2_3_numbers", "fig3_1_numbers", "main"]
 
@@ -93,7 +94,7 @@ def boundary_table(folder: Path, results: pd.DataFrame) -> list[str]:
     import torch
 
     from ..model import KAN
-    from ..workflow.results import load_dataset
+    from .results import load_dataset
 
     lines = [
         "Test points whose first-layer outputs fall outside the range of the training points' "
@@ -259,7 +260,7 @@ def fig3_1_numbers(folder: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     folders = [Path(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     if not folders:
-        sys.exit("usage: python -m kanlib.analysis.paper results/<sweep> [...]")
+        sys.exit("usage: python -m kanlib.workflow.paper results/<sweep> [...]")
     for folder in folders:
         if not (folder / "results.csv").is_file():
             sys.exit(f"{folder}: no results.csv (run the sweep first)")
