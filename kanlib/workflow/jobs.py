@@ -281,7 +281,8 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
             histories.append((metrics, read_history(done / "history.csv")))
             continue
         chain_key = (job.chain.function, job.chain.width, job.chain.n_train, job.chain.seed)
-        reason = _failure_reason(*_job_log(results_folder, "train", run), missing_levels.get(chain_key))
+        log_file, mark = _job_log(results_folder, "train", run)
+        reason = _failure_reason(log_file, missing_levels.get(chain_key), mark)
         missing_levels.setdefault(chain_key, job.grid)
         missing.append(
             {

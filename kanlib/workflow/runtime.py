@@ -67,10 +67,10 @@ def clear_stale_snakemake_locks(workdir: str | os.PathLike = ".") -> tuple[list[
     return [str(lock) for lock in locks], None
 
 
-def start_job(log_path, workdir: str | os.PathLike = "."):
-    """What every job script does first: hold the shared jobs lock for the life of this process (so
-    that a rerun can tell that this job still runs, see :func:`clear_stale_snakemake_locks`) and
-    open the job's log. Returns the logger of :func:`job_logger`."""
+def hold_jobs_lock(workdir: str | os.PathLike = ".") -> None:
+    """Hold the shared jobs lock for the life of this process, so that a rerun can tell that this
+    job still runs (:func:`clear_stale_snakemake_locks`). A job started through the warm process
+    (:mod:`kanlib.workflow.warm`) holds it in the script's process, which lives as long as the job."""
     global _JOB_LOCK_HANDLE
     import fcntl
 
@@ -80,6 +80,12 @@ def start_job(log_path, workdir: str | os.PathLike = "."):
         handle = open(folder / JOBS_LOCK, "a")
         fcntl.flock(handle, fcntl.LOCK_SH)  # waits only while a starting run checks for survivors
         _JOB_LOCK_HANDLE = handle  # released by the kernel when the job's process ends
+
+
+def start_job(log_path, workdir: str | os.PathLike = "."):
+    """What every job script that runs its own work does first: :func:`hold_jobs_lock`, then open
+    the job's log. Returns the logger of :func:`job_logger`."""
+    hold_jobs_lock(workdir)
     return job_logger(log_path)
 
 
@@ -108,8 +114,8 @@ def job_logger(path, name: str = "kanlib.job"):
     return logger
 
 
-def exit_job() -> None:
-    """End a successful job's process now: flush the logs and standard streams, then ``os._exit(0)``.
+def exit_job(code: int = 0) -> None:
+    """End the job's process now with exit status ``code``: flush the logs and standard streams, then ``os._exit``.
 
     Skips the interpreter's teardown of the torch and mlflow modules, which takes about a second
     per job (a noticeable share of a sweep of short fits). Every output must be written (and
@@ -124,4 +130,4 @@ def exit_job() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(0)
+    os._exit(code)

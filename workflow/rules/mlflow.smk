@@ -20,9 +20,11 @@ rule mlflow_parent:
 onstart:
     # One MLflow logger process for this run's jobs (kanlib.workflow.runlog): they hand it their
     # runs instead of each importing mlflow and opening the store (about a torch import per job).
-    from kanlib.workflow.runlog import start_server
+    # And one warm process that imports torch once and forks the torch jobs (kanlib.workflow.warm).
+    from kanlib.workflow import runlog, warm
 
-    print(start_server(), file=sys.stderr)
+    print(runlog.start_server(), file=sys.stderr)
+    print(warm.start_server(), file=sys.stderr)
 
 
 onerror:

@@ -32,7 +32,7 @@ if BATCH_SEEDS:
             # changing any of these retrains (Snakemake's params trigger); MLflow settings do not
             hp=sweep.hyperparameters(config),
         script:
-            "../scripts/train_seeds.py"
+            "../scripts/train.py"
 
     rule train_mlp_seeds:
         """Train one MLP of the baseline family for every seed in one job, as one stack of models;
@@ -63,7 +63,7 @@ if BATCH_SEEDS:
             seeds=SEEDS,
             hp=sweep.mlp_hyperparameters(config),
         script:
-            "../scripts/train_seeds.py"
+            "../scripts/train.py"
 
 else:
 
