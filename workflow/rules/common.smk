@@ -78,6 +78,7 @@ def seed_runs(pattern):
     """The run folder pattern of every seed: {seed} filled in, the other wildcards kept."""
     return [pattern.replace("{seed}", str(seed)) for seed in SEEDS]
 
+
 # What each wildcard may match (the rules use it as their wildcard_constraints).
 WILDCARDS = {
     "function": r"[A-Za-z0-9_.\-]+",
@@ -108,7 +109,9 @@ def function_name(wildcards):
 def train_inputs(wildcards):
     """The dataset, the sweep's parent run, and (above level 0) the previous grid level's model."""
     inputs = {
-        "data": DATA.format(function=wildcards["function"], n=wildcards["n"], seed=wildcards["seed"]),
+        "data": DATA.format(
+            function=wildcards["function"], n=wildcards["n"], seed=wildcards["seed"]
+        ),
         # ancient: the parent must exist first, but re-creating it does not retrain anything
         "parent": ancient(PARENT_JSON),
     }
