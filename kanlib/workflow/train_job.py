@@ -675,6 +675,13 @@ def stack_reason(identities: list[JobIdentity]) -> str | None:
     shapes = {(i.family, i.width, i.k, i.grid_size, i.activation, i.n_train) for i in identities}
     if len(shapes) > 1:
         return f"the models differ in shape: {sorted(shapes, key=str)}"
+    if identities[0].family == "mlp":
+        from ..devices import resolve_device
+
+        if resolve_device(hp["device"]).type == "cpu":
+            # measured (docs/benchmarks.md): 3 MLPs as one stack cost 1.15-1.8x the three fits one
+            # after another on a CPU thread; the stack pays on a GPU
+            return "MLPs on the CPU (a stack of MLPs is slower there than one fit after another)"
     return None
 
 
