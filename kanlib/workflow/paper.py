@@ -163,8 +163,9 @@ def fig2_3_numbers(folder: Path) -> list[str]:
         "(the levels before G = 500, where optimisation stalls). Chains in a poor minimum are listed, not fitted.",
         "",
         "| width | seed | test RMSE (mean), to threshold | test RMSE (mean), 3-200 | "
-        "test median-RMSE, to threshold | test median-RMSE, 3-200 | train RMSE, 3-200 |",
-        "|---|---|---|---|---|---|---|",
+        "test median-RMSE, to threshold | test median-RMSE, 3-200 | train RMSE, 3-200 | "
+        "test RMSE (mean) vs parameters P, to threshold |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (width, seed), chain in results.groupby(["width", "seed"]):
         chain = chain.sort_values("grid_size")
@@ -172,7 +173,7 @@ def fig2_3_numbers(folder: Path) -> list[str]:
         if _poor_minimum(chain):
             first = chain.iloc[0]
             lines.append(
-                f"{label} poor minimum (train RMSE {first['train_rmse']:.2f} at G={first['grid_size']}) | | | | |"
+                f"{label} poor minimum (train RMSE {first['train_rmse']:.2f} at G={first['grid_size']}) | | | | | |"
             )
             continue
         grids = chain["grid_size"].to_numpy(float)
@@ -185,6 +186,9 @@ def fig2_3_numbers(folder: Path) -> list[str]:
             cells.append(_fit_text(grids[upto], values[upto]))
         upto = grids <= 200
         cells.append(_fit_text(grids[upto], chain["train_rmse"].to_numpy(float)[upto]))
+        stop = int(np.argmin(chain["test_rmse"].to_numpy(float)))  # the paper's Fig. 3.1 axis: parameters
+        params = chain["n_params"].to_numpy(float)
+        cells.append(_fit_text(params[: stop + 1], chain["test_rmse"].to_numpy(float)[: stop + 1]))
         lines.append(f"{label} {' | '.join(cells)} |")
     lines += ["", "### Where the mean-based test error comes from", ""]
     lines += boundary_table(Path(folder), results)
@@ -264,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     for folder in folders:
         if not (folder / "results.csv").is_file():
             sys.exit(f"{folder}: no results.csv (run the sweep first)")
+        # a sweep with MLPs: Fig. 3.1's comparison; KAN chains only (Fig. 2.3, or Fig. 3.1's KAN half): per chain
         has_mlp = (pd.read_csv(folder / "results.csv")["family"] == "mlp").any()
         print("\n".join(fig3_1_numbers(folder) if has_mlp else fig2_3_numbers(folder)))
         print()
