@@ -11,13 +11,12 @@ import csv
 import logging
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import REPO, tiny_environment
+from conftest import REPO, tiny_command, tiny_environment
 
 from kanlib.files import read_json, write_json
 from kanlib.functions import get_function
@@ -201,17 +200,7 @@ def run_sweep(work: Path, *args: str, **changes) -> subprocess.CompletedProcess:
     if not (work / "config").exists():
         shutil.copytree(REPO / "config", work / "config")
         (work / "config" / "extra.yaml").write_text(yaml.safe_dump({**MIXED, **changes}))
-    command = [
-        str(Path(sys.executable).parent / "snakemake"),
-        "-s",
-        str(REPO / "Snakefile"),
-        "--cores",
-        "2",
-        *args,
-        "--configfile",
-        "config/test.yaml",
-        "config/extra.yaml",
-    ]
+    command = tiny_command(*args)  # the tiny config, then config/extra.yaml (the mixed sweep) on top
     return subprocess.run(command, cwd=work, env=tiny_environment(), capture_output=True, text=True, timeout=600)
 
 

@@ -112,7 +112,7 @@ def test_a_forked_job_writes_what_the_job_writes_in_its_own_process(workdir):
     forked = client(workdir, dataset_job(workdir, name="forked.pt"))
     out, err = forked.communicate(timeout=120)
     assert forked.returncode == 0 and "STATUS 0" in out, err
-    assert warm.run_here(dataset_job(workdir, name="here.pt")) == 0
+    assert warm.execute(dataset_job(workdir, name="here.pt")) == 0
     a, b = (torch.load(workdir / name, weights_only=True) for name in ("forked.pt", "here.pt"))
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a if key != "info")
     assert "wrote" in (workdir / "logs" / "forked.pt.log").read_text()
@@ -127,7 +127,7 @@ def test_a_failing_job_reports_on_its_own_stderr_with_its_status(workdir):
 
 
 def test_a_killed_job_takes_its_child_with_it(workdir):
-    assert warm.run_here(dataset_job(workdir)) == 0
+    assert warm.execute(dataset_job(workdir)) == 0
     job = train_job(workdir, str(workdir / "data.pt"), steps=100000)
     running = client(workdir, job)
     log_file = workdir / ".snakemake" / warm.LOG_NAME

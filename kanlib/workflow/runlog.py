@@ -52,12 +52,13 @@ def enabled(environ=None) -> bool:
     return environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def socket_path(workdir: str | os.PathLike = ".") -> Path:
+def socket_path(workdir: str | os.PathLike = ".", suffix: str = "sock") -> Path:
     """The logger's socket for the working directory ``workdir``: in a private folder of this user
     under the temporary directory (a socket path may not exceed ~100 bytes), named after the
-    working directory's absolute path, so that every job of a run (same working directory) finds it."""
+    working directory's absolute path, so that every job of a run (same working directory) finds it.
+    Other per-run servers (:mod:`kanlib.workflow.warm`) use the same folder with their own ``suffix``."""
     key = hashlib.sha256(str(Path(workdir).resolve()).encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"kanlib-runlog-{os.getuid()}" / f"{key}.sock"
+    return Path(tempfile.gettempdir()) / f"kanlib-runlog-{os.getuid()}" / f"{key}.{suffix}"
 
 
 def _private_folder(path: Path) -> bool:
@@ -295,18 +296,26 @@ def start_server(owner: int | None = None, workdir: str | os.PathLike = ".") -> 
         return f"run logger not started: {path.parent} is not private to this user; jobs log their runs themselves"
     if _attach(path, owner, wait=0):
         return f"run logger at {path} (already running) also serves this run"
-    log_file = Path(workdir) / ".snakemake" / LOG_NAME
+    pid, log_file = spawn_server(["kanlib.workflow.runlog", "serve"], path, owner, workdir, LOG_NAME)
+    return f"run logger started (pid {pid}, socket {path}, log {log_file})"
+
+
+def spawn_server(module: list[str], path: Path, owner: int, workdir, log_name: str) -> tuple[int, Path]:
+    """Start ``python -m <module...> --owner OWNER --socket PATH`` in the background, in its own session
+    (a Ctrl-C in the terminal is for Snakemake and its jobs, not for it), its output appended to
+    ``.snakemake/<log_name>``. Returns (pid, log file)."""
+    log_file = Path(workdir) / ".snakemake" / log_name
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kanlib.workflow.runlog", "serve", "--owner", str(owner), "--socket", str(path)],
+            [sys.executable, "-m", *module, "--owner", str(owner), "--socket", str(path)],
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C in the terminal is for Snakemake and its jobs, not for it
+            start_new_session=True,
         )
-    return f"run logger started (pid {process.pid}, socket {path}, log {log_file})"
+    return process.pid, log_file
 
 
 def _say(message: str) -> None:

@@ -25,20 +25,19 @@ is the job's, its CPU time and memory are not the child's.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import select
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
-__all__ = ["enabled", "socket_path", "start_server", "rule_job", "run", "run_here", "execute", "serve"]
+from . import runlog
+
+__all__ = ["enabled", "socket_path", "start_server", "rule_job", "run", "execute", "serve"]
 
 ENV_SWITCH = "KANLIB_WARM"  # "0": every job imports torch itself
 LOG_NAME = "kanlib-warm.log"
@@ -52,8 +51,7 @@ def enabled(environ=None) -> bool:
 
 def socket_path(workdir: str | os.PathLike = ".") -> Path:
     """The warm process's socket for ``workdir`` (beside the run logger's, in this user's private folder)."""
-    key = hashlib.sha256(str(Path(workdir).resolve()).encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"kanlib-runlog-{os.getuid()}" / f"{key}.warm.sock"
+    return runlog.socket_path(workdir, suffix="warm.sock")
 
 
 # ---- the job: plain data from Snakemake's object ------------------------------------------------------------
@@ -189,31 +187,12 @@ def _train(job: dict, log) -> None:
         run_train_job(identities[0], parent_file=inputs["parent"], outputs=files[0], settings=settings, log=log)
 
 
-def run_here(job: dict) -> int:
-    """The job in this process (no warm process): its exit status."""
-    return execute(job)
-
-
-# ---- the client side (the job's script) ---------------------------------------------------------------------
-
-
-def _connect(path: Path, timeout: float = 2.0) -> socket.socket | None:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(timeout)
-    try:
-        connection.connect(str(path))
-    except OSError:
-        connection.close()
-        return None
-    return connection
-
-
 def run(job: dict, workdir: str | os.PathLike = ".") -> int | None:
     """Run ``job`` in a child of the run's warm process and wait for it: its exit status, or None
     when no warm process takes it (the caller then runs it itself)."""
     if not enabled() or os.environ.get("SLURM_JOB_ID"):
         return None
-    connection = _connect(socket_path(workdir))
+    connection = runlog._connect(socket_path(workdir))
     if connection is None:
         return None
     with connection:
@@ -248,28 +227,16 @@ def run(job: dict, workdir: str | os.PathLike = ".") -> int | None:
 def start_server(owner: int | None = None, workdir: str | os.PathLike = ".") -> str:
     """Start the warm process of ``workdir`` for the life of process ``owner`` (default: this one),
     unless one serves it already (then it also serves ``owner``). Returns a line for the log."""
-    from .runlog import _attach, _private_folder
-
     owner = os.getpid() if owner is None else owner
     if not enabled():
         return f"warm process off ({ENV_SWITCH}=0): every job imports torch itself"
     path = socket_path(workdir)
-    if not _private_folder(path):
+    if not runlog._private_folder(path):
         return f"warm process not started: {path.parent} is not private to this user"
-    if _attach(path, owner, wait=0):
+    if runlog._attach(path, owner, wait=0):
         return f"warm process at {path} (already running) also serves this run"
-    log_file = Path(workdir) / ".snakemake" / LOG_NAME
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kanlib.workflow.warm", "--owner", str(owner), "--socket", str(path)],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return f"warm process started (pid {process.pid}, socket {path}, log {log_file})"
+    pid, log_file = runlog.spawn_server(["kanlib.workflow.warm"], path, owner, workdir, LOG_NAME)
+    return f"warm process started (pid {pid}, socket {path}, log {log_file})"
 
 
 def _say(message: str) -> None:

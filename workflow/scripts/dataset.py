@@ -10,4 +10,4 @@ from kanlib.workflow.runtime import exit_job, hold_jobs_lock
 hold_jobs_lock()
 job = warm.rule_job(snakemake)
 status = warm.run(job)
-exit_job(warm.run_here(job) if status is None else status)
+exit_job(warm.execute(job) if status is None else status)

@@ -11,4 +11,4 @@ from kanlib.workflow.runtime import exit_job, hold_jobs_lock
 hold_jobs_lock()  # this process lives as long as the job: a rerun sees the job running
 job = warm.rule_job(snakemake)
 status = warm.run(job)
-exit_job(warm.run_here(job) if status is None else status)  # no interpreter teardown of torch (~1 s)
+exit_job(warm.execute(job) if status is None else status)  # no interpreter teardown of torch (~1 s)
