@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from kanlib.workflow import mlflow_server
+from kanlib.workflow import mlflow_server, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -109,7 +109,7 @@ def environment(**extra) -> dict:
     return env
 
 
-def command(*targets, profile="slurm", extra=()) -> list[str]:
+def command(*targets, profile="slurm", extra=(), configs=("config/test.yaml", "config/extra.yaml")) -> list[str]:
     profile_args = ["--profile", str(REPO / "profiles" / profile)] if profile else ["--cores", "2"]
     return [
         "timeout",
@@ -123,15 +123,15 @@ def command(*targets, profile="slurm", extra=()) -> list[str]:
         *extra,
         *targets,
         "--configfile",
-        "config/test.yaml",
-        "config/extra.yaml",
+        *configs,
     ]
 
 
-def run(work: Path, *targets, profile="slurm", env=None, extra=()) -> subprocess.CompletedProcess:
+def run(work: Path, *targets, profile="slurm", env=None, extra=(), configs=None) -> subprocess.CompletedProcess:
+    configs = configs or ("config/test.yaml", "config/extra.yaml")
     try:
         result = subprocess.run(
-            command(*targets, profile=profile, extra=extra),
+            command(*targets, profile=profile, extra=extra, configs=configs),
             cwd=work,
             env=env,
             capture_output=True,
@@ -342,6 +342,81 @@ def test_server_killed_mid_sweep_loses_nothing(slurm, server, local_reference, t
         f"\nserver killed mid-sweep: {len(stashed)} level(s) kept in unsynced/ and synced by the rerun; "
         f"{len(children)} child runs ({(children['status'] != 'FINISHED').sum()} interrupted ones superseded)"
     )
+
+
+# ---- a paper preset's batched seeds on SLURM ---------------------------------------------------------------
+
+PAPER_MINIATURE = {  # config/paper_fig3_1.yaml (3 seeds, batch_seeds on) cut to one function and tiny sizes
+    "functions": [{"name": "xy", "widths": [[2, 2, 1]], "mlp_widths": [[2, 5, 1]]}],
+    "grids": [3, 5],
+    "steps": 2,
+    "stop_grid_update_step": 1,
+    "grid_update_num": 1,
+    "data_sizes": [100],
+    "test_num": 100,
+}
+PAPER_RUNS = "results/paper_fig3_1/runs/xy"
+PAPER_SEEDS = [0, 1, 2]
+
+
+def paper_metrics(work: Path) -> dict[str, dict]:
+    """Every seed's metrics.json of the miniature: KAN levels G3 and G5 and the MLP, by job path."""
+    jobs = [f"w2-2-1_k3/N100_seed{seed}/G{grid}" for seed in PAPER_SEEDS for grid in (3, 5)]
+    jobs += [f"mlp_w2-5-1_silu/N100_seed{seed}" for seed in PAPER_SEEDS]
+    return {job: json.loads((work / PAPER_RUNS / job / "metrics.json").read_text()) for job in jobs}
+
+
+def test_paper_preset_trains_its_seeds_in_one_slurm_job_per_level(slurm, server, tmp_path):
+    """config/paper_fig3_1.yaml through profiles/slurm: each grid level (and the MLP) is one SLURM job
+    for its 3 seeds (train_seeds, train_mlp_seeds) with the resources sized for 3 models; every seed
+    still gets its own files and FINISHED MLflow child run, equal to the same miniature run locally."""
+    configs = ("config/paper_fig3_1.yaml", "config/extra.yaml")
+    local = workdir(tmp_path / "local", **PAPER_MINIATURE)
+    reference = run(local, profile=None, env=environment(), configs=configs)
+    assert reference.returncode == 0, reference.output[-6000:]
+    work = workdir(tmp_path / "slurm", **PAPER_MINIATURE)
+    env = environment(MLFLOW_TRACKING_URI=server.uri, KANLIB_SLURM_PARTITION="debug")
+    result = run(work, env=env, configs=configs)
+    assert result.returncode == 0, result.output[-6000:]
+
+    submitted = slurm_job_ids(work)
+    assert {rule: len(ids) for rule, ids in submitted.items()} == {"train_seeds": 2, "train_mlp_seeds": 1}, submitted
+    metrics = paper_metrics(work)
+    by_job: dict[int, set[int]] = {}
+    for job, m in metrics.items():
+        by_job.setdefault(int(m["slurm_job_id"]), set()).add(m["seed"])
+        # KAN seeds train as one stack; MLP seeds one after another in their job (faster on a CPU)
+        assert m["stack_size"] == (1 if job.startswith("mlp") else 3), job
+        assert m["mlflow_tracking_uri"] == server.uri, job
+    assert set(by_job) == submitted["train_seeds"] | submitted["train_mlp_seeds"]
+    assert all(seeds == set(PAPER_SEEDS) for seeds in by_job.values())  # one job, the three seeds
+    for job_id in by_job:
+        job = scontrol_job(job_id)
+        assert job["JobState"] == "COMPLETED" and job["Partition"] == "debug", job
+        if job_id in submitted["train_seeds"]:
+            grid = 3 if job["Comment"].endswith("_3") else 5
+            expected = sweep.train_resources(100, grid, [2, 2, 1], 3, 2, grid_update_num=1, n_models=3)
+        else:
+            preset = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())
+            steps = sweep.mlp_steps({**preset, **PAPER_MINIATURE})  # the KAN chain's 2 x 2 steps
+            expected = sweep.mlp_resources(100, [2, 5, 1], steps, n_models=3)
+        assert int(job["NumCPUs"]) == 1 and job["MinMemoryNode"] == f"{expected['mem_mb']}M", job
+        assert job["TimeLimit"] == f"00:{expected['runtime']:02d}:00", job
+
+    # MLflow: one FINISHED child per seed and job under the one parent, tagged with the stack's size.
+    frame = mlflow_runs(server.uri)
+    parents = frame[frame["tags.mlflow.parentRunId"].isna()]
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    children = frame[frame["tags.mlflow.parentRunId"].notna()]
+    assert len(children) == len(metrics) and (children["status"] == "FINISHED").all()
+    assert set(children["run_id"]) == {m["mlflow_run_id"] for m in metrics.values()}
+    stack_sizes = {m["mlflow_run_id"]: str(m["stack_size"]) for m in metrics.values()}
+    assert (children["tags.kanlib.stack_size"] == children["run_id"].map(stack_sizes)).all()
+
+    # The same numbers as the local run (its seeds batched the same way, on this machine's CPU).
+    for job, m in paper_metrics(local).items():
+        for key in ("train_rmse", "test_rmse", "n_evals", "n_params", "model_sha256"):
+            assert metrics[job][key] == m[key], (job, key)
 
 
 # ---- the GPU profile ------------------------------------------------------------------------------------------
