@@ -6,6 +6,8 @@ rule dataset:
         f"{LOGS}/dataset/{{function}}/N{{n}}_seed{{seed}}.log",
     wildcard_constraints:
         **WILDCARDS,
+    # before the MLPs: a dataset starts its KAN chain (see the train rules' priority)
+    priority: 1
     threads: 1
     resources:
         mem_mb=dataset_mem_mb,

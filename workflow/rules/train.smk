@@ -18,6 +18,9 @@ if BATCH_SEEDS:
             f"{LOGS}/benchmarks/train_seeds/{SEEDS_JOB}.tsv"
         wildcard_constraints:
             **WILDCARDS,
+        # a KAN chain's levels run one after another: start them before the MLPs, which
+        # have no successors, so the chains are not left to run alone at the end
+        priority: 1
         threads: config["threads"]
         resources:
             mem_mb=lambda wildcards, attempt: train_resources(wildcards, attempt)["mem_mb"],
@@ -83,6 +86,9 @@ else:
             f"{RUN}/benchmark.tsv"
         wildcard_constraints:
             **WILDCARDS,
+        # a KAN chain's levels run one after another: start them before the MLPs, which
+        # have no successors, so the chains are not left to run alone at the end
+        priority: 1
         threads: config["threads"]
         resources:
             mem_mb=lambda wildcards, attempt: train_resources(wildcards, attempt)["mem_mb"],
