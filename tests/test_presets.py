@@ -24,10 +24,11 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 pytestmark = pytest.mark.workflow
 
 
-def dry_run_counts(tmp_path: Path, preset: str) -> collections.Counter:
+def dry_run_counts(tmp_path: Path, preset: str, *overlays: str) -> collections.Counter:
     work = tmp_path / "work"
     shutil.copytree(REPO / "config", work / "config")
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-n", "--configfile", f"config/{preset}.yaml"]
+    configs = [f"config/{name}.yaml" for name in (preset, *overlays)]
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-n", "--configfile", *configs]
     result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert not (work / "results").exists() and not (work / "mlflow.db").exists()  # a dry run writes nothing
@@ -69,6 +70,19 @@ def test_paper_fig3_1_preset_dag(tmp_path):
         "exp_mean_sin_sq_100d": [[100, 1, 1]],
         "exp_composition_4d": [[4, 4, 2, 1]],
     }
+
+
+def test_paper_fig3_1_laptop_overlay_drops_only_the_largest_mlps(tmp_path):
+    # the same sweep without [d,50,50,50,50,1] and width 100 with 2-4 hidden layers: 16 MLPs per function
+    counts = dry_run_counts(tmp_path, "paper_fig3_1", "paper_fig3_1_laptop")
+    assert counts["train_seeds"] == 5 * 9 and counts["train_mlp_seeds"] == 5 * 16
+    full = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())["functions"]
+    laptop = yaml.safe_load((REPO / "config/paper_fig3_1_laptop.yaml").read_text())["functions"]
+    assert [(f["name"], f["widths"]) for f in laptop] == [(f["name"], f["widths"]) for f in full]
+    for small, whole in zip(laptop, full):
+        dropped = [w for w in whole["mlp_widths"] if w not in small["mlp_widths"]]
+        assert all(w in whole["mlp_widths"] for w in small["mlp_widths"])
+        assert sorted(w[1:-1] for w in dropped) == [[50] * 4, [100] * 2, [100] * 3, [100] * 4]
 
 
 # ---- miniatures: each paper preset as it is, overridden to tiny grids, steps and sizes, end to end ----------
