@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.families import compare_families
+from ..analysis.families import compare_families, family_points
 from ..analysis.fits import fit_power_law
 
 __all__ = ["POOR_MINIMUM_TRAIN_RMSE", "STAIR_STEPS", "fig2_3_numbers", "fig3_1_numbers", "main"]
@@ -255,21 +255,29 @@ def fig3_1_numbers(folder: Path) -> list[str]:
         "For every KAN level (geometric mean over seeds): the best MLP (geometric mean over seeds) with at "
         "most as many parameters, and whether the KAN's test RMSE is lower; by the test RMSE (mean over the "
         "test points) and by the square root of the median squared test error (robust to a few test points "
-        "outside the range the training data reached).",
+        "outside the range the training data reached). The last columns count only the KAN levels below "
+        "their chain's interpolation threshold (those its scaling fit uses; past it a KAN fits its training "
+        "points and no longer generalises, at N = 1000 from G = 10-100 on).",
         "",
         "| function | KAN levels beating every MLP of at most its size | KAN levels "
-        "| worst KAN/MLP RMSE ratio (at P) | the same by median: wins | worst ratio (at P) |",
-        "|---|---|---|---|---|---|",
+        "| worst KAN/MLP RMSE ratio (at P) | the same by median: wins | worst ratio (at P) "
+        "| below the threshold: KAN levels | wins (mean) | wins (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    points = family_points(results)
+    below = {
+        (row.function, str(row.width), float(row.grid_size))
+        for row in points[(points["family"] == "kan") & points["eligible"]].itertuples()
+    }
     columns = ["test_rmse"] + (["test_median_rmse"] if "test_median_rmse" in results else [])
     logs = results.assign(**{column: np.log(results[column]) for column in columns})
     means = logs.groupby(["function", "family", "width", "grid_size", "n_params"], dropna=False)[columns]
     means = means.mean().reset_index()
     for function, rows in means.groupby("function"):
         kan, mlp = rows[rows["family"] == "kan"], rows[rows["family"] == "mlp"]
-        cells = []
+        cells, below_cells = [], []
         for column in columns:
-            wins, total, worst = 0, 0, (0.0, None)
+            wins, total, worst, below_total, below_wins = 0, 0, (0.0, None), 0, 0
             for _, level in kan.iterrows():
                 smaller = mlp[mlp["n_params"] <= level["n_params"]]
                 if smaller.empty:
@@ -279,10 +287,15 @@ def fig3_1_numbers(folder: Path) -> list[str]:
                 wins += ratio < 1
                 if ratio > worst[0]:
                     worst = (ratio, int(level["n_params"]))
+                if (function, str(level["width"]), float(level["grid_size"])) in below:
+                    below_total += 1
+                    below_wins += ratio < 1
             worst_text = f"{worst[0]:.2g} (P={worst[1]})" if worst[1] is not None else "n/a"
             cells += [str(wins), str(total), worst_text] if column == "test_rmse" else [str(wins), worst_text]
+            below_cells += [str(below_total), str(below_wins)] if column == "test_rmse" else [str(below_wins)]
         cells += ["n/a", "n/a"] * (len(columns) == 1)
-        lines.append(f"| {function} | " + " | ".join(cells) + " |")
+        below_cells += ["n/a"] * (len(columns) == 1)
+        lines.append(f"| {function} | " + " | ".join(cells + below_cells) + " |")
     return lines
 
 
