@@ -208,6 +208,12 @@ def fig2_3_numbers(folder: Path) -> list[str]:
     return lines
 
 
+FAMILY_HEADER = [
+    "| function | d | family | α [95% CI] | vs 4 | vs 4/d | best test RMSE (P) | P for RMSE 1e-4 | points used |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
 def _family_rows(families: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     """One markdown row per (function, family) of a families table (report/families.csv's columns)."""
     lines = []
@@ -224,6 +230,28 @@ def _family_rows(families: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _kan_against_mlp(kan: pd.DataFrame, mlp: pd.DataFrame, column: str, below: set, function: str) -> dict:
+    """For each KAN level (log ``column`` averaged over seeds) with an MLP of at most its size: whether it
+    beats the best such MLP. Counts over all levels and over those in ``below`` (below the threshold),
+    and the worst KAN/MLP ratio with its P."""
+    counts = {"wins": 0, "levels": 0, "below_wins": 0, "below_levels": 0}
+    worst = (0.0, None)
+    for _, level in kan.iterrows():
+        smaller = mlp[mlp["n_params"] <= level["n_params"]]
+        if smaller.empty:
+            continue
+        ratio = math.exp(level[column] - smaller[column].min())
+        below_threshold = (function, str(level["width"]), float(level["grid_size"])) in below
+        counts["levels"] += 1
+        counts["wins"] += ratio < 1
+        counts["below_levels"] += below_threshold
+        counts["below_wins"] += below_threshold and ratio < 1
+        if ratio > worst[0]:
+            worst = (ratio, int(level["n_params"]))
+    counts["worst"] = f"{worst[0]:.2g} (P={worst[1]})" if worst[1] is not None else "n/a"
+    return counts
+
+
 def fig3_1_numbers(folder: Path) -> list[str]:
     """Fig. 3.1's claims measured on a paper_fig3_1 sweep (markdown lines)."""
     folder = Path(folder)
@@ -235,8 +263,7 @@ def fig3_1_numbers(folder: Path) -> list[str]:
         "(kanlib.analysis.families; interval: bootstrap over seeds). Reference: α = k+1 = 4 (the "
         "paper's KAN theory) and 4/d (Sharma & Kaplan's, for a d-input function).",
         "",
-        "| function | d | family | α [95% CI] | vs 4 | vs 4/d | best test RMSE (P) | P for RMSE 1e-4 | points used |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *FAMILY_HEADER,
     ]
     lines += _family_rows(families, results)
     if "test_median_rmse" in results:
@@ -246,8 +273,7 @@ def fig3_1_numbers(folder: Path) -> list[str]:
             "",
             "The same by the square root of the median squared test error (seeds and bootstrap as above):",
             "",
-            lines[4],
-            lines[5],
+            *FAMILY_HEADER,
         ]
         lines += _family_rows(by_median, results)
     lines += ["", "### KAN against MLP per parameter", ""]
@@ -275,27 +301,12 @@ def fig3_1_numbers(folder: Path) -> list[str]:
     means = means.mean().reset_index()
     for function, rows in means.groupby("function"):
         kan, mlp = rows[rows["family"] == "kan"], rows[rows["family"] == "mlp"]
-        cells, below_cells = [], []
-        for column in columns:
-            wins, total, worst, below_total, below_wins = 0, 0, (0.0, None), 0, 0
-            for _, level in kan.iterrows():
-                smaller = mlp[mlp["n_params"] <= level["n_params"]]
-                if smaller.empty:
-                    continue
-                total += 1
-                ratio = math.exp(level[column] - smaller[column].min())
-                wins += ratio < 1
-                if ratio > worst[0]:
-                    worst = (ratio, int(level["n_params"]))
-                if (function, str(level["width"]), float(level["grid_size"])) in below:
-                    below_total += 1
-                    below_wins += ratio < 1
-            worst_text = f"{worst[0]:.2g} (P={worst[1]})" if worst[1] is not None else "n/a"
-            cells += [str(wins), str(total), worst_text] if column == "test_rmse" else [str(wins), worst_text]
-            below_cells += [str(below_total), str(below_wins)] if column == "test_rmse" else [str(below_wins)]
-        cells += ["n/a", "n/a"] * (len(columns) == 1)
-        below_cells += ["n/a"] * (len(columns) == 1)
-        lines.append(f"| {function} | " + " | ".join(cells + below_cells) + " |")
+        by_mean = _kan_against_mlp(kan, mlp, "test_rmse", below, function)
+        by_median = _kan_against_mlp(kan, mlp, columns[-1], below, function) if len(columns) > 1 else None
+        cells = [by_mean["wins"], by_mean["levels"], by_mean["worst"]]
+        cells += [by_median["wins"], by_median["worst"]] if by_median else ["n/a", "n/a"]
+        cells += [by_mean["below_levels"], by_mean["below_wins"], by_median["below_wins"] if by_median else "n/a"]
+        lines.append(f"| {function} | " + " | ".join(str(cell) for cell in cells) + " |")
     return lines
 
 
