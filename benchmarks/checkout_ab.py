@@ -8,6 +8,9 @@ relative RMSE deviation from the first one's (0 when the fits are bit-identical)
 
     python benchmarks/checkout_ab.py --repos /tmp/before . --reps 3 --threads 1 2
     python benchmarks/checkout_ab.py --repos . . --bracket-rtol 1e-9 ''   # the zoom before 0.2.0's fix
+    python benchmarks/checkout_ab.py --repos /tmp/b12696a . . --env '' '' KANLIB_CPU_KERNEL=torch
+
+``--env``: per checkout, NAME=VALUE pairs (comma-separated) set in that variant's processes, or ''.
 """
 
 from __future__ import annotations
@@ -48,18 +51,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repos", nargs="+", required=True, help="checkouts (each holds kanlib/ and benchmarks/)")
     parser.add_argument("--bracket-rtol", nargs="*", default=None, help="per checkout: LBFGS.bracket_rtol or ''")
+    parser.add_argument("--env", nargs="*", default=None, help="per checkout: NAME=VALUE[,NAME=VALUE] or ''")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     repos = [str(Path(r).resolve()) for r in args.repos]
     rtols = args.bracket_rtol or [""] * len(repos)
+    labels = [" ".join(filter(None, parts)) for parts in zip(repos, rtols, args.env or [""] * len(repos))]
+    extra = [dict(pair.split("=", 1) for pair in spec.split(",") if pair) for spec in (args.env or [""] * len(repos))]
     variants = list(range(len(repos)))
     runs: dict[tuple[int, int], list[dict]] = {}
     for rep in range(args.reps):
         for threads in args.threads:
             order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
             for v in order:
-                env = dict(os.environ, PYTHONPATH=repos[v])
+                env = dict(os.environ, PYTHONPATH=repos[v], **extra[v])
                 out = subprocess.run(
                     [sys.executable, "-c", CHILD, str(threads), repos[v], rtols[v]],
                     env=env,
@@ -71,8 +77,7 @@ def main() -> None:
                 result = json.loads(out.strip().splitlines()[-1])
                 runs.setdefault((v, threads), []).append(result)
                 print(
-                    f"rep {rep} {repos[v]} {rtols[v]} threads {threads}: "
-                    f"wall {result['wall']:.2f} s, cpu {result['cpu']:.2f} s",
+                    f"rep {rep} {labels[v]} threads {threads}: wall {result['wall']:.2f} s, cpu {result['cpu']:.2f} s",
                     flush=True,
                 )
     first = runs[(0, args.threads[0])][0]
@@ -85,7 +90,7 @@ def main() -> None:
             for key in ("train", "test")
         )
         print(
-            f"{repos[v]} {rtols[v]} threads {threads}: median wall {wall:.2f} s, cpu {cpu:.2f} s over {len(results)}; "
+            f"{labels[v]} threads {threads}: median wall {wall:.2f} s, cpu {cpu:.2f} s over {len(results)}; "
             f"largest RMSE deviation from the first checkout {deviation:.2e}"
         )
 

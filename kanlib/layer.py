@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .bspline import (
     LocalBasis,
     UniformGridConstants,
@@ -157,13 +158,17 @@ class KANLayer(nn.Module):
         key = (knots.data_ptr(), knots._version, knots.dtype, knots.device)
         if self.__dict__.get("_uniform_key") != key:  # grid moved or changed device: recompute once
             self._uniform_constants = UniformGridConstants.of(knots, self.k)
-            self._uniform_key = key
+            # (the keyed tensor is kept alive with the key: no other tensor can take its address)
+            self._uniform_key, self._uniform_knots = key, knots
         return local_basis_uniform(x_t, self._uniform_constants, derivatives)
 
     def forward_t(self, x_t: torch.Tensor) -> torch.Tensor:
         """Feature-major forward with autograd: x_t (in_dim, batch) -> (out_dim, batch)."""
         if not torch.is_grad_enabled():  # (e.g. the test-set evaluation in fit): the same forward, no autograd node
             params = self._parameters
+            if cpu_kernels.usable(x_t, [self], self.uniform_grid):
+                operands = [(params["coef"][None], params["scale_base"][None], params["scale_sp"][None])]
+                return cpu_kernels.forward([self], operands, [self._buffers["knots"][None]], x_t[None])[0]
             basis = self.basis(x_t)
             return layer_forward(x_t, params["coef"], params["scale_base"], params["scale_sp"], basis, self.k)[0]
         needs_x_grad = x_t.requires_grad
@@ -198,9 +203,10 @@ class KANLayer(nn.Module):
                 basis,
                 window_index(basis.index, coef.shape[2], self.k),
                 torch.nn.functional.silu(x_t),
+                (x_t, knots),  # kept alive with their key, so that no other tensor can take their addresses
             )
             self._input_cache_key = key
-        basis, positions, base = self._input_cache
+        basis, positions, base, _ = self._input_cache
         return layer_forward(x_t, coef, scale_base, scale_sp, basis, self.k, positions, base, flat)
 
     def _flat_coefficients(self, coef: torch.Tensor) -> torch.Tensor:

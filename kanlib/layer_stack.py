@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .bspline import (
     LocalBasis,
     UniformGridConstants,
@@ -28,7 +29,6 @@ from .bspline import (
     is_uniform,
     local_basis_general,
     local_basis_uniform,
-    uniform_grid,
     window_index,
 )
 from .layer import KANLayer
@@ -118,8 +118,13 @@ def _base_term_batched(scale_base, base):  # (S, in, out), (S, in, B) -> (S, out
     return torch.bmm(scale_base.transpose(1, 2), base)
 
 
+# The *_alone forms run each model's product on fresh copies of its blocks (64-byte aligned, as a lone
+# model's own tensors are): a BLAS product may round differently for a block at another alignment
+# (measured with MKL on an AMD EPYC: bmm and a lone model's product differed for blocks at odd offsets).
+
+
 def _base_term_alone(scale_base, base):
-    return torch.stack([scale_base[s].T @ base[s] for s in range(base.shape[0])])
+    return torch.stack([scale_base[s].clone().T @ base[s].clone() for s in range(base.shape[0])])
 
 
 def _output_batched(base_term, scale_sp, spline):  # (S, out, B), (S, in, out), (out, S*in, B) -> (S, out, B)
@@ -152,8 +157,8 @@ def _output_alone(base_term, scale_sp, spline):
     return torch.stack(
         [
             torch.baddbmm(
-                base_term[s].unsqueeze(1),  # (out, 1, B)
-                scale_sp[s].T.unsqueeze(1),  # (out, 1, in)
+                base_term[s].clone().unsqueeze(1),  # (out, 1, B)
+                scale_sp[s].clone().T.unsqueeze(1),  # (out, 1, in)
                 spline[:, s * in_dim : (s + 1) * in_dim].contiguous(),  # (out, in, B)
             ).squeeze(1)
             for s in range(S)
@@ -166,7 +171,7 @@ def _grad_scale_base_batched(base, grad_y_t):  # (S, in, B), (S, out, B) -> (S, 
 
 
 def _grad_scale_base_alone(base, grad_y_t):
-    return torch.stack([b @ g.T for b, g in zip(base.unbind(0), grad_y_t.unbind(0))])
+    return torch.stack([b.clone() @ g.clone().T for b, g in zip(base.unbind(0), grad_y_t.unbind(0))])
 
 
 def _grad_scale_sp_batched(spline, grad_y_t):  # (out, S*in, B), (S, out, B) -> (S, in, out)
@@ -183,10 +188,10 @@ def _grad_scale_sp_alone(spline, grad_y_t):
     if out_dim == 1:  # the same products as below, with fewer small operations around them
         rows = spline.view(S, 1, in_dim, batch).unbind(0)  # S x (1, in, B)
         grads = grad_y_t.view(S, 1, batch, 1).unbind(0)  # S x (1, B, 1)
-        return torch.stack([torch.bmm(a, g) for a, g in zip(rows, grads)]).view(S, in_dim, 1)
+        return torch.stack([torch.bmm(a.clone(), g.clone()) for a, g in zip(rows, grads)]).view(S, in_dim, 1)
     return torch.stack(
         [
-            torch.bmm(spline[:, s * in_dim : (s + 1) * in_dim].contiguous(), grad_y_t[s].unsqueeze(-1)).squeeze(-1).T
+            torch.bmm(spline[:, s * in_dim : (s + 1) * in_dim].clone(), grad_y_t[s].clone().unsqueeze(-1)).squeeze(-1).T
             for s in range(S)
         ]
     )
@@ -197,7 +202,7 @@ def _grad_base_batched(scale_base, grad_y_t):  # (S, in, out), (S, out, B) -> (S
 
 
 def _grad_base_alone(scale_base, grad_y_t):
-    return torch.stack([scale_base[s] @ grad_y_t[s] for s in range(grad_y_t.shape[0])])
+    return torch.stack([scale_base[s].clone() @ grad_y_t[s].clone() for s in range(grad_y_t.shape[0])])
 
 
 def stacked_layer_forward(x_t, coef, scale_base, scale_sp, basis: LocalBasis, k: int, positions=None, base=None):
@@ -386,11 +391,14 @@ class KANLayerStack(nn.Module):
         key = (self.knots.data_ptr(), self.knots._version, self.knots.dtype, self.knots.device)
         if getattr(self, "_constants_key", None) != key:  # grid moved or changed device: recompute once
             self._constants = UniformGridConstants.of(self.knots.reshape(-1, self.knots.shape[2]), self.k)
-            self._constants_key = key
+            self._constants_key, self._constants_knots = key, self.knots  # (keyed tensor kept alive with its key)
         return stacked_local_basis(x_t, self.knots, self.k, self.uniform, derivatives, self._constants)
 
     def forward_t(self, x_t: torch.Tensor) -> torch.Tensor:
         """Feature-major forward with autograd: x_t (S, in, B) -> (S, out, B)."""
+        if not torch.is_grad_enabled() and cpu_kernels.usable(x_t, [self], all(self.uniform)):
+            operands = [(self.coef, self.scale_base, self.scale_sp)]
+            return cpu_kernels.forward([self], operands, [self.knots], x_t)  # (as KANLayer.forward_t, model by model)
         needs_x_grad = x_t.requires_grad and torch.is_grad_enabled()
         basis = self.basis(x_t.detach(), derivatives=needs_x_grad)
         derivs = basis.derivatives if basis.derivatives is not None else basis.values
@@ -412,9 +420,9 @@ class KANLayerStack(nn.Module):
         if getattr(self, "_input_cache_key", None) != key:
             basis = self.basis(x_t)
             positions = window_index(basis.index, self.coef.shape[3], self.k)  # (k+1, S*in, B)
-            self._input_cache = (basis, positions, stacked_silu(x_t))
+            self._input_cache = (basis, positions, stacked_silu(x_t), (x_t, self.knots))  # (keyed tensors kept alive)
             self._input_cache_key = key
-        basis, positions, base = self._input_cache
+        basis, positions, base, _ = self._input_cache
         return stacked_layer_forward(x_t, self.coef, self.scale_base, self.scale_sp, basis, self.k, positions, base)
 
     def backward_from_cache(self, saved, grad_y_t: torch.Tensor, need_input_grad: bool):
@@ -446,39 +454,51 @@ class KANLayerStack(nn.Module):
         self.coef.data = coef.to(self.coef.dtype)  # same Parameter object: optimizers keep tracking it
         self.refresh_grid()
 
+    def _scratch_layer(self) -> KANLayer:
+        """A lone KANLayer of this stack's shape, to run a model's grid update through the lone code."""
+        scratch = self.__dict__.get("_scratch")
+        if scratch is None:
+            scratch = KANLayer(
+                self.in_dim, self.out_dim, self.grid_size, self.k, grid_eps=self.grid_eps,
+                generator=torch.Generator().manual_seed(0), dtype=self.coef.dtype, device=self.coef.device,
+            )  # fmt: skip
+            self.__dict__["_scratch"] = scratch  # (not a submodule: its tensors are no parameters of the stack)
+        return scratch
+
+    def _per_model_grids(self, change) -> None:
+        """Run ``change(s, layer)`` on a lone layer holding model s's tensors, for every model, and take
+        back each model's grid and coefficients (and scales). A grid update or extension is rare next to
+        the loss evaluations between two of them, so it runs model by model through KANLayer's own code:
+        each model gets exactly what it gets alone, whatever a batched product's rounding would do."""
+        scratch = self._scratch_layer()
+        knots, coef, scale_base, scale_sp = [], [], [], []
+        for s in range(self.n_models):
+            self.copy_model_into(s, scratch)
+            change(s, scratch)
+            knots.append(scratch.knots)
+            coef.append(scratch.coef.detach())
+            scale_base.append(scratch.scale_base.detach())
+            scale_sp.append(scratch.scale_sp.detach())
+        self.knots = torch.stack(knots)  # (S, in, K)
+        self.coef.data = torch.stack(coef).to(self.coef.dtype)  # same Parameter objects: optimizers keep them
+        self.scale_base.data.copy_(torch.stack(scale_base))
+        self.scale_sp.data.copy_(torch.stack(scale_sp))
+        self.refresh_grid()
+
     @torch.no_grad()
     def update_grid_from_samples(self, x: torch.Tensor) -> None:
         """Adapt every model's grid to its samples x (S, B, in), keeping its function
         (KANLayer.update_grid_from_samples per model)."""
-        S, batch, _ = x.shape
-        x_sorted = torch.sort(x, dim=1).values  # (S, B, in)
-        values = self.spline_outputs(x_sorted)  # (S, B, in, out)
-        G = self.grid_size
-        ids = [int(batch / G * i) for i in range(G)] + [batch - 1]
-        adaptive = x_sorted[:, ids, :].transpose(1, 2)  # (S, in, G+1)
-        grids = []
-        for s in range(S):
-            uniform = uniform_grid(adaptive[s, :, 0], adaptive[s, :, -1], G)  # (in, G+1)
-            grid = self.grid_eps * uniform + (1 - self.grid_eps) * adaptive[s]
-            grids.append(uniform if self.grid_eps == 1.0 else grid)
-        self.set_grid(torch.stack(grids), x_sorted, values)
+        self._per_model_grids(lambda s, layer: layer.update_grid_from_samples(x[s].clone()))
 
     @torch.no_grad()
     def initialize_from_parent(self, parent: KANLayerStack, x: torch.Tensor) -> None:
         """Grid extension per model (KANLayer.initialize_from_parent): refine each parent model's
         grid to this grid size and fit its splines at that model's samples x (S, B, in)."""
-        pk, G_parent = parent.k, parent.grid_size
-        G = self.grid_size
-        position = torch.arange(G + 1, dtype=x.dtype, device=x.device) * (G_parent / G)  # (G+1,)
-        left = torch.clamp(torch.floor(position).long(), max=G_parent - 1)
-        frac = position - left
-        grids = []
-        for s in range(parent.n_models):
-            parent_grid = parent.knots[s, :, pk : pk + G_parent + 1]  # (in, G_parent+1)
-            if parent.uniform[s]:
-                grids.append(uniform_grid(parent_grid[:, 0], parent_grid[:, -1], G))
-            else:
-                grids.append(parent_grid[:, left] * (1 - frac) + parent_grid[:, left + 1] * frac)  # (in, G+1)
-        self.set_grid(torch.stack(grids), x, parent.spline_outputs(x))
-        self.scale_base.copy_(parent.scale_base)
-        self.scale_sp.copy_(parent.scale_sp)
+        parent_scratch = parent._scratch_layer()
+
+        def extend(s: int, layer: KANLayer) -> None:
+            parent.copy_model_into(s, parent_scratch)
+            layer.initialize_from_parent(parent_scratch, x[s].clone())
+
+        self._per_model_grids(extend)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .checks import check_int, check_width
 from .devices import dtype_name, resolve_device, resolve_dtype
@@ -255,6 +256,14 @@ class KAN(nn.Module):
             h = layer.forward_t(h)
         return h.T
 
+    @staticmethod
+    def _kernel_operands(layers):
+        """Per layer (coef, scale_base, scale_sp) and knots with a leading model axis of 1 (kanlib.cpu_kernels)."""
+        params = [
+            (p["coef"][None], p["scale_base"][None], p["scale_sp"][None]) for p in (lay._parameters for lay in layers)
+        ]
+        return params, [layer._buffers["knots"][None] for layer in layers]
+
     @torch.no_grad()
     def mse_and_grad(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean squared error on (x, y) and its gradient, written to each parameter's ``.grad``.
@@ -267,11 +276,21 @@ class KAN(nn.Module):
 
     @torch.inference_mode()
     def mse_and_grad_t(self, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
-        """:meth:`mse_and_grad` for feature-major x_t (width[0], batch) and y_t (width[-1], batch)."""
+        """:meth:`mse_and_grad` for feature-major x_t (width[0], batch) and y_t (width[-1], batch).
+
+        On the CPU in float64 with uniform grids through the fused C kernels (:mod:`kanlib.cpu_kernels`),
+        else through the torch path below."""
+        layers = list(self._modules["layers"])
+        if cpu_kernels.usable(x_t, layers, all(layer.uniform_grid for layer in layers)):
+            losses, grads = cpu_kernels.mse_and_grads(layers, *self._kernel_operands(layers), x_t[None], y_t[None])
+            for layer_params, layer_grads in zip((layer._parameters for layer in layers), grads):
+                for name, value in zip(("coef", "scale_base", "scale_sp"), layer_grads):
+                    param = layer_params[name]
+                    param.grad = value[0] if param.requires_grad else None
+            return losses[0]
         saved = []
         h = x_t
         y = y_t
-        layers = list(self._modules["layers"])
         for layer in layers:
             h, cache = layer.forward_and_cache(h, need_input_grad=len(saved) > 0)
             saved.append(cache)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .layer_stack import KANLayerStack
 from .model import KAN
 from .stack_training import fit_stack, models_input
@@ -142,7 +143,21 @@ class KANStack(ModelStack):
         """Each model's mean squared error on feature-major x_t (S, width[0], N), y_t (S, width[-1], N)
         and its gradient written to each parameter's ``.grad`` (S, ...): -> losses (S,).
 
-        Model s's loss and gradient are bit-for-bit those of KAN.mse_and_grad_t for it alone."""
+        Model s's loss and gradient are bit-for-bit those of KAN.mse_and_grad_t for it alone (on the
+        CPU in float64 with uniform grids both run the C kernels of :mod:`kanlib.cpu_kernels`)."""
+        layers = list(self.layers)
+        if cpu_kernels.usable(x_t, layers, all(all(layer.uniform) for layer in layers)):
+            losses, grads = cpu_kernels.mse_and_grads(
+                layers,
+                [(layer.coef, layer.scale_base, layer.scale_sp) for layer in layers],
+                [layer.knots for layer in layers],
+                x_t,
+                y_t,
+            )
+            for layer, layer_grads in zip(layers, grads):
+                for param, value in zip((layer.coef, layer.scale_base, layer.scale_sp), layer_grads):
+                    param.grad = value if param.requires_grad else None
+            return losses
         saved = []
         h = x_t
         for layer in self.layers:

@@ -266,7 +266,8 @@ def fit_stack(
         """(S,) losses: the default MSE per model in one reduction, a custom loss_fn model by model."""
         if fast_mse:
             return torch.mean((prediction - target) ** 2, dim=(1, 2))
-        return torch.stack([loss_fn(prediction[s], target[s]) for s in range(S)])
+        # (fresh copies of each model's blocks: a reduction may round differently at another alignment)
+        return torch.stack([loss_fn(prediction[s].clone(), target[s].clone()) for s in range(S)])
 
     if opt == "Adam":
         optimizer = torch.optim.Adam(params, lr=lr)

@@ -224,6 +224,15 @@ class JobIdentity:
         }
 
 
+def _kan_cpu_kernel(model, identity: JobIdentity) -> str | None:
+    """kanlib.cpu_kernels.status() for a KAN on the CPU (the C kernels or the torch path, and why), else None."""
+    if identity.family != "kan" or model.device.type != "cpu":
+        return None
+    from ..cpu_kernels import kernel_for
+
+    return kernel_for(model.layers, model.dtype, all(layer.uniform_grid for layer in model.layers))
+
+
 def _common_fields(config: dict, target, function_slug, width, n_train, seed, threads, data_file) -> dict:
     """The fields of a :class:`JobIdentity` that every model family has: the sweep, the target, the
     data and model seeds, the inputs, and the software and host (provenance)."""
@@ -457,6 +466,8 @@ def _write_unsynced(
         "started_at_ms": int(started * 1000),
         "finished_at_ms": int(time.time() * 1000),
         "device": str(model.device),
+        # which code evaluated a KAN's loss on the CPU: "c" (kanlib.cpu_kernels) or "torch (<why>)"
+        "kan_cpu_kernel": _kan_cpu_kernel(model, identity),
         "model_sha256": sha256_file(unsynced / "model.pt"),
         "fingerprint": identity.fingerprint(),
         # MLflow (filled in once the run is logged)
@@ -498,7 +509,11 @@ def _log_run(
                 "run_name": identity.run_name,
                 "params": identity.mlflow_params(metrics["device"]),
                 # how many models trained together with this one (batch_seeds); 1: alone
-                "tags": {**identity.mlflow_tags(), "kanlib.stack_size": str(metrics.get("stack_size", 1))},
+                "tags": {
+                    **identity.mlflow_tags(),
+                    "kanlib.stack_size": str(metrics.get("stack_size", 1)),
+                    **({"kanlib.cpu_kernel": metrics["kan_cpu_kernel"]} if metrics.get("kan_cpu_kernel") else {}),
+                },
                 "history": {name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
                 "final": {
                     "final_train_rmse": metrics["train_rmse"],

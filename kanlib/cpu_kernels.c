@@ -1,0 +1,138 @@
+/* A KAN layer's loss-evaluation kernels for the CPU (kanlib.cpu_kernels builds and calls them).
+ *
+ * Plain C99, float64, one thread, no torch headers (so it builds in a second with any C compiler).
+ * Every function works on S independent models stored one after another (leading model axis S):
+ * model s's numbers come from the same loops in the same order whatever S is, so a stack of models
+ * computes exactly what each model computes alone.
+ *
+ * Conventions are kanlib.bspline's: a layer with `in` inputs has per input i uniform knots
+ * t[0..n_intervals] with spacing h; s = (x - t[0]) / h = shift[i] + x * inv_h[i], clamped to
+ * [-1, n_intervals] (NaN -> -1); interval j = floor(s), u = s - j; the k+1 possibly non-zero
+ * basis functions are B_{j-k+r}(x) = sum_p M[r][p] u^p (r, p = 0..k); a coefficient index j-k+r
+ * outside [0, n) contributes nothing (kanlib's zero padding). Each edge computes
+ * scale_base * silu(x) + scale_sp * spline(x), each output sums its edges.
+ *
+ * Shapes (all contiguous, row-major), e = (s * in + i) * B + b:
+ *   x (S, in, B), coef (S, in, out, n), scale_base and scale_sp (S, in, out), shift and inv_h (S, in),
+ *   M (k+1, k+1), first (S, in, B) long, val and dval (S, in, B, k+1), base and dbase (S, in, B),
+ *   y and grad_y (S, out, B).
+ */
+#include <math.h>
+#include <string.h>
+
+#define MAX_ORDER 7 /* k <= MAX_ORDER: kanlib.cpu_kernels checks it before calling */
+
+/* Basis (and d/dx when dval != NULL), silu(x) and silu'(x) (when dbase != NULL) at every sample. */
+void kan_layer_basis(long S, long in, long B, long k, long n_intervals, const double *x, const double *shift,
+                     const double *inv_h, const double *M, long *first, double *val, double *dval, double *base,
+                     double *dbase) {
+    double pw[MAX_ORDER + 1];
+    for (long row = 0; row < S * in; row++) {
+        for (long b = 0; b < B; b++) {
+            long e = row * B + b;
+            double xv = x[e];
+            double s = shift[row] + xv * inv_h[row];
+            if (isnan(s)) s = -1.0;
+            if (s < -1.0) s = -1.0;
+            if (s > (double)n_intervals) s = (double)n_intervals;
+            double j = floor(s);
+            double u = s - j;
+            pw[0] = 1.0;
+            for (long p = 1; p <= k; p++) pw[p] = pw[p - 1] * u;
+            for (long r = 0; r <= k; r++) {
+                const double *m = M + r * (k + 1);
+                double v = m[0];
+                for (long p = 1; p <= k; p++) v += m[p] * pw[p];
+                val[e * (k + 1) + r] = v;
+                if (dval) {
+                    double d = 0.0;
+                    for (long p = 1; p <= k; p++) d += m[p] * (double)p * pw[p - 1];
+                    dval[e * (k + 1) + r] = d * inv_h[row];
+                }
+            }
+            first[e] = (long)j - k;
+            double sig = 1.0 / (1.0 + exp(-xv));
+            base[e] = xv * sig;
+            if (dbase) dbase[e] = sig * (1.0 + xv * (1.0 - sig));
+        }
+    }
+}
+
+/* y = sum_i scale_base * silu(x_i) + scale_sp * spline_i(x_i), from a basis of kan_layer_basis. */
+void kan_layer_forward(long S, long in, long out, long B, long n, long k, const double *coef, const double *sb,
+                       const double *ss, const long *first, const double *val, const double *base, double *y) {
+    memset(y, 0, sizeof(double) * S * out * B);
+    for (long s = 0; s < S; s++) {
+        for (long i = 0; i < in; i++) {
+            long row = s * in + i;
+            for (long o = 0; o < out; o++) {
+                long io = row * out + o;
+                const double *c = coef + io * n;
+                double wb = sb[io], ws = ss[io];
+                double *yo = y + (s * out + o) * B;
+                for (long b = 0; b < B; b++) {
+                    long e = row * B + b, f = first[e];
+                    const double *v = val + e * (k + 1);
+                    double spline = 0.0;
+                    for (long r = 0; r <= k; r++)
+                        if (f + r >= 0 && f + r < n) spline += c[f + r] * v[r];
+                    yo[b] += wb * base[e] + ws * spline;
+                }
+            }
+        }
+    }
+}
+
+/* Per model s: loss[s] = mean over its m outputs of (h - y)^2, grad = 2 (h - y) / m. */
+void kan_mse(long S, long m, const double *h, const double *y, double *grad, double *loss) {
+    double scale = 2.0 / (double)m;
+    for (long s = 0; s < S; s++) {
+        double sum = 0.0;
+        for (long e = s * m; e < (s + 1) * m; e++) {
+            double r = h[e] - y[e];
+            sum += r * r;
+            grad[e] = r * scale;
+        }
+        loss[s] = sum / (double)m;
+    }
+}
+
+/* Gradients for grad_y: grad_coef (S, in, out, n), grad_sb and grad_ss (S, in, out), and grad_x
+ * (S, in, B) when not NULL (then the basis must have dval and dbase). */
+void kan_layer_backward(long S, long in, long out, long B, long n, long k, const double *coef, const double *sb,
+                        const double *ss, const long *first, const double *val, const double *dval,
+                        const double *base, const double *dbase, const double *grad_y, double *grad_coef,
+                        double *grad_sb, double *grad_ss, double *grad_x) {
+    memset(grad_coef, 0, sizeof(double) * S * in * out * n);
+    if (grad_x) memset(grad_x, 0, sizeof(double) * S * in * B);
+    for (long s = 0; s < S; s++) {
+        for (long i = 0; i < in; i++) {
+            long row = s * in + i;
+            for (long o = 0; o < out; o++) {
+                long io = row * out + o;
+                const double *c = coef + io * n;
+                double *gc = grad_coef + io * n;
+                double wb = sb[io], ws = ss[io], sum_base = 0.0, sum_spline = 0.0;
+                const double *g = grad_y + (s * out + o) * B;
+                for (long b = 0; b < B; b++) {
+                    long e = row * B + b, f = first[e];
+                    const double *v = val + e * (k + 1);
+                    double gs = ws * g[b], spline = 0.0, dspline = 0.0;
+                    for (long r = 0; r <= k; r++) {
+                        long idx = f + r;
+                        if (idx >= 0 && idx < n) {
+                            spline += c[idx] * v[r];
+                            gc[idx] += gs * v[r];
+                            if (grad_x) dspline += c[idx] * dval[e * (k + 1) + r];
+                        }
+                    }
+                    sum_base += base[e] * g[b];
+                    sum_spline += spline * g[b];
+                    if (grad_x) grad_x[e] += wb * g[b] * dbase[e] + gs * dspline;
+                }
+                grad_sb[io] = sum_base;
+                grad_ss[io] = sum_spline;
+            }
+        }
+    }
+}
