@@ -22,8 +22,13 @@
 
 #define MAX_ORDER 7 /* k <= MAX_ORDER: kanlib.cpu_kernels checks it before calling */
 
+/* Each kernel's body is inlined twice: once with k = 3 (cubic splines, kanlib's default: a constant k
+ * lets the compiler unroll the loops over the k+1 basis functions) and once for any k. The sums run in
+ * the same order in both, so they give the same numbers. */
+#define INLINE static inline __attribute__((always_inline))
+
 /* Basis (and d/dx when dval != NULL), silu(x) and silu'(x) (when dbase != NULL) at every sample. */
-void kan_layer_basis(long S, long in, long B, long k, long n_intervals, const double *x, const double *shift,
+INLINE void layer_basis(long S, long in, long B, const long k, long n_intervals, const double *x, const double *shift,
                      const double *inv_h, const double *M, long *first, double *val, double *dval, double *base,
                      double *dbase) {
     double pw[MAX_ORDER + 1];
@@ -59,7 +64,7 @@ void kan_layer_basis(long S, long in, long B, long k, long n_intervals, const do
 }
 
 /* y = sum_i scale_base * silu(x_i) + scale_sp * spline_i(x_i), from a basis of kan_layer_basis. */
-void kan_layer_forward(long S, long in, long out, long B, long n, long k, const double *coef, const double *sb,
+INLINE void layer_forward(long S, long in, long out, long B, long n, const long k, const double *coef, const double *sb,
                        const double *ss, const long *first, const double *val, const double *base, double *y) {
     memset(y, 0, sizeof(double) * S * out * B);
     for (long s = 0; s < S; s++) {
@@ -74,8 +79,12 @@ void kan_layer_forward(long S, long in, long out, long B, long n, long k, const 
                     long e = row * B + b, f = first[e];
                     const double *v = val + e * (k + 1);
                     double spline = 0.0;
-                    for (long r = 0; r <= k; r++)
-                        if (f + r >= 0 && f + r < n) spline += c[f + r] * v[r];
+                    if (f >= 0 && f + k < n) { /* the whole window inside: no test per term */
+                        for (long r = 0; r <= k; r++) spline += c[f + r] * v[r];
+                    } else {
+                        for (long r = 0; r <= k; r++)
+                            if (f + r >= 0 && f + r < n) spline += c[f + r] * v[r];
+                    }
                     yo[b] += wb * base[e] + ws * spline;
                 }
             }
@@ -99,7 +108,7 @@ void kan_mse(long S, long m, const double *h, const double *y, double *grad, dou
 
 /* Gradients for grad_y: grad_coef (S, in, out, n), grad_sb and grad_ss (S, in, out), and grad_x
  * (S, in, B) when not NULL (then the basis must have dval and dbase). */
-void kan_layer_backward(long S, long in, long out, long B, long n, long k, const double *coef, const double *sb,
+INLINE void layer_backward(long S, long in, long out, long B, long n, const long k, const double *coef, const double *sb,
                         const double *ss, const long *first, const double *val, const double *dval,
                         const double *base, const double *dbase, const double *grad_y, double *grad_coef,
                         double *grad_sb, double *grad_ss, double *grad_x) {
@@ -118,12 +127,21 @@ void kan_layer_backward(long S, long in, long out, long B, long n, long k, const
                     long e = row * B + b, f = first[e];
                     const double *v = val + e * (k + 1);
                     double gs = ws * g[b], spline = 0.0, dspline = 0.0;
-                    for (long r = 0; r <= k; r++) {
-                        long idx = f + r;
-                        if (idx >= 0 && idx < n) {
-                            spline += c[idx] * v[r];
-                            gc[idx] += gs * v[r];
-                            if (grad_x) dspline += c[idx] * dval[e * (k + 1) + r];
+                    if (f >= 0 && f + k < n) { /* the whole window inside: no test per term */
+                        for (long r = 0; r <= k; r++) {
+                            spline += c[f + r] * v[r];
+                            gc[f + r] += gs * v[r];
+                        }
+                        if (grad_x)
+                            for (long r = 0; r <= k; r++) dspline += c[f + r] * dval[e * (k + 1) + r];
+                    } else {
+                        for (long r = 0; r <= k; r++) {
+                            long idx = f + r;
+                            if (idx >= 0 && idx < n) {
+                                spline += c[idx] * v[r];
+                                gc[idx] += gs * v[r];
+                                if (grad_x) dspline += c[idx] * dval[e * (k + 1) + r];
+                            }
                         }
                     }
                     sum_base += base[e] * g[b];
@@ -134,5 +152,67 @@ void kan_layer_backward(long S, long in, long out, long B, long n, long k, const
                 grad_ss[io] = sum_spline;
             }
         }
+    }
+}
+
+/* The exported kernels: k = 3 through a copy compiled for it, any other k through the general one. */
+void kan_layer_basis(long S, long in, long B, long k, long n_intervals, const double *x, const double *shift,
+                     const double *inv_h, const double *M, long *first, double *val, double *dval, double *base,
+                     double *dbase) {
+    if (k == 3)
+        layer_basis(S, in, B, 3, n_intervals, x, shift, inv_h, M, first, val, dval, base, dbase);
+    else
+        layer_basis(S, in, B, k, n_intervals, x, shift, inv_h, M, first, val, dval, base, dbase);
+}
+
+void kan_layer_forward(long S, long in, long out, long B, long n, long k, const double *coef, const double *sb,
+                       const double *ss, const long *first, const double *val, const double *base, double *y) {
+    if (k == 3)
+        layer_forward(S, in, out, B, n, 3, coef, sb, ss, first, val, base, y);
+    else
+        layer_forward(S, in, out, B, n, k, coef, sb, ss, first, val, base, y);
+}
+
+void kan_layer_backward(long S, long in, long out, long B, long n, long k, const double *coef, const double *sb,
+                        const double *ss, const long *first, const double *val, const double *dval,
+                        const double *base, const double *dbase, const double *grad_y, double *grad_coef,
+                        double *grad_sb, double *grad_ss, double *grad_x) {
+    if (k == 3)
+        layer_backward(S, in, out, B, n, 3, coef, sb, ss, first, val, dval, base, dbase, grad_y, grad_coef, grad_sb,
+                       grad_ss, grad_x);
+    else
+        layer_backward(S, in, out, B, n, k, coef, sb, ss, first, val, dval, base, dbase, grad_y, grad_coef, grad_sb,
+                       grad_ss, grad_x);
+}
+
+/* One loss evaluation of a network of `depth` layers for S models: every layer's basis (the first
+ * layer's only when `input_basis` is nonzero: it is kept while the training inputs and the grid stay)
+ * and forward, each model's mean squared error, and the backward pass, in one call.
+ *   dims: S, B, depth, then per layer: in, out, n, k, n_intervals
+ *   ptrs: per layer LAYER_POINTERS pointers: x (its input: the training inputs, or the previous
+ *         layer's y), coef, scale_base, scale_sp, shift, inv_h, M, first, val, dval, base, dbase, y,
+ *         grad_coef, grad_scale_base, grad_scale_sp, grad_x (NULL for the first layer);
+ *         then y_target, grad_out and losses (S). */
+#define LAYER_POINTERS 17
+void kan_mse_and_grad(const long *dims, void *const *ptrs, long input_basis) {
+    long S = dims[0], B = dims[1], depth = dims[2];
+    for (long l = 0; l < depth; l++) {
+        const long *d = dims + 3 + 5 * l;
+        void *const *p = ptrs + LAYER_POINTERS * l;
+        if (l > 0 || input_basis)
+            kan_layer_basis(S, d[0], B, d[3], d[4], p[0], p[4], p[5], p[6], p[7], p[8], l > 0 ? p[9] : 0, p[10],
+                            l > 0 ? p[11] : 0);
+        kan_layer_forward(S, d[0], d[1], B, d[2], d[3], p[1], p[2], p[3], p[7], p[8], p[10], p[12]);
+    }
+    const long *last = dims + 3 + 5 * (depth - 1);
+    void *const *tail = ptrs + LAYER_POINTERS * depth;
+    kan_mse(S, last[1] * B, ptrs[LAYER_POINTERS * (depth - 1) + 12], tail[0], tail[1], tail[2]);
+    const double *grad_y = tail[1];
+    for (long l = depth - 1; l >= 0; l--) {
+        const long *d = dims + 3 + 5 * l;
+        void *const *p = ptrs + LAYER_POINTERS * l;
+        kan_layer_backward(S, d[0], d[1], B, d[2], d[3], p[1], p[2], p[3], p[7], p[8], p[9], p[10], p[11], grad_y,
+                           p[13], p[14], p[15], l > 0 ? p[16] : 0);
+        grad_y = p[16];
     }
 }

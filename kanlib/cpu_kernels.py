@@ -42,6 +42,9 @@ from .bspline import uniform_basis_polynomials
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 ENVIRONMENT_SWITCH = "KANLIB_CPU_KERNEL"  # "torch": never use the C kernels
 MAX_ORDER = 7  # the C file's MAX_ORDER
+# no -march (the library may serve several machines of a cluster) and no contraction into fused
+# multiply-adds (the same roundings whatever the compiler's default)
+FLAGS = ["-std=c99", "-O3", "-ffp-contract=off", "-fPIC", "-shared"]
 
 _lock = threading.Lock()
 _disabled = threading.local()  # disabled(): the torch path in this thread for a while
@@ -58,7 +61,15 @@ def cache_dir() -> Path:
 
 def _library_path(compiler: str) -> Path:
     digest = hashlib.sha256(
-        b"\0".join([SOURCE.read_bytes(), platform.machine().encode(), sys.platform.encode(), compiler.encode()])
+        b"\0".join(
+            [
+                SOURCE.read_bytes(),
+                platform.machine().encode(),
+                sys.platform.encode(),
+                compiler.encode(),
+                *map(str.encode, FLAGS),
+            ]
+        )
     ).hexdigest()[:16]
     return cache_dir() / f"cpu_kernels-{digest}.so"
 
@@ -71,7 +82,7 @@ def build() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    command = [compiler, "-std=c99", "-O2", "-fPIC", "-shared", "-o", str(partial), str(SOURCE), "-lm"]
+    command = [compiler, *FLAGS, "-o", str(partial), str(SOURCE), "-lm"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -107,7 +118,14 @@ def _load() -> ctypes.CDLL | None:
             library.kan_layer_forward.argtypes = [size] * 6 + [pointer] * 7
             library.kan_layer_backward.argtypes = [size] * 6 + [pointer] * 13
             library.kan_mse.argtypes = [size] * 2 + [pointer] * 4
-            for function in ("kan_layer_basis", "kan_layer_forward", "kan_layer_backward", "kan_mse"):
+            library.kan_mse_and_grad.argtypes = [pointer, pointer, size]
+            for function in (
+                "kan_layer_basis",
+                "kan_layer_forward",
+                "kan_layer_backward",
+                "kan_mse",
+                "kan_mse_and_grad",
+            ):
                 getattr(library, function).restype = None
         _loaded["library"], _loaded["reason"] = library, reason
         return library
@@ -144,7 +162,10 @@ def disabled():
 def usable(x_t: torch.Tensor, layers, uniform: bool) -> bool:
     """Whether the C kernels can evaluate these layers on x_t (see the module's docstring)."""
     return (
-        not getattr(_disabled, "on", False)
+        uniform
+        and x_t.dtype == torch.float64
+        and not x_t.is_cuda
+        and not getattr(_disabled, "on", False)
         and x_t.device.type == "cpu"
         and x_t.dtype == torch.float64
         and uniform
@@ -173,40 +194,19 @@ def _grid_constants(owner, knots: torch.Tensor, k: int):
     return owner._c_grid
 
 
-def _basis(owner, h: torch.Tensor, knots: torch.Tensor, k: int, derivatives: bool, slot: str | None):
-    """(first, val, dval, base, dbase) of kan_layer_basis at h (S, in, B).
-
-    ``slot`` "input": buffers kept on ``owner`` for the first layer's training input, reused without
-    recomputation while that input and the grid stay the same; "hidden": buffers kept on ``owner``
-    and overwritten each evaluation; None: new tensors (an evaluation that must not disturb either)."""
+def _basis(layer, h: torch.Tensor, knots: torch.Tensor) -> tuple:
+    """(first, val, None, base, None): kan_layer_basis of ``layer``'s uniform knots (S, in, K) at h (S, in, B)."""
     S, in_dim, batch = h.shape
-    if slot == "input":
-        version = None if h.is_inference() else h._version  # (inference tensors keep no version counter)
-        key = (h.data_ptr(), version, h.shape, knots.data_ptr(), knots._version, derivatives)
-        if owner.__dict__.get("_c_input_key") == key:
-            return owner._c_input
-        owner._c_input_key = None
-    shape_key = (S, in_dim, batch, k, derivatives)
-    buffers = owner.__dict__.get(f"_c_{slot}") if slot else None
-    if buffers is None or owner.__dict__.get(f"_c_{slot}_shape") != shape_key:
-        buffers = (
-            torch.empty(S, in_dim, batch, dtype=torch.long),
-            torch.empty(S, in_dim, batch, k + 1, dtype=torch.float64),
-            torch.empty(S, in_dim, batch, k + 1, dtype=torch.float64) if derivatives else None,
-            torch.empty(S, in_dim, batch, dtype=torch.float64),
-            torch.empty(S, in_dim, batch, dtype=torch.float64) if derivatives else None,
-        )
-        if slot:
-            owner.__dict__[f"_c_{slot}"], owner.__dict__[f"_c_{slot}_shape"] = buffers, shape_key
-    first, val, dval, base, dbase = buffers
-    shift, inv_h, M, n_intervals = _grid_constants(owner, knots, k)
+    k = layer.k
+    first = torch.empty(S, in_dim, batch, dtype=torch.long)
+    val = torch.empty(S, in_dim, batch, k + 1, dtype=torch.float64)
+    base = torch.empty(S, in_dim, batch, dtype=torch.float64)
+    shift, inv_h, M, n_intervals = _grid_constants(layer, knots, k)
     _loaded["library"].kan_layer_basis(
         S, in_dim, batch, k, n_intervals, h.data_ptr(), shift.data_ptr(), inv_h.data_ptr(), M.data_ptr(),
-        first.data_ptr(), val.data_ptr(), _pointer(dval), base.data_ptr(), _pointer(dbase),
+        first.data_ptr(), val.data_ptr(), None, base.data_ptr(), None,
     )  # fmt: skip
-    if slot == "input":  # (the input is kept alive with the key: no other tensor can take its address)
-        owner._c_input_key, owner._c_input, owner._c_input_tensors = key, buffers, (h, knots)
-    return buffers
+    return first, val, None, base, None
 
 
 def _layer_forward(layer, coef, scale_base, scale_sp, basis, h: torch.Tensor) -> torch.Tensor:
@@ -233,48 +233,111 @@ def forward(layers, params, knots, x_t: torch.Tensor) -> torch.Tensor:
     params, knots = _contiguous(params, knots)
     h = x_t.contiguous()
     for layer, (coef, scale_base, scale_sp), layer_knots in zip(layers, params, knots):
-        basis = _basis(layer, h, layer_knots, layer.k, derivatives=False, slot=None)
+        basis = _basis(layer, h, layer_knots)
         h = _layer_forward(layer, coef, scale_base, scale_sp, basis, h)
     return h
 
 
-@torch.inference_mode()
-def mse_and_grads(layers, params, knots, x_t: torch.Tensor, y_t: torch.Tensor):
+LAYER_POINTERS = 17  # the C file's LAYER_POINTERS: a layer's pointers in kan_mse_and_grad
+
+
+class _Plan:
+    """One model (or stack) evaluated on inputs of one shape: the buffers kept between evaluations
+    (the L-BFGS hot path allocates nothing) and kan_mse_and_grad's argument arrays, in which only the
+    addresses that may move are rewritten before each call."""
+
+    def __init__(self, layers, params, x_t: torch.Tensor):
+        S, _, batch = x_t.shape
+        self.key = (tuple(x_t.shape), tuple(tuple(p[0].shape) for p in params))
+        dims = [S, batch, len(layers)]
+        self.layers = []
+        for index, (layer, (coef, scale_base, scale_sp)) in enumerate(zip(layers, params)):
+            _, in_dim, out_dim, n = coef.shape
+            k = layer.k
+            hidden = index > 0
+
+            def empty(*shape, dtype=torch.float64):
+                return torch.empty(*shape, dtype=dtype)
+
+            grads = (torch.empty_like(coef), torch.empty_like(scale_base), torch.empty_like(scale_sp))
+            state = {
+                "basis": (
+                    empty(S, in_dim, batch, dtype=torch.long),
+                    empty(S, in_dim, batch, k + 1),
+                    empty(S, in_dim, batch, k + 1) if hidden else None,
+                    empty(S, in_dim, batch),
+                    empty(S, in_dim, batch) if hidden else None,
+                ),
+                "y": empty(S, out_dim, batch),
+                "grads": grads,
+                "grads_of_one": tuple(grad[0] for grad in grads),  # (views for a lone model: S = 1)
+                "grad_x": empty(S, in_dim, batch) if hidden else None,
+                "staging": [None, None, None],
+            }
+            self.layers.append(state)
+            dims += [in_dim, out_dim, n, k, 0]  # n_intervals: set with the grid
+        self.dims = (ctypes.c_long * len(dims))(*dims)
+        self.grad_out = torch.empty_like(self.layers[-1]["y"])
+        self.losses = torch.empty(S, dtype=torch.float64)
+        self.pointers = (ctypes.c_void_p * (LAYER_POINTERS * len(layers) + 3))()
+        for index, state in enumerate(self.layers):  # the addresses that stay: this plan's own buffers
+            base_index = LAYER_POINTERS * index
+            first, val, dval, base, dbase = state["basis"]
+            fixed = {7: first, 8: val, 9: dval, 10: base, 11: dbase, 12: state["y"], 16: state["grad_x"]}
+            fixed.update({13 + j: grad for j, grad in enumerate(state["grads"])})
+            for slot, tensor in fixed.items():
+                self.pointers[base_index + slot] = _pointer(tensor)
+            if index > 0:
+                self.pointers[base_index] = self.layers[index - 1]["y"].data_ptr()
+        self.pointers[LAYER_POINTERS * len(layers) + 1] = self.grad_out.data_ptr()
+        self.pointers[LAYER_POINTERS * len(layers) + 2] = self.losses.data_ptr()
+        self.input_key = None  # what the first layer's basis was computed for
+        self.input_tensors = None  # (x_t, knots): kept alive with that key
+
+
+def _operand(state: dict, slot: int, tensor: torch.Tensor) -> int:
+    """The address of ``tensor``'s numbers, contiguous (a staging copy when the optimizer keeps it strided)."""
+    if tensor.is_contiguous():
+        return tensor.data_ptr()
+    staging = state["staging"][slot]
+    if staging is None or staging.shape != tensor.shape:
+        staging = state["staging"][slot] = torch.empty(tensor.shape, dtype=torch.float64)
+    staging.copy_(tensor)
+    return staging.data_ptr()
+
+
+def mse_and_grads(layers, params, knots, x_t: torch.Tensor, y_t: torch.Tensor, one_model: bool = False):
     """Each model's mean squared error and the gradients of every layer's parameters.
 
-    layers: the modules (each keeps its buffers and ``k``); params: per layer (coef (S, in, out, n),
-    scale_base (S, in, out), scale_sp (S, in, out)); knots: per layer (S, in, K), uniform;
-    x_t (S, width[0], B), y_t (S, width[-1], B), float64 on the CPU.
-    -> losses (S,), per layer (grad_coef, grad_scale_base, grad_scale_sp) shaped like params.
+    layers: the modules (the first keeps the buffers; each its ``k``); params: per layer (coef
+    (S, in, out, n), scale_base (S, in, out), scale_sp (S, in, out)); knots: per layer (S, in, K),
+    uniform; x_t (S, width[0], B), y_t (S, width[-1], B), float64 on the CPU.
+    -> losses (S,), per layer (grad_coef, grad_scale_base, grad_scale_sp) shaped like params (with
+    ``one_model``, S = 1, without the model axis). The gradient tensors are kept and overwritten by the
+    next evaluation of the same model and shapes (an optimizer copies them out, as L-BFGS does).
     """
-    library = _loaded["library"]
-    params, knots = _contiguous(params, knots)
-    x_t, y_t = x_t.contiguous(), y_t.to(dtype=torch.float64, device="cpu").contiguous()
-    saved = []
-    h = x_t
-    for index, (layer, (coef, scale_base, scale_sp), layer_knots) in enumerate(zip(layers, params, knots)):
-        slot = "hidden" if index > 0 else "input"
-        basis = _basis(layer, h, layer_knots, layer.k, derivatives=index > 0, slot=slot)
-        h = _layer_forward(layer, coef, scale_base, scale_sp, basis, h)
-        saved.append(basis)
-    S, out_dim, batch = h.shape
-    grad = torch.empty_like(h)
-    losses = torch.empty(S, dtype=torch.float64)
-    library.kan_mse(S, out_dim * batch, h.data_ptr(), y_t.data_ptr(), grad.data_ptr(), losses.data_ptr())
-    grads = [None] * len(layers)
-    for index in range(len(layers) - 1, -1, -1):
-        layer, (coef, scale_base, scale_sp) = layers[index], params[index]
-        first, val, dval, base, dbase = saved[index]
-        S, in_dim, out_dim, n = coef.shape
-        grad_coef, grad_scale_base, grad_scale_sp = (
-            torch.empty_like(coef), torch.empty_like(scale_base), torch.empty_like(scale_sp)
-        )  # fmt: skip
-        grad_x = torch.empty(S, in_dim, batch, dtype=torch.float64) if index > 0 else None
-        library.kan_layer_backward(
-            S, in_dim, out_dim, batch, n, layer.k, coef.data_ptr(), scale_base.data_ptr(), scale_sp.data_ptr(),
-            first.data_ptr(), val.data_ptr(), _pointer(dval), base.data_ptr(), _pointer(dbase), grad.data_ptr(),
-            grad_coef.data_ptr(), grad_scale_base.data_ptr(), grad_scale_sp.data_ptr(), _pointer(grad_x),
-        )  # fmt: skip
-        grads[index] = (grad_coef, grad_scale_base, grad_scale_sp)
-        grad = grad_x
-    return losses, grads
+    x_t = x_t.contiguous()
+    y_t = y_t.contiguous() if y_t.dtype == torch.float64 else y_t.to(torch.float64).contiguous()
+    owner = layers[0]
+    plan = owner.__dict__.get("_c_plan")
+    if plan is None or plan.key != (tuple(x_t.shape), tuple(tuple(p[0].shape) for p in params)):
+        plan = owner.__dict__["_c_plan"] = _Plan(layers, params, x_t)
+    pointers, dims = plan.pointers, plan.dims
+    for index, (layer, layer_params, layer_knots) in enumerate(zip(layers, params, knots)):
+        at = LAYER_POINTERS * index
+        for slot, tensor in enumerate(layer_params):
+            pointers[at + 1 + slot] = _operand(plan.layers[index], slot, tensor)
+        shift, inv_h, M, n_intervals = _grid_constants(layer, layer_knots, layer.k)
+        pointers[at + 4], pointers[at + 5], pointers[at + 6] = shift.data_ptr(), inv_h.data_ptr(), M.data_ptr()
+        dims[3 + 5 * index + 4] = n_intervals
+    # the first layer's basis: computed again only for other training inputs or another grid
+    version = None if x_t.is_inference() else x_t._version
+    key = (x_t.data_ptr(), version, knots[0].data_ptr(), knots[0]._version)
+    input_basis = plan.input_key != key
+    if input_basis:
+        plan.input_key, plan.input_tensors = key, (x_t, knots[0])
+        pointers[0] = x_t.data_ptr()
+    pointers[LAYER_POINTERS * len(layers)] = y_t.data_ptr()
+    plan.y_target = y_t  # (alive until the next evaluation)
+    _loaded["library"].kan_mse_and_grad(dims, pointers, int(input_basis))
+    return plan.losses.clone(), [state["grads_of_one" if one_model else "grads"] for state in plan.layers]

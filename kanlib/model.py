@@ -282,11 +282,13 @@ class KAN(nn.Module):
         else through the torch path below."""
         layers = list(self._modules["layers"])
         if cpu_kernels.usable(x_t, layers, all(layer.uniform_grid for layer in layers)):
-            losses, grads = cpu_kernels.mse_and_grads(layers, *self._kernel_operands(layers), x_t[None], y_t[None])
+            operands = self._kernel_operands(layers)
+            losses, grads = cpu_kernels.mse_and_grads(layers, *operands, x_t[None], y_t[None], one_model=True)
             for layer_params, layer_grads in zip((layer._parameters for layer in layers), grads):
                 for name, value in zip(("coef", "scale_base", "scale_sp"), layer_grads):
                     param = layer_params[name]
-                    param.grad = value[0] if param.requires_grad else None
+                    if param.grad is not value:  # (the same kept tensor as last time: nothing to set)
+                        param.grad = value if param.requires_grad else None
             return losses[0]
         saved = []
         h = x_t

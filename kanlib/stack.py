@@ -156,7 +156,8 @@ class KANStack(ModelStack):
             )
             for layer, layer_grads in zip(layers, grads):
                 for param, value in zip((layer.coef, layer.scale_base, layer.scale_sp), layer_grads):
-                    param.grad = value if param.requires_grad else None
+                    if param.grad is not value:  # (the same kept tensor as last time: nothing to set)
+                        param.grad = value if param.requires_grad else None
             return losses
         saved = []
         h = x_t
