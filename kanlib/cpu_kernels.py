@@ -3,7 +3,7 @@
 Why: a small KAN's loss evaluation in torch is ~40 tiny kernels and their Python calls, each a few
 microseconds for a few thousand numbers; L-BFGS makes tens of thousands of evaluations per fit.
 One C loop per layer for the basis, the forward and the backward does the same arithmetic at 2-5x
-less cost per evaluation (docs/benchmarks.md, benchmarks/fused_kernel.py).
+less cost per evaluation (docs/benchmarks.md, benchmarks/cpu_kernels.py).
 
 When it is used (:func:`usable`): the tensors are float64 on the CPU, every layer's grid is uniform
 (the default; quantile grids, ``grid_eps < 1``, keep the torch path), ``k <= 7``, the kernels built,
@@ -164,16 +164,40 @@ def usable(x_t: torch.Tensor, layers, uniform: bool) -> bool:
     return (
         uniform
         and x_t.dtype == torch.float64
-        and not x_t.is_cuda
-        and not getattr(_disabled, "on", False)
         and x_t.device.type == "cpu"
-        and x_t.dtype == torch.float64
-        and uniform
+        and not getattr(_disabled, "on", False)
         and all(
             layer.k <= MAX_ORDER and layer.coef.dtype == torch.float64 and not layer.coef.is_cuda for layer in layers
         )
         and _load() is not None
     )
+
+
+class _Cache(dict):
+    """What this module keeps on a layer between evaluations (grid constants, the evaluation plan).
+
+    It belongs to one module object: a copy or a pickle of the module starts without it (the plan
+    holds raw addresses of the original's buffers), and so does a shallow copy (checked by id)."""
+
+    def __init__(self, owner_id: int = 0):
+        super().__init__()
+        self.owner_id = owner_id
+
+    def __copy__(self):
+        return _Cache()
+
+    def __deepcopy__(self, memo):
+        return _Cache()
+
+    def __reduce__(self):
+        return (_Cache, ())
+
+
+def _cache(owner) -> _Cache:
+    cache = owner.__dict__.get("_c_cache")
+    if cache is None or cache.owner_id != id(owner):
+        cache = owner.__dict__["_c_cache"] = _Cache(id(owner))
+    return cache
 
 
 def _pointer(tensor: torch.Tensor | None):
@@ -183,15 +207,16 @@ def _pointer(tensor: torch.Tensor | None):
 def _grid_constants(owner, knots: torch.Tensor, k: int):
     """(shift, inv_h, M, n_intervals) of uniform knots (S, in, K), as kanlib.bspline.UniformGridConstants
     computes them, cached on ``owner`` while the knots stay the same."""
+    cache = _cache(owner)
     key = (knots.data_ptr(), knots._version, knots.shape)
-    if owner.__dict__.get("_c_grid_key") != key:
+    if cache.get("grid_key") != key:
         n_intervals = knots.shape[-1] - 1
         t0 = knots[..., 0]
         inv_h = n_intervals / (knots[..., -1] - t0)  # (S, in)
         M = torch.as_tensor(uniform_basis_polynomials(k), dtype=torch.float64).contiguous()  # (k+1, k+1)
-        owner._c_grid = ((-t0 * inv_h).contiguous(), inv_h.contiguous(), M, n_intervals)
-        owner._c_grid_key, owner._c_grid_knots = key, knots  # (the keyed tensor kept alive: its address stays its own)
-    return owner._c_grid
+        cache["grid"] = ((-t0 * inv_h).contiguous(), inv_h.contiguous(), M, n_intervals)
+        cache["grid_key"], cache["grid_knots"] = key, knots  # (the keyed tensor kept alive: its address stays its own)
+    return cache["grid"]
 
 
 def _basis(layer, h: torch.Tensor, knots: torch.Tensor) -> tuple:
@@ -319,9 +344,10 @@ def mse_and_grads(layers, params, knots, x_t: torch.Tensor, y_t: torch.Tensor, o
     x_t = x_t.contiguous()
     y_t = y_t.contiguous() if y_t.dtype == torch.float64 else y_t.to(torch.float64).contiguous()
     owner = layers[0]
-    plan = owner.__dict__.get("_c_plan")
+    cache = _cache(owner)
+    plan = cache.get("plan")
     if plan is None or plan.key != (tuple(x_t.shape), tuple(tuple(p[0].shape) for p in params)):
-        plan = owner.__dict__["_c_plan"] = _Plan(layers, params, x_t)
+        plan = cache["plan"] = _Plan(layers, params, x_t)
     pointers, dims = plan.pointers, plan.dims
     for index, (layer, layer_params, layer_knots) in enumerate(zip(layers, params, knots)):
         at = LAYER_POINTERS * index

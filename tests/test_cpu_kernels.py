@@ -168,3 +168,24 @@ def test_concurrent_builds_leave_one_whole_library(tmp_path):
     assert [out[0] for out in outputs] == ["c"] * 4
     assert len({out[2] for out in outputs}) == 1  # the same loss everywhere
     assert len(list(tmp_path.glob("*.so"))) == 1 and not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler")
+def test_an_evaluated_model_copies_and_pickles_and_the_copy_uses_its_own_numbers():
+    """The kept evaluation plan holds raw addresses: a copy must not take it along (it could not be
+    pickled, and a copy evaluating through it would read the original's parameters)."""
+    import copy
+    import pickle
+
+    generator = torch.Generator().manual_seed(5)
+    model = random_model([2, 3, 1], 6, 3, generator)
+    x = torch.rand(40, 2, generator=generator, dtype=F64)
+    y = torch.rand(40, 1, generator=generator, dtype=F64)
+    model.mse_and_grad(x, y)
+    for duplicate in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        with torch.no_grad():
+            duplicate.layers[0].coef.mul_(2.0)
+        loss = float(duplicate.mse_and_grad(x, y))
+        assert loss == pytest.approx(torch_path(duplicate, x, y)[0], rel=1e-13)
+        assert float(model.mse_and_grad(x, y)) == pytest.approx(torch_path(model, x, y)[0], rel=1e-13)
+        assert loss != pytest.approx(float(model.mse_and_grad(x, y)), rel=1e-6)
