@@ -63,6 +63,28 @@ INLINE void layer_basis(long S, long in, long B, const long k, long n_intervals,
     }
 }
 
+/* sum_r c[f + r] * w[r] over the terms whose coefficient index f + r is in [0, n), r ascending. */
+INLINE double window_dot(const double *c, const double *w, long f, const long k, long n) {
+    double sum = 0.0;
+    if (f >= 0 && f + k < n) { /* the whole window inside: no test per term */
+        for (long r = 0; r <= k; r++) sum += c[f + r] * w[r];
+    } else {
+        for (long r = 0; r <= k; r++)
+            if (f + r >= 0 && f + r < n) sum += c[f + r] * w[r];
+    }
+    return sum;
+}
+
+/* gc[f + r] += a * w[r] for the coefficient indices f + r in [0, n). */
+INLINE void window_add(double *gc, double a, const double *w, long f, const long k, long n) {
+    if (f >= 0 && f + k < n) {
+        for (long r = 0; r <= k; r++) gc[f + r] += a * w[r];
+    } else {
+        for (long r = 0; r <= k; r++)
+            if (f + r >= 0 && f + r < n) gc[f + r] += a * w[r];
+    }
+}
+
 /* y = sum_i scale_base * silu(x_i) + scale_sp * spline_i(x_i), from a basis of kan_layer_basis. */
 INLINE void layer_forward(long S, long in, long out, long B, long n, const long k, const double *coef, const double *sb,
                        const double *ss, const long *first, const double *val, const double *base, double *y) {
@@ -76,15 +98,8 @@ INLINE void layer_forward(long S, long in, long out, long B, long n, const long 
                 double wb = sb[io], ws = ss[io];
                 double *yo = y + (s * out + o) * B;
                 for (long b = 0; b < B; b++) {
-                    long e = row * B + b, f = first[e];
-                    const double *v = val + e * (k + 1);
-                    double spline = 0.0;
-                    if (f >= 0 && f + k < n) { /* the whole window inside: no test per term */
-                        for (long r = 0; r <= k; r++) spline += c[f + r] * v[r];
-                    } else {
-                        for (long r = 0; r <= k; r++)
-                            if (f + r >= 0 && f + r < n) spline += c[f + r] * v[r];
-                    }
+                    long e = row * B + b;
+                    double spline = window_dot(c, val + e * (k + 1), first[e], k, n);
                     yo[b] += wb * base[e] + ws * spline;
                 }
             }
@@ -126,27 +141,12 @@ INLINE void layer_backward(long S, long in, long out, long B, long n, const long
                 for (long b = 0; b < B; b++) {
                     long e = row * B + b, f = first[e];
                     const double *v = val + e * (k + 1);
-                    double gs = ws * g[b], spline = 0.0, dspline = 0.0;
-                    if (f >= 0 && f + k < n) { /* the whole window inside: no test per term */
-                        for (long r = 0; r <= k; r++) {
-                            spline += c[f + r] * v[r];
-                            gc[f + r] += gs * v[r];
-                        }
-                        if (grad_x)
-                            for (long r = 0; r <= k; r++) dspline += c[f + r] * dval[e * (k + 1) + r];
-                    } else {
-                        for (long r = 0; r <= k; r++) {
-                            long idx = f + r;
-                            if (idx >= 0 && idx < n) {
-                                spline += c[idx] * v[r];
-                                gc[idx] += gs * v[r];
-                                if (grad_x) dspline += c[idx] * dval[e * (k + 1) + r];
-                            }
-                        }
-                    }
+                    double gs = ws * g[b];
+                    double spline = window_dot(c, v, f, k, n);
+                    window_add(gc, gs, v, f, k, n);
                     sum_base += base[e] * g[b];
                     sum_spline += spline * g[b];
-                    if (grad_x) grad_x[e] += wb * g[b] * dbase[e] + gs * dspline;
+                    if (grad_x) grad_x[e] += wb * g[b] * dbase[e] + gs * window_dot(c, dval + e * (k + 1), f, k, n);
                 }
                 grad_sb[io] = sum_base;
                 grad_ss[io] = sum_spline;

@@ -116,16 +116,8 @@ def _load() -> ctypes.CDLL | None:
             size, pointer = ctypes.c_long, ctypes.c_void_p
             library.kan_layer_basis.argtypes = [size] * 5 + [pointer] * 9
             library.kan_layer_forward.argtypes = [size] * 6 + [pointer] * 7
-            library.kan_layer_backward.argtypes = [size] * 6 + [pointer] * 13
-            library.kan_mse.argtypes = [size] * 2 + [pointer] * 4
-            library.kan_mse_and_grad.argtypes = [pointer, pointer, size]
-            for function in (
-                "kan_layer_basis",
-                "kan_layer_forward",
-                "kan_layer_backward",
-                "kan_mse",
-                "kan_mse_and_grad",
-            ):
+            library.kan_mse_and_grad.argtypes = [pointer, pointer, size]  # (the only ones called from Python)
+            for function in ("kan_layer_basis", "kan_layer_forward", "kan_mse_and_grad"):
                 getattr(library, function).restype = None
         _loaded["library"], _loaded["reason"] = library, reason
         return library
@@ -318,6 +310,7 @@ class _Plan:
         self.pointers[LAYER_POINTERS * len(layers) + 2] = self.losses.data_ptr()
         self.input_key = None  # what the first layer's basis was computed for
         self.input_tensors = None  # (x_t, knots): kept alive with that key
+        self.y_target = None  # the last call's targets, alive while the C code reads them
 
 
 def _operand(state: dict, slot: int, tensor: torch.Tensor) -> int:
