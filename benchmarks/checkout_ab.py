@@ -1,16 +1,20 @@
-"""The seed sweep's 20 kanlib fits with two checkouts of kanlib, in alternating processes.
+"""Two (or more) checkouts of kanlib on the same workloads, alternating task by task.
 
-Each repetition runs one process per checkout (alternating which goes first) and torch thread
-count; each process times the 20 fits of benchmarks/seed_sweep.py (wall and CPU time, the
-datasets built before the clock starts) and prints the final train/test RMSE of every cell.
-Printed: per-run times, medians per checkout and thread count, and each checkout's largest
-relative RMSE deviation from the first one's (0 when the fits are bit-identical).
+One worker process per checkout imports its kanlib once; the workloads then run in turns (A, B, B, A,
+...), so slow phases of a shared machine hit every checkout alike. Each task's CPU time (process
+time: what the work costs, whatever else the machine runs) and wall time are recorded. Printed:
+per workload the median CPU time of each checkout, the median of the paired ratios against the first
+checkout, and the largest relative difference of the final train/test RMSEs from the first checkout's
+(0 when the fits are bit-identical).
 
-    python benchmarks/checkout_ab.py --repos /tmp/before . --reps 3 --threads 1 2
-    python benchmarks/checkout_ab.py --repos . . --bracket-rtol 1e-9 ''   # the zoom before 0.2.0's fix
-    python benchmarks/checkout_ab.py --repos /tmp/b12696a . . --env '' '' KANLIB_CPU_KERNEL=torch
+Workloads:
+  seed-sweep   the seed experiment's 20 fits (benchmarks/seed_sweep.py: N = 100..3000, G = 5..100)
+  stack-S-N    S seeds of the seed chain at N training points as one stack (KANStack), e.g. stack-16-1000
 
-``--env``: per checkout, NAME=VALUE pairs (comma-separated) set in that variant's processes, or ''.
+    python benchmarks/checkout_ab.py --repos /tmp/before . --reps 7 --workloads seed-sweep stack-4-1000
+    python benchmarks/checkout_ab.py --repos . . --env '' KANLIB_CPU_KERNEL=torch --workloads seed-sweep
+
+``--env``: per checkout, NAME=VALUE pairs (comma-separated) set in that worker, or ''.
 """
 
 from __future__ import annotations
@@ -24,75 +28,90 @@ from pathlib import Path
 
 import numpy as np
 
-CHILD = """
+WORKER = r"""
 import contextlib, io, json, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 sys.path.insert(0, sys.argv[2] + "/benchmarks")
-from seed_sweep import datasets, run_kanlib
-from kanlib import training
-if sys.argv[3]:
-    make = training.LBFGS
-    def with_rtol(*args, **kwargs):
-        optimizer = make(*args, **kwargs)
-        optimizer.bracket_rtol = float(sys.argv[3])
-        return optimizer
-    training.LBFGS = with_rtol
+from seed_sweep import GRIDS, datasets, run_kanlib, target
+from kanlib import KAN, KANStack, create_dataset
+
 data = datasets("cpu")
-wall, cpu = time.perf_counter(), time.process_time()
-with contextlib.redirect_stdout(io.StringIO()):
-    train, test, _ = run_kanlib(data, "cpu")
-wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-print(json.dumps({"wall": wall, "cpu": cpu, "train": train.tolist(), "test": test.tolist()}))
+
+def stack_chain(S, N):
+    sets = [create_dataset(target, n_var=2, train_num=N, seed=s) for s in range(S)]
+    x = torch.stack([d["train_input"] for d in sets])
+    stack = None
+    for grid in GRIDS:
+        fresh = KANStack.stack([KAN(width=[2, 1, 1], grid=grid, k=3, seed=s + 1) for s in range(S)])
+        stack = fresh if stack is None else fresh.initialize_from_another_model(stack, x)
+        results = stack.fit(sets, steps=50, stop_grid_update_step=30, progress=False)
+    return [r["train_loss"][-1] for r in results], [r["test_loss"][-1] for r in results]
+
+for line in sys.stdin:
+    workload = line.strip()
+    wall, cpu = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()):
+        if workload == "seed-sweep":
+            train, test, _ = run_kanlib(data, "cpu")
+            train, test = train.ravel().tolist(), test.ravel().tolist()
+        else:
+            _, S, N = workload.split("-")
+            train, test = stack_chain(int(S), int(N))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(json.dumps({"wall": wall, "cpu": cpu, "train": train, "test": test}), flush=True)
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repos", nargs="+", required=True, help="checkouts (each holds kanlib/ and benchmarks/)")
-    parser.add_argument("--bracket-rtol", nargs="*", default=None, help="per checkout: LBFGS.bracket_rtol or ''")
     parser.add_argument("--env", nargs="*", default=None, help="per checkout: NAME=VALUE[,NAME=VALUE] or ''")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workloads", nargs="+", default=["seed-sweep"])
     args = parser.parse_args()
     repos = [str(Path(r).resolve()) for r in args.repos]
-    rtols = args.bracket_rtol or [""] * len(repos)
-    labels = [" ".join(filter(None, parts)) for parts in zip(repos, rtols, args.env or [""] * len(repos))]
-    extra = [dict(pair.split("=", 1) for pair in spec.split(",") if pair) for spec in (args.env or [""] * len(repos))]
-    variants = list(range(len(repos)))
-    runs: dict[tuple[int, int], list[dict]] = {}
+    envs = args.env or [""] * len(repos)
+    labels = [" ".join(filter(None, parts)) for parts in zip(repos, envs)]
+    workers = []
+    for repo, spec in zip(repos, envs):
+        extra = dict(pair.split("=", 1) for pair in spec.split(",") if pair)
+        env = dict(os.environ, PYTHONPATH=repo, **extra)
+        command = [sys.executable, "-c", WORKER, str(args.threads), repo]
+        pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        workers.append(subprocess.Popen(command, env=env, cwd="/", **pipes))
+    runs: dict[tuple[int, str], list[dict]] = {}
     for rep in range(args.reps):
-        for threads in args.threads:
-            order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
+        for workload in args.workloads:
+            order = list(range(len(repos)))
+            order = order[rep % len(order) :] + order[: rep % len(order)]
             for v in order:
-                env = dict(os.environ, PYTHONPATH=repos[v], **extra[v])
-                out = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(threads), repos[v], rtols[v]],
-                    env=env,
-                    cwd="/",
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                result = json.loads(out.strip().splitlines()[-1])
-                runs.setdefault((v, threads), []).append(result)
-                print(
-                    f"rep {rep} {labels[v]} threads {threads}: wall {result['wall']:.2f} s, cpu {result['cpu']:.2f} s",
-                    flush=True,
-                )
-    first = runs[(0, args.threads[0])][0]
-    for (v, threads), results in sorted(runs.items()):
-        wall = np.median([r["wall"] for r in results])
-        cpu = np.median([r["cpu"] for r in results])
-        deviation = max(
-            float(np.max(np.abs(np.array(r[key]) / np.array(first[key]) - 1)))
-            for r in results
-            for key in ("train", "test")
-        )
-        print(
-            f"{labels[v]} threads {threads}: median wall {wall:.2f} s, cpu {cpu:.2f} s over {len(results)}; "
-            f"largest RMSE deviation from the first checkout {deviation:.2e}"
-        )
+                workers[v].stdin.write(workload + "\n")
+                workers[v].stdin.flush()
+                result = json.loads(workers[v].stdout.readline())
+                runs.setdefault((v, workload), []).append(result)
+                times = f"cpu {result['cpu']:.2f} s, wall {result['wall']:.2f} s"
+                print(f"rep {rep} {workload} {labels[v]}: {times}", flush=True)
+    for worker in workers:
+        worker.stdin.close()
+        worker.wait()
+    print(f"\nthreads {args.threads}, {args.reps} repetitions, medians:")
+    print("| workload | checkout | CPU s | wall s | CPU / first checkout's (paired) | max RMSE deviation |")
+    print("|---|---|---|---|---|---|")
+    for workload in args.workloads:
+        first = runs[(0, workload)]
+        for v, label in enumerate(labels):
+            results = runs[(v, workload)]
+            ratio = np.median([r["cpu"] / f["cpu"] for r, f in zip(results, first)])
+            deviation = max(
+                float(np.max(np.abs(np.array(r[key]) / np.array(f[key]) - 1)))
+                for r, f in zip(results, first)
+                for key in ("train", "test")
+            )
+            cpu = np.median([r["cpu"] for r in results])
+            wall = np.median([r["wall"] for r in results])
+            print(f"| {workload} | {label} | {cpu:.2f} | {wall:.2f} | {ratio:.3f} | {deviation:.1e} |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 pykan-compatible entry points: :class:`KAN`, :func:`create_dataset`,
 ``KAN.fit``, ``KAN.initialize_from_another_model``, ``KAN.refine``,
 ``KAN.save`` / ``KAN.load``; the MLP baseline :class:`MLP` with the same calls; S models
-of one architecture trained as one: :class:`KANStack` and :class:`MLPStack` (``stack``, ``fit``, ``unstack``).
+of one architecture trained as one: :class:`KANStack` and :class:`MLPStack` (``stack``, ``fit``,
+``unstack``; one model is the stack of one, :mod:`kanlib.stack`).
 
 Three layers (docs/architecture.md): the model core (the modules of this package),
 :mod:`kanlib.analysis` (power-law fits, figures, the report; no torch) and
@@ -24,10 +25,9 @@ _EXPORTS = {
     "KANLayer": "kanlib.layer",
     "MLP": "kanlib.mlp",
     "MLPConfig": "kanlib.mlp",
-    "KANStack": "kanlib.stack",
-    "MLPStack": "kanlib.mlp_stack",
-    "fit_stack": "kanlib.stack_training",
-    "StackMemoryError": "kanlib.stack_training",
+    "KANStack": "kanlib.model",
+    "MLPStack": "kanlib.mlp",
+    "StackMemoryError": "kanlib.training",
     "create_dataset": "kanlib.data",
     "validate_dataset": "kanlib.data",
     "fit": "kanlib.training",

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 
-__all__ = ["check_int", "check_width"]
+__all__ = ["check_int", "check_width", "ConfigDict"]
+
+
+class ConfigDict:
+    """``to_dict``/``from_dict`` of a model family's frozen config dataclass (checkpoints, metrics.json)."""
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form (lists for tuples)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """The inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
 
 
 def check_int(name: str, value, minimum: int) -> int:

@@ -18,7 +18,7 @@ renamed into place, so concurrent jobs on a shared home never load a half-writte
 a compiler the torch path runs and :func:`status` gives the reason (one warning per process).
 
 Exactness: the kernels loop over a stack's S models one after another, each with the loops a lone
-model runs, so model s of a :class:`~kanlib.stack.KANStack` gets exactly the numbers of the same
+model runs, so model s of a :class:`~kanlib.KANStack` gets exactly the numbers of the same
 model alone (as in the torch path).
 """
 
@@ -153,16 +153,13 @@ def disabled():
 
 def usable(x_t: torch.Tensor, layers, uniform: bool) -> bool:
     """Whether the C kernels can evaluate these layers on x_t (see the module's docstring)."""
-    return (
-        uniform
-        and x_t.dtype == torch.float64
-        and x_t.device.type == "cpu"
-        and not getattr(_disabled, "on", False)
-        and all(
-            layer.k <= MAX_ORDER and layer.coef.dtype == torch.float64 and not layer.coef.is_cuda for layer in layers
-        )
-        and _load() is not None
-    )
+    if not uniform or x_t.dtype != torch.float64 or not x_t.is_cpu or getattr(_disabled, "on", False):
+        return False
+    for layer in layers:  # (plain dict look-ups: this runs once per loss evaluation)
+        coef = layer._parameters["coef"]
+        if layer.k > MAX_ORDER or coef.dtype != torch.float64 or not coef.is_cpu:
+            return False
+    return _load() is not None
 
 
 class _Cache(dict):
@@ -287,7 +284,6 @@ class _Plan:
                 ),
                 "y": empty(S, out_dim, batch),
                 "grads": grads,
-                "grads_of_one": tuple(grad[0] for grad in grads),  # (views for a lone model: S = 1)
                 "grad_x": empty(S, in_dim, batch) if hidden else None,
                 "staging": [None, None, None],
             }
@@ -324,15 +320,15 @@ def _operand(state: dict, slot: int, tensor: torch.Tensor) -> int:
     return staging.data_ptr()
 
 
-def mse_and_grads(layers, params, knots, x_t: torch.Tensor, y_t: torch.Tensor, one_model: bool = False):
+def mse_and_grads(layers, params, knots, x_t: torch.Tensor, y_t: torch.Tensor):
     """Each model's mean squared error and the gradients of every layer's parameters.
 
     layers: the modules (the first keeps the buffers; each its ``k``); params: per layer (coef
     (S, in, out, n), scale_base (S, in, out), scale_sp (S, in, out)); knots: per layer (S, in, K),
     uniform; x_t (S, width[0], B), y_t (S, width[-1], B), float64 on the CPU.
-    -> losses (S,), per layer (grad_coef, grad_scale_base, grad_scale_sp) shaped like params (with
-    ``one_model``, S = 1, without the model axis). The gradient tensors are kept and overwritten by the
-    next evaluation of the same model and shapes (an optimizer copies them out, as L-BFGS does).
+    -> losses (S,), per layer (grad_coef, grad_scale_base, grad_scale_sp) shaped like params. The
+    gradient tensors are kept and overwritten by the next evaluation of the same model and shapes (an
+    optimizer copies them out, as L-BFGS does).
     """
     x_t = x_t.contiguous()
     y_t = y_t.contiguous() if y_t.dtype == torch.float64 else y_t.to(torch.float64).contiguous()
@@ -359,4 +355,4 @@ def mse_and_grads(layers, params, knots, x_t: torch.Tensor, y_t: torch.Tensor, o
     pointers[LAYER_POINTERS * len(layers)] = y_t.data_ptr()
     plan.y_target = y_t  # (alive until the next evaluation)
     _loaded["library"].kan_mse_and_grad(dims, pointers, int(input_basis))
-    return plan.losses.clone(), [state["grads_of_one" if one_model else "grads"] for state in plan.layers]
+    return plan.losses.clone(), [state["grads"] for state in plan.layers]

@@ -1,10 +1,10 @@
 """The MLP baseline: a plain multilayer perceptron with KAN's calls (``fit``, ``n_params``, ``save``/``load``).
 
 The KAN paper's Fig. 3.1 compares KANs with MLPs of several depths and widths trained with the
-same L-BFGS and step budget; this class is that MLP. It trains through the very same
-:func:`kanlib.training.fit` (same optimizer, same stopping rules, same returned histories), with
-gradients from autograd. Like :class:`kanlib.KAN` it defaults to float64, never changes torch's
-default dtype and draws its initial weights from its own generator.
+same L-BFGS and step budget; this class is that MLP, for one model or a stack of S (:class:`MLPStack`,
+:mod:`kanlib.stack`). It trains through the very same :func:`kanlib.training.fit` (same optimizer,
+same stopping rules, same returned histories). Like :class:`kanlib.KAN` it defaults to float64, never
+changes torch's default dtype and draws its initial weights from its own generator.
 
 Conventions: ``width = [d, h1, ..., hL, out]``; every hidden layer is ``Linear`` then the
 activation; the output layer is linear. Initial weights and biases are uniform in
@@ -13,23 +13,17 @@ activation; the output layer is linear. Initial weights and biases are uniform i
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from .checks import check_int, check_width
-from .devices import dtype_name, resolve_device, resolve_dtype
-from .training import fit
+from .checks import ConfigDict, check_int, check_width
+from .devices import dtype_name, each_model, part, resolve_device, resolve_dtype
+from .stack import ModelStack
 
-__all__ = ["MLP", "MLPConfig", "ACTIVATIONS", "FORMAT"]
-
-#: The checkpoint format of this model family (kanlib.checkpoint).
-FORMAT = "kanlib.MLP"
+__all__ = ["MLP", "MLPStack", "MLPConfig", "ACTIVATIONS"]
 
 #: Hidden-layer activations by name.
 ACTIVATIONS = {"silu": nn.functional.silu, "tanh": torch.tanh, "relu": torch.relu}
@@ -42,7 +36,7 @@ _ACTIVATION_BACKWARD = {
 
 
 @dataclass(frozen=True)
-class MLPConfig:
+class MLPConfig(ConfigDict):
     """An MLP's architecture and initialisation, validated here once.
 
     width: layer sizes (input, hidden..., output), at least two; activation: one of ACTIVATIONS;
@@ -61,28 +55,27 @@ class MLPConfig:
         object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
 
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "width": list(self.width)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> MLPConfig:
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown MLPConfig key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
     @property
     def n_params(self) -> int:
         """Weights and biases: sum over layers of (fan_in + 1) * fan_out."""
         return sum((a + 1) * b for a, b in zip(self.width, self.width[1:]))
 
 
-class MLP(nn.Module):
-    """Multilayer perceptron ``width = [d, h1, ..., out]`` with KAN's training and file calls."""
+class _Linear(nn.Module):
+    """S linear layers y = x @ W.T + b: ``weight`` (S, out, in), ``bias`` (S, out) (nn.Linear's names)."""
 
-    #: An MLP has no spline grid: fit() skips grid updates (and keeps the L-BFGS history).
-    has_grid = False
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+
+
+class MLP(ModelStack):
+    """Multilayer perceptron ``width = [d, h1, ..., out]`` with KAN's training and file calls. Every
+    tensor carries a leading model axis of length 1 (``layers[l].weight`` is (1, out, in))."""
+
+    FORMAT = "kanlib.MLP"
+    Config = MLPConfig
     grid_size = None
 
     def __init__(
@@ -91,123 +84,83 @@ class MLP(nn.Module):
         super().__init__()
         if width is None:
             raise ValueError("width must be a list of at least 2 layer sizes (input, ..., output), e.g. [2, 16, 1]")
-        self._build(
-            MLPConfig(width=width, activation=activation, seed=seed, dtype=dtype_name(dtype)), resolve_device(device)
-        )
+        config = MLPConfig(width=width, activation=activation, seed=seed, dtype=dtype_name(dtype))
+        self._build([config], resolve_device(device))
 
-    @classmethod
-    def from_config(cls, config: MLPConfig, device="cpu") -> MLP:
-        model = cls.__new__(cls)
-        nn.Module.__init__(model)
-        model._build(config, resolve_device(device))
-        return model
-
-    def _build(self, config: MLPConfig, device: torch.device) -> None:
-        self._config = config
-        self.width = list(config.width)
-        self.seed = config.seed
-        self.activation = config.activation
-        self._activation = ACTIVATIONS[config.activation]
-        generator = torch.Generator().manual_seed(config.seed)
-        dtype = resolve_dtype(config.dtype)
+    def _build(self, configs: list[MLPConfig], device: torch.device) -> None:
+        self.configs = configs
+        self.width = list(configs[0].width)
+        self.activation = configs[0].activation
+        self._activation = ACTIVATIONS[self.activation]
+        generators = [torch.Generator().manual_seed(config.seed) for config in configs]
+        dtype = resolve_dtype(configs[0].dtype)
         layers = []
         for fan_in, fan_out in zip(self.width, self.width[1:]):
-            layer = nn.Linear(fan_in, fan_out, dtype=dtype)
             bound = 1.0 / fan_in**0.5
-            with torch.no_grad():  # (fan_out, fan_in) and (fan_out,), uniform in [-bound, bound)
-                layer.weight.copy_((torch.rand(fan_out, fan_in, generator=generator, dtype=dtype) * 2 - 1) * bound)
-                layer.bias.copy_((torch.rand(fan_out, generator=generator, dtype=dtype) * 2 - 1) * bound)
-            layers.append(layer.to(device))
+            weights, biases = [], []
+            for generator in generators:  # (out, in) and (out,), uniform in [-bound, bound)
+                weights.append((torch.rand(fan_out, fan_in, generator=generator, dtype=dtype) * 2 - 1) * bound)
+                biases.append((torch.rand(fan_out, generator=generator, dtype=dtype) * 2 - 1) * bound)
+            layers.append(_Linear(torch.stack(weights).to(device), torch.stack(biases).to(device)))
         self.layers = nn.ModuleList(layers)
 
-    # ---- properties -----------------------------------------------------------------------
-    @property
-    def depth(self) -> int:
-        """Number of linear layers (hidden layers + 1)."""
-        return len(self.layers)
-
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.layers[0].weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.layers[0].weight.device
-
-    def config(self) -> MLPConfig:
-        return dataclasses.replace(self._config, dtype=dtype_name(self.dtype))
-
     # ---- evaluation -------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, width[0]) -> (batch, width[-1])"""
-        if x.dim() != 2 or x.shape[1] != self.width[0]:
-            raise ValueError(f"input must have shape (batch, {self.width[0]}); got {tuple(x.shape)}")
-        h = x
-        for layer in self.layers[:-1]:
-            h = self._activation(layer(h))  # (batch, h_l)
-        return self.layers[-1](h)
+    def _parts(self, x_t: torch.Tensor):
+        """(models, inputs (S', N, in), weights [(S', out, in)], biases [(S', out)]) per part of the stack."""
+        for models in each_model(self.n_models, x_t.device):
+            weights = [part(layer.weight, models) for layer in self.layers]
+            biases = [part(layer.bias, models) for layer in self.layers]
+            yield models, part(x_t, models).transpose(1, 2), weights, biases
+
+    def forward_t(self, x_t: torch.Tensor) -> torch.Tensor:
+        """Feature-major forward with autograd: x_t (S, width[0], N) -> (S, width[-1], N)."""
+        outputs = []
+        for _, h, weights, biases in self._parts(x_t):
+            for index, (weight, bias) in enumerate(zip(weights, biases)):
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))  # (S', N, out)
+                if index < len(weights) - 1:
+                    h = self._activation(h)
+            outputs.append(h.transpose(1, 2).contiguous())  # (S', out, N), as every family returns it
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def mse_and_grad_t(self, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
-        """Mean squared error on feature-major x_t (width[0], batch), y_t (width[-1], batch) and its
-        gradient written to each parameter's ``.grad`` (fit's hot path).
+        """Each model's mean squared error on feature-major x_t (S, width[0], N), y_t (S, width[-1], N) and
+        its gradient written to each parameter's ``.grad`` (S, ...) (fit's hot path): -> losses (S,).
 
-        Forward and backward by hand, with the very kernels autograd calls for nn.Linear and the
-        activation (addmm; mm for the weight and input gradients, sum for the bias, the activation's
-        own backward), so the gradients are autograd's bit for bit (tests/test_mlp.py) without
-        building a graph: 1.2-2.8x cheaper an evaluation for widths up to 50 (docs/benchmarks.md)."""
-        weights = [layer.weight for layer in self.layers]  # (out, in) each
-        biases = [layer.bias for layer in self.layers]  # (out,)
+        Forward and backward by hand, with the kernels autograd calls for a linear layer and the
+        activation (the input gradient g @ W, the weight gradient g.T @ x, the bias gradient g.sum, the
+        activation's own backward), so the gradients are autograd's without building a graph: 1.2-2.8x
+        cheaper an evaluation for widths up to 50 (docs/benchmarks.md)."""
         backward = _ACTIVATION_BACKWARD[self.activation]
-        inputs, saved = [], []  # each linear layer's input; each activation's saved tensor
+        last = len(self.layers) - 1
+        losses, grads = [], [[] for _ in self.layers]
         with torch.no_grad():
-            h = x_t.T  # (batch, width[0])
-            last = len(weights) - 1
-            for index, (weight, bias) in enumerate(zip(weights, biases)):
-                inputs.append(h)
-                z = torch.addmm(bias, h, weight.T)  # (batch, out)
-                if index < last:
-                    h = self._activation(z)
-                    saved.append(z if self.activation == "silu" else h)  # silu's backward takes z, tanh/relu the output
-                else:
-                    h = z
-            residual = h - y_t.T  # (batch, out)
-            loss = torch.mean(residual * residual)
-            grad = residual * (2.0 / residual.numel())  # d loss / d output
-            for index in range(last, -1, -1):
-                weight, bias = weights[index], biases[index]
-                weight.grad = grad.T @ inputs[index] if weight.requires_grad else None  # (out, in)
-                bias.grad = grad.sum(0) if bias.requires_grad else None  # (out,)
-                if index > 0:
-                    grad = backward(grad @ weight, saved[index - 1])  # (batch, in)
-        return loss
+            for models, h, weights, biases in self._parts(x_t):
+                inputs, saved = [], []  # each linear layer's input; each activation's saved tensor
+                for index, (weight, bias) in enumerate(zip(weights, biases)):
+                    inputs.append(h)
+                    z = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))  # (S', N, out)
+                    if index < last:
+                        h = self._activation(z)
+                        saved.append(z if self.activation == "silu" else h)  # silu's backward takes z, the others y
+                    else:
+                        h = z
+                residual = h - part(y_t, models).transpose(1, 2)  # (S', N, out)
+                losses.append(torch.mean(residual * residual, dim=(1, 2)))
+                grad = residual * (2.0 / (residual.shape[1] * residual.shape[2]))  # d loss / d output
+                for index in range(last, -1, -1):
+                    weight_grad = torch.bmm(grad.transpose(1, 2), inputs[index])  # (S', out, in)
+                    grads[index].append((weight_grad, grad.sum(1)))  # and the bias's (S', out)
+                    if index > 0:
+                        grad = backward(torch.bmm(grad, weights[index]), saved[index - 1])  # (S', N, in)
+        for layer, layer_grads in zip(self.layers, grads):
+            for param, values in zip((layer.weight, layer.bias), zip(*layer_grads)):
+                param.grad = (values[0] if len(values) == 1 else torch.cat(values)) if param.requires_grad else None
+        return losses[0] if len(losses) == 1 else torch.cat(losses)
 
-    def update_grid_from_samples(self, x: torch.Tensor) -> None:
-        """Nothing to adapt: an MLP has no grid (fit() does not call this, see ``has_grid``)."""
 
-    # ---- training and files --------------------------------------------------------------------
-    #: Train on a dataset: :func:`kanlib.training.fit`, the same call as KAN's.
-    fit = fit
+class MLPStack(MLP):
+    """S MLPs of one architecture as one module; see :class:`~kanlib.KANStack` for the calls."""
 
-    def save(self, path) -> Path:
-        """Write configuration and tensors to ``path`` atomically (see :mod:`kanlib.checkpoint`)."""
-        return write_checkpoint(path, FORMAT, self.config().to_dict(), self.state_dict())
-
-    @classmethod
-    def load(cls, path, device=None, dtype=None) -> MLP:
-        """Read a model written by :meth:`save`; never executes code from the file."""
-        payload = read_checkpoint(path, FORMAT, load_with={"kanlib.KAN": "kanlib.KAN.load"})
-        try:
-            model = cls.from_config(MLPConfig.from_dict(payload["config"]))
-            model.load_state_dict(payload["state"], strict=True)
-        except (KeyError, RuntimeError, ValueError, TypeError) as error:
-            raise CheckpointError(f"{path}: checkpoint does not match the model it describes: {error}") from None
-        if dtype is not None or device is not None:
-            model = model.to(
-                device=resolve_device(device) if device is not None else None,
-                dtype=resolve_dtype(dtype) if dtype is not None else None,
-            )
-        return model
+    stacked = True
+    single = MLP

@@ -1,10 +1,10 @@
-"""The KAN model: a stack of :class:`~kanlib.layer.KANLayer`.
+"""The KAN model: layers of :class:`~kanlib.layer.KANLayer`, for one model or a stack of S.
 
-Calls mirror pykan's (``KAN(width, grid, k, seed)``, ``fit``,
-``initialize_from_another_model``, ``refine``) so pykan code ports by
-changing its import line. Differences: float64 by default without touching
-torch's global default dtype, a local random generator (no global seeding),
-no symbolic branch, no multiplication nodes, no checkpoints unless asked.
+Calls mirror pykan's (``KAN(width, grid, k, seed)``, ``fit``, ``initialize_from_another_model``,
+``refine``) so pykan code ports by changing its import line. Differences: float64 by default without
+touching torch's global default dtype, a local random generator (no global seeding), no symbolic
+branch, no multiplication nodes, no checkpoints unless asked. :class:`KANStack` is the same model with
+the model axis visible (:mod:`kanlib.stack`).
 """
 
 from __future__ import annotations
@@ -14,20 +14,16 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import cpu_kernels
-from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from .checks import check_int, check_width
-from .devices import dtype_name, resolve_device, resolve_dtype
+from .checks import ConfigDict, check_int, check_width
+from .devices import dtype_name, each_model, part, resolve_device, resolve_dtype
 from .layer import KANLayer
-from .training import fit
-
-#: The checkpoint format of this model family (kanlib.checkpoint).
-FORMAT = "kanlib.KAN"
+from .stack import ModelStack
+from .training import models_input
 
 # Options pykan accepts that have no effect here (kept so pykan code runs unchanged).
 _IGNORED_PYKAN_OPTIONS = {
@@ -44,7 +40,7 @@ _IGNORED_PYKAN_OPTIONS = {
 
 
 @dataclass(frozen=True)
-class KANConfig:
+class KANConfig(ConfigDict):
     """Everything that defines a KAN's architecture and initialisation; validated here, once.
 
     width: layer sizes (input, ..., output); grid: grid intervals G; k: spline order (3 = cubic);
@@ -101,23 +97,8 @@ class KANConfig:
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
 
-    def to_dict(self) -> dict:
-        """JSON-serialisable form (lists for tuples): what checkpoints and metrics.json record."""
-        values = dataclasses.asdict(self)
-        values.update(width=list(self.width), grid_range=list(self.grid_range))
-        return values
 
-    @classmethod
-    def from_dict(cls, values: dict) -> KANConfig:
-        """The inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown KANConfig key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-
-class KAN(nn.Module):
+class KAN(ModelStack):
     """Kolmogorov-Arnold Network.
 
     Parameters
@@ -131,8 +112,13 @@ class KAN(nn.Module):
     noise_scale, scale_base_mu, scale_base_sigma : initialisation, as pykan.
     device : 'cpu', 'cuda', 'cuda:N' or 'auto'. dtype : torch.float64 (default) or torch.float32.
 
-    The architecture is a :class:`KANConfig` (``KAN.from_config``, ``model.config()``).
+    The architecture is a :class:`KANConfig` (``KAN.from_config``, ``model.config()``). Every tensor
+    carries a leading model axis of length 1 (``layers[l].coef`` is (1, in, out, G + k)).
     """
+
+    FORMAT = "kanlib.KAN"
+    Config = KANConfig
+    has_grid = True
 
     def __init__(
         self,
@@ -182,34 +168,26 @@ class KAN(nn.Module):
             sb_trainable=sb_trainable,
             dtype=dtype_name(dtype),
         )
-        self._build(config, resolve_device(device))
+        self._build([config], resolve_device(device))
 
-    @classmethod
-    def from_config(cls, config: KANConfig, device="cpu") -> KAN:
-        """A freshly initialised KAN of ``config`` on ``device``."""
-        model = cls.__new__(cls)
-        nn.Module.__init__(model)
-        model._build(config, resolve_device(device))
-        return model
-
-    def _build(self, config: KANConfig, device: torch.device) -> None:
-        self._config = config
-        self.width = list(config.width)
-        self.grid_size, self.k, self.seed = config.grid, config.k, config.seed
+    def _build(self, configs: list[KANConfig], device: torch.device) -> None:
+        config = configs[0]
+        self.configs = configs
+        self.width, self.k = list(config.width), config.k
         self.grid_eps, self.grid_range = config.grid_eps, list(config.grid_range)
-        generator = torch.Generator().manual_seed(config.seed)
+        generators = [torch.Generator().manual_seed(c.seed) for c in configs]  # each model draws its own values
         self.layers = nn.ModuleList(
             KANLayer(
                 self.width[l],
                 self.width[l + 1],
                 config.grid,
                 config.k,
+                generators=generators,
                 grid_range=config.grid_range,
                 grid_eps=config.grid_eps,
                 noise_scale=config.noise_scale,
                 scale_base_mu=config.scale_base_mu,
                 scale_base_sigma=config.scale_base_sigma,
-                generator=generator,
                 dtype=resolve_dtype(config.dtype),
                 device=device,
             )
@@ -219,188 +197,136 @@ class KAN(nn.Module):
             layer.scale_sp.requires_grad_(config.sp_trainable)
             layer.scale_base.requires_grad_(config.sb_trainable)
 
-    # ---- properties -----------------------------------------------------------------------
-    @property
-    def depth(self) -> int:
-        return len(self.layers)
+    def _state_changed(self) -> None:
+        for layer in self.layers:
+            layer.refresh_grid()
 
     @property
-    def grid(self) -> int:
-        """pykan's name for the grid size."""
-        return self.grid_size
+    def grid_size(self) -> int:
+        return self.layers[0].grid_size
 
-    @property
-    def n_params(self) -> int:
-        """Number of trainable scalars (spline coefficients and both scales)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.layers[0].coef.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.layers[0].coef.device
-
-    def config(self) -> KANConfig:
-        """This model's :class:`KANConfig` (its dtype as the parameters have it now)."""
-        return dataclasses.replace(self._config, dtype=dtype_name(self.dtype))
+    grid = grid_size  # pykan's name
 
     # ---- evaluation -------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, width[0]) -> (batch, width[-1])"""
-        if x.dim() != 2 or x.shape[1] != self.width[0]:
-            raise ValueError(f"input must have shape (batch, {self.width[0]}); got {tuple(x.shape)}")
-        h = x.T.contiguous()  # feature-major (width[l], batch) between layers
-        for layer in self.layers:
-            h = layer.forward_t(h)
-        return h.T
+    def _kernels_usable(self, x_t: torch.Tensor) -> bool:
+        layers = self._modules["layers"]._modules.values()
+        return cpu_kernels.usable(x_t, layers, all(layer.all_uniform for layer in layers))
 
-    @staticmethod
-    def _kernel_operands(layers):
-        """Per layer (coef, scale_base, scale_sp) and knots with a leading model axis of 1 (kanlib.cpu_kernels)."""
-        params = [
-            (p["coef"][None], p["scale_base"][None], p["scale_sp"][None]) for p in (lay._parameters for lay in layers)
-        ]
-        return params, [layer._buffers["knots"][None] for layer in layers]
+    def forward_t(self, x_t: torch.Tensor) -> torch.Tensor:
+        """Feature-major forward: x_t (S, width[0], N) -> (S, width[-1], N), with autograd when enabled."""
+        if not torch.is_grad_enabled() and self._kernels_usable(x_t):
+            layers = list(self.layers)
+            return cpu_kernels.forward(layers, [layer.params() for layer in layers], [lay.knots for lay in layers], x_t)
+        outputs = []
+        for models in each_model(self.n_models, x_t.device):
+            h = part(x_t, models)
+            for layer in self.layers:
+                h = layer.forward_t(h, models)
+            outputs.append(h)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
-    @torch.no_grad()
-    def mse_and_grad(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean squared error on (x, y) and its gradient, written to each parameter's ``.grad``.
+    def mse_and_grad_t(self, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
+        """Each model's mean squared error on feature-major x_t (S, width[0], N), y_t (S, width[-1], N)
+        and its gradient written to each parameter's ``.grad`` (S, ...): -> losses (S,).
 
-        The same numbers as ``torch.mean((model(x) - y) ** 2).backward()``, without
-        building an autograd graph (the hot path of LBFGS training).
-        x: (batch, width[0]), y: (batch, width[-1]).
-        """
-        return self.mse_and_grad_t(x.T.contiguous(), y.T.contiguous())
+        On the CPU in float64 with uniform grids through the fused C kernels (:mod:`kanlib.cpu_kernels`,
+        model by model), else through the hand-written backward of :mod:`kanlib.layer`."""
+        layers = list(self._modules["layers"])
+        if self._kernels_usable(x_t):
+            params = [layer.params() for layer in layers]
+            knots = [layer._buffers["knots"] for layer in layers]
+            losses, grads = cpu_kernels.mse_and_grads(layers, params, knots, x_t, y_t)
+        else:
+            losses, grads = self._mse_and_grads_torch(layers, x_t, y_t)
+        for layer_params, layer_grads in zip((layer._parameters for layer in layers), grads):
+            for name, value in zip(("coef", "scale_base", "scale_sp"), layer_grads):
+                param = layer_params[name]
+                if param.grad is not value:  # (the same kept tensor as last time: nothing to set)
+                    param.grad = value if param.requires_grad else None
+        return losses
 
     @torch.inference_mode()
-    def mse_and_grad_t(self, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
-        """:meth:`mse_and_grad` for feature-major x_t (width[0], batch) and y_t (width[-1], batch).
-
-        On the CPU in float64 with uniform grids through the fused C kernels (:mod:`kanlib.cpu_kernels`),
-        else through the torch path below."""
-        layers = list(self._modules["layers"])
-        if cpu_kernels.usable(x_t, layers, all(layer.uniform_grid for layer in layers)):
-            operands = self._kernel_operands(layers)
-            losses, grads = cpu_kernels.mse_and_grads(layers, *operands, x_t[None], y_t[None], one_model=True)
-            for layer_params, layer_grads in zip((layer._parameters for layer in layers), grads):
-                for name, value in zip(("coef", "scale_base", "scale_sp"), layer_grads):
-                    param = layer_params[name]
-                    if param.grad is not value:  # (the same kept tensor as last time: nothing to set)
-                        param.grad = value if param.requires_grad else None
-            return losses[0]
-        saved = []
-        h = x_t
-        y = y_t
-        for layer in layers:
-            h, cache = layer.forward_and_cache(h, need_input_grad=len(saved) > 0)
-            saved.append(cache)
-        residual = h - y  # (out, B)
-        loss = torch.mean(residual * residual)
-        grad = residual * (2.0 / residual.numel())
-        for index in range(len(saved) - 1, -1, -1):
-            layer = layers[index]
-            grad, *param_grads = layer.backward_from_cache(saved[index], grad, need_input_grad=index > 0)
-            params = layer._parameters  # (plain dict look-ups: this runs once per loss evaluation)
-            for name, value in zip(("coef", "scale_base", "scale_sp"), param_grads):
-                param = params[name]
-                param.grad = value if param.requires_grad else None
-        return loss
+    def _mse_and_grads_torch(self, layers, x_t: torch.Tensor, y_t: torch.Tensor):
+        """(losses (S,), per layer (grad_coef, grad_scale_base, grad_scale_sp)) through the torch path."""
+        parts = each_model(self.n_models, x_t.device)
+        input_key = (x_t.data_ptr(), None if x_t.is_inference() else x_t._version, x_t.shape)
+        losses, grads = [], []
+        for models in parts:
+            saved, h = [], part(x_t, models)
+            for layer in layers:
+                h, cache = layer.forward_and_cache(h, models, len(saved) > 0, None if saved else input_key)
+                saved.append(cache)
+            residual = h - part(y_t, models)  # (S', out, N)
+            losses.append(torch.mean(residual * residual, dim=(1, 2)))
+            grad = residual * (2.0 / (residual.shape[1] * residual.shape[2]))
+            part_grads = [None] * len(layers)
+            for index in range(len(layers) - 1, -1, -1):
+                grad, *part_grads[index] = layers[index].backward_from_cache(saved[index], grad, index > 0)
+            grads.append(part_grads)
+        if len(parts) == 1:
+            return losses[0], grads[0]
+        return torch.cat(losses), [[torch.cat(g) for g in zip(*per_layer)] for per_layer in zip(*grads)]
 
     @torch.no_grad()
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The input of every layer for network input x: list of (batch, width[l])."""
-        inputs = [x]
+        """The input of every layer: list of (N, width[l]) for one model, (S, N, width[l]) for a stack."""
+        inputs = [self.models_input(x)]
         for layer in self.layers[:-1]:
             inputs.append(layer(inputs[-1]))
-        return inputs
+        return inputs if self.stacked else [h[0] for h in inputs]
 
     # ---- grids -------------------------------------------------------------------------------
     @torch.no_grad()
     def update_grid_from_samples(self, x: torch.Tensor) -> None:
-        """Adapt every layer's grid to the activations that x produces (pykan's name)."""
-        for layer in self.layers:
-            layer.update_grid_from_samples(x)
-            x = layer(x)
+        """Adapt every layer's grid to the activations that x (one model's (N, d); a stack's (S, N, d) or
+        shared (N, d)) produces (pykan's name)."""
+        self.update_grids(self.models_input(x))
 
     update_grid = update_grid_from_samples
 
     @torch.no_grad()
-    def initialize_from_another_model(self, another_model: KAN, x: torch.Tensor) -> KAN:
-        """Initialise this (usually finer) model from ``another_model`` by grid extension.
+    def update_grids(self, x: torch.Tensor) -> None:
+        """:meth:`update_grid_from_samples` for x (S, N, width[0])."""
+        for layer in self.layers:
+            layer.update_grid_from_samples(x)
+            x = layer(x)
 
-        Each layer's grid refines the other model's grid and its splines are
-        least-squares fits of the other model's splines at the activations x
-        produces there (x: training inputs). Returns self, as pykan does.
+    @torch.no_grad()
+    def initialize_from_another_model(self, another_model: KAN, x: torch.Tensor) -> KAN:
+        """Initialise this (usually finer) model from ``another_model`` by grid extension, model by model.
+
+        Each layer's grid refines the other model's grid and its splines are least-squares fits of the
+        other model's splines at the activations x produces there (x: training inputs; a stack's
+        (S, N, d) or shared (N, d)). Returns self, as pykan does.
         """
         if not isinstance(another_model, KAN):
             raise ValueError(f"another_model must be a kanlib.KAN; got {type(another_model).__name__}")
-        if another_model.width != self.width:
-            raise ValueError(f"width mismatch: this model has {self.width}, another_model has {another_model.width}")
-        x = x.to(device=self.device, dtype=self.dtype)
-        parent_inputs = another_model.layer_inputs(x.to(device=another_model.device, dtype=another_model.dtype))
+        if another_model.width != self.width or another_model.n_models != self.n_models:
+            raise ValueError(
+                f"model mismatch: this one has {self.n_models} model(s) of width {self.width}, "
+                f"another_model has {another_model.n_models} of width {another_model.width}"
+            )
+        x = models_input(x, self.n_models, self.width[0], "x")
+        parent_inputs = [x.to(device=another_model.device, dtype=another_model.dtype)]
+        for parent in another_model.layers[:-1]:
+            parent_inputs.append(parent(parent_inputs[-1]))
         for layer, parent, layer_x in zip(self.layers, another_model.layers, parent_inputs):
-            layer_x = layer_x.to(device=self.device, dtype=self.dtype)
-            layer.initialize_from_parent(_on(parent, self.device, self.dtype), layer_x)
+            if parent.coef.device != self.device or parent.coef.dtype != self.dtype:
+                parent = copy.deepcopy(parent).to(device=self.device, dtype=self.dtype)
+            layer.initialize_from_parent(parent, layer_x.to(device=self.device, dtype=self.dtype))
         return self
 
     def refine(self, new_grid: int, x: torch.Tensor) -> KAN:
-        """A new model with grid size ``new_grid`` initialised from this one on samples x."""
-        config = dataclasses.replace(self.config(), grid=check_int("new_grid", new_grid, 1))
-        return KAN.from_config(config, device=self.device).initialize_from_another_model(self, x)
-
-    # ---- training and files --------------------------------------------------------------------
-    #: Train on a dataset: :func:`kanlib.training.fit` (the signature and options are defined there, once).
-    fit = fit
-
-    def save(self, path) -> Path:
-        """Write configuration and tensors to ``path`` atomically (see :mod:`kanlib.checkpoint`)."""
-        return write_checkpoint(
-            path,
-            FORMAT,
-            self.config().to_dict(),
-            self.state_dict(),
-            grid_sizes=[layer.grid_size for layer in self.layers],
-        )
-
-    @classmethod
-    def load(cls, path, device=None, dtype=None) -> KAN:
-        """Read a model written by :meth:`save`; never executes code from the file.
-
-        device/dtype: where and in which precision to put the model (default: as saved, on the CPU).
-        Raises FileNotFoundError for a missing file and CheckpointError for anything unusable.
-        """
-        payload = read_checkpoint(path, FORMAT, load_with=_OTHER_FORMATS)
-        state = payload["state"]
-        try:
-            model = cls.from_config(KANConfig.from_dict(payload["config"]))
-            # the saved grids may differ from a fresh model's (grid updates): size the tensors as saved
-            for index, (layer, grid_size) in enumerate(zip(model.layers, payload.get("grid_sizes", []))):
-                n_knots = state[f"layers.{index}.knots"].shape[1]
-                layer.grid_size = int(grid_size)
-                layer.knots = torch.empty(layer.in_dim, n_knots, dtype=layer.knots.dtype)
-                layer.coef.data = torch.empty(
-                    layer.in_dim, layer.out_dim, n_knots - layer.k - 1, dtype=layer.coef.dtype
-                )
-            model.load_state_dict(state, strict=True)
-        except (KeyError, RuntimeError, ValueError, TypeError) as error:
-            raise CheckpointError(f"{path}: checkpoint does not match the model it describes: {error}") from None
-        for layer in model.layers:
-            layer.refresh_grid()
-        if dtype is not None or device is not None:
-            model = model.to(
-                device=resolve_device(device) if device is not None else None,
-                dtype=resolve_dtype(dtype) if dtype is not None else None,
-            )
-        return model
+        """A new model (stack) with grid size ``new_grid`` initialised from this one on samples x."""
+        new_grid = check_int("new_grid", new_grid, 1)
+        configs = [dataclasses.replace(config, grid=new_grid) for config in self.configs]
+        return type(self).from_configs(configs, self.device).initialize_from_another_model(self, x)
 
 
-# Other model families' checkpoint formats, for the message when one is given to KAN.load.
-_OTHER_FORMATS = {"kanlib.MLP": "kanlib.MLP.load"}
+class KANStack(KAN):
+    """S KANs of one architecture as one module (:mod:`kanlib.stack`): built with :meth:`stack` from
+    single :class:`KAN` models, split with :meth:`unstack`; :meth:`fit` trains all S at once, each model
+    with its own L-BFGS. Inputs are (S, N, width[0]) (each model its own samples) or (N, width[0]) (shared)."""
 
-
-def _on(layer: KANLayer, device, dtype) -> KANLayer:
-    if layer.coef.device == device and layer.coef.dtype == dtype:
-        return layer
-    return copy.deepcopy(layer).to(device=device, dtype=dtype)
+    stacked = True
+    single = KAN

@@ -24,14 +24,14 @@ def torch_path(model, x, y):
     """Loss and gradients by autograd through the model's torch layers (an independent reference)."""
     model.zero_grad()
     with torch.enable_grad():
-        h = x.T.contiguous()
+        h = x.T.contiguous()[None]  # (1, in, N): one model
         for layer in model.layers:  # the torch path: the autograd function of kanlib.layer
             basis = layer.basis(h.detach(), derivatives=h.requires_grad)
             derivs = basis.derivatives if basis.derivatives is not None else basis.values
             h = _KANLayerFunction.apply(
                 h, layer.coef, layer.scale_base, layer.scale_sp, basis.index, basis.values, derivs, layer.k
             )
-        loss = torch.mean((h.T - y) ** 2)
+        loss = torch.mean((h[0].T - y) ** 2)
         loss.backward()
     return float(loss), [p.grad.clone() for p in model.parameters()]
 
@@ -74,11 +74,11 @@ def test_loss_gradients_and_forward_equal_the_torch_path(width, k, grid):
         torch.testing.assert_close(grad, reference, rtol=1e-8, atol=1e-9 * float(reference.abs().max()))
     with torch.no_grad():
         out = model(x)  # the C kernels
-        h = x.T.contiguous()
+        h = x.T.contiguous()[None]
         for layer in model.layers:  # the torch path's forward
             p = layer._parameters
             h = layer_forward(h, p["coef"], p["scale_base"], p["scale_sp"], layer.basis(h), layer.k)[0]
-    torch.testing.assert_close(out, h.T, rtol=1e-10, atol=1e-12 * float(h.abs().max()))
+    torch.testing.assert_close(out, h[0].T, rtol=1e-10, atol=1e-12 * float(h.abs().max()))
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler")
@@ -95,7 +95,7 @@ def test_a_stack_evaluates_each_model_exactly_as_it_alone():
     for s, model in enumerate(models):
         loss = model.mse_and_grad(x[s], y[s])
         assert float(loss) == float(losses[s])
-        assert all(torch.equal(p.grad, g[s]) for p, g in zip(model.parameters(), grads))
+        assert all(torch.equal(p.grad[0], g[s]) for p, g in zip(model.parameters(), grads))
         with torch.no_grad():
             assert torch.equal(model(x[s]), outputs[s])
 
@@ -107,16 +107,18 @@ def test_the_kept_input_basis_follows_new_inputs_and_grids():
     generator = torch.Generator().manual_seed(3)
     model = random_model([2, 2, 1], 5, 3, generator)
     reference = random_model([2, 2, 1], 5, 3, torch.Generator().manual_seed(3))
-    y = torch.randn(1, 64, generator=generator, dtype=F64)
+    y = torch.randn(1, 1, 64, generator=generator, dtype=F64)  # feature-major, one model: (1, out, N)
     for trial in range(4):
-        x_t = torch.rand(2, 64, generator=generator, dtype=F64) * 2 - 1  # the last one freed: its address reused
+        x_t = torch.rand(1, 2, 64, generator=generator, dtype=F64) * 2 - 1  # the last one freed: its address reused
         loss = model.mse_and_grad_t(x_t, y)
-        assert float(loss) == pytest.approx(torch_path(reference, x_t.T, y.T)[0], rel=1e-13), trial
+        assert float(loss) == pytest.approx(torch_path(reference, x_t[0].T, y[0].T)[0], rel=1e-13), trial
     x_t.mul_(0.5)  # in place: a new version of the same tensor
-    assert float(model.mse_and_grad_t(x_t, y)) == pytest.approx(torch_path(reference, x_t.T, y.T)[0], rel=1e-13)
+    expected = torch_path(reference, x_t[0].T, y[0].T)[0]
+    assert float(model.mse_and_grad_t(x_t, y)) == pytest.approx(expected, rel=1e-13)
     for m in (model, reference):
-        m.update_grid_from_samples(x_t.T * 0.9)
-    assert float(model.mse_and_grad_t(x_t, y)) == pytest.approx(torch_path(reference, x_t.T, y.T)[0], rel=1e-13)
+        m.update_grid_from_samples(x_t[0].T * 0.9)
+    expected = torch_path(reference, x_t[0].T, y[0].T)[0]
+    assert float(model.mse_and_grad_t(x_t, y)) == pytest.approx(expected, rel=1e-13)
 
 
 SUBPROCESS = textwrap.dedent(

@@ -17,7 +17,7 @@ def test_initial_scales_are_pykan_0_2_1s():
     releases), scale_base = (mu + sigma * (2 randn - 1)) / sqrt(in_dim)."""
     model = KAN(width=[3, 2, 1], grid=5, k=3, seed=0)
     for layer in model.layers:
-        assert torch.equal(layer.scale_sp.detach(), torch.ones(layer.in_dim, layer.out_dim, dtype=torch.float64))
+        assert torch.equal(layer.scale_sp.detach(), torch.ones(1, layer.in_dim, layer.out_dim, dtype=torch.float64))
     z = KAN(width=[4, 2000], grid=3, k=3, seed=0).layers[0].scale_base.detach() * 4**0.5  # mu=0, sigma=1
     assert abs(float(z.mean()) + 1.0) < 0.05 and abs(float(z.std()) - 2.0) < 0.05  # 2 z - 1, z ~ N(0, 1)
 

@@ -18,10 +18,11 @@ def sequential_copy(model: MLP) -> nn.Sequential:
     """A plain torch model with the same weights (the independent reference)."""
     modules = []
     for index, layer in enumerate(model.layers):
-        linear = nn.Linear(layer.in_features, layer.out_features, dtype=torch.float64)
+        _, out_features, in_features = layer.weight.shape  # (model axis: one model)
+        linear = nn.Linear(in_features, out_features, dtype=torch.float64)
         with torch.no_grad():
-            linear.weight.copy_(layer.weight)
-            linear.bias.copy_(layer.bias)
+            linear.weight.copy_(layer.weight[0])
+            linear.bias.copy_(layer.bias[0])
         modules.append(linear)
         if index < len(model.layers) - 1:
             modules.append(REFERENCE_ACTIVATIONS[model.activation]())
@@ -35,11 +36,11 @@ def test_forward_and_gradients_equal_a_plain_sequential(activation):
     x = torch.rand(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     y = torch.sin(x.sum(1, keepdim=True))
     assert torch.allclose(model(x), reference(x), rtol=1e-14, atol=1e-15)
-    loss = model.mse_and_grad_t(x.T.contiguous(), y.T.contiguous())
+    loss = model.mse_and_grad(x, y)
     expected = torch.mean((reference(x) - y) ** 2)
     expected.backward()
     assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-14)
-    ours = [p.grad for layer in model.layers for p in (layer.weight, layer.bias)]
+    ours = [p.grad[0] for layer in model.layers for p in (layer.weight, layer.bias)]
     theirs = [p.grad for module in reference if isinstance(module, nn.Linear) for p in (module.weight, module.bias)]
     for a, b in zip(ours, theirs):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-15)

@@ -31,9 +31,9 @@ def reference_forward(model: KAN, x: np.ndarray) -> np.ndarray:
     """The KAN formula evaluated edge by edge with scipy splines."""
     h = x
     for layer in model.layers:
-        knots = layer.knots.detach().numpy()
-        coef = layer.coef.detach().numpy()
-        sb, ssp = layer.scale_base.detach().numpy(), layer.scale_sp.detach().numpy()
+        knots = layer.knots[0].detach().numpy()  # (model axis: one model)
+        coef = layer.coef[0].detach().numpy()
+        sb, ssp = layer.scale_base[0].detach().numpy(), layer.scale_sp[0].detach().numpy()
         out = np.zeros((h.shape[0], layer.out_dim))
         for i in range(layer.in_dim):
             for o in range(layer.out_dim):
@@ -139,7 +139,7 @@ def test_fits_a_known_cubic_spline_on_its_own_grid():
     (with the SiLU residual switched off, as pykan's sb_trainable=False allows)."""
     G, k = 8, 3
     model = KAN(width=[1, 1], grid=G, k=k, seed=0, scale_base_mu=0.0, scale_base_sigma=0.0, sb_trainable=False)
-    knots = model.layers[0].knots[0].numpy()
+    knots = model.layers[0].knots[0, 0].numpy()  # (model 0, input 0)
     spline = BSpline(knots, np.random.default_rng(0).normal(size=G + k), k)
     dataset = create_dataset(
         lambda x: torch.as_tensor(spline(x[:, 0].numpy()))[:, None], n_var=1, train_num=400, test_num=200

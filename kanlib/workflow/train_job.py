@@ -230,7 +230,7 @@ def _kan_cpu_kernel(model, identity: JobIdentity) -> str | None:
         return None
     from ..cpu_kernels import kernel_for
 
-    return kernel_for(model.layers, model.dtype, all(layer.uniform_grid for layer in model.layers))
+    return kernel_for(model.layers, model.dtype, all(layer.all_uniform for layer in model.layers))
 
 
 def _common_fields(config: dict, target, function_slug, width, n_train, seed, threads, data_file) -> dict:
@@ -713,8 +713,8 @@ def _train_stack(
 
     Raises the stack's error (divergence, too little memory, ...) with nothing written: the
     caller then trains the models one by one, which gives each model its own outcome."""
-    from ..mlp_stack import MLPStack
-    from ..stack import KANStack
+    from ..mlp import MLPStack
+    from ..model import KANStack
 
     datasets, models, init_times = [], [], []
     for identity in identities:

@@ -308,8 +308,8 @@ def serve(path: Path, owner: int) -> int:
     started = time.monotonic()
     import torch  # noqa: F401  (the imports this process exists to pay once)
 
-    import kanlib.mlp_stack  # noqa: F401
-    import kanlib.stack  # noqa: F401
+    import kanlib.mlp  # noqa: F401
+    import kanlib.model  # noqa: F401
     import kanlib.workflow.jobs  # noqa: F401
     import kanlib.workflow.train_job  # noqa: F401
 
