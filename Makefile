@@ -40,10 +40,12 @@ run: setup
 	@$(BIN)/python -m kanlib.workflow.tracking links "$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" 2>/dev/null \
 		| sed 's/^/  /' || true
 
-# ruff (lint, import order, formatting), snakefmt, and Snakemake's own linter over the workflow
+# ruff (lint, import order, formatting), import-linter (the package's layers: pyproject.toml's
+# [tool.importlinter]), snakefmt, and Snakemake's own linter over the workflow
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	bash .ci/snakemake-lint.sh $(SNAKEMAKE)
 
