@@ -109,17 +109,20 @@ def family_points(
     positive = (frame["test_rmse"].to_numpy(float) > 0) & (frame["train_rmse"].to_numpy(float) > 0)
     frame = frame[finite & positive]
     keys = ["function", "n_train", "family", "width", "activation", "k", "grid_size"]
-    rows = []
-    for key, cell in frame.groupby(keys, sort=True, dropna=False):
-        row = dict(zip(keys, key))
-        row["n_params"] = float(cell["n_params"].astype(float).mean())
-        row["test_rmse"] = geometric_mean(cell["test_rmse"].to_numpy(float))
-        row["train_rmse"] = geometric_mean(cell["train_rmse"].to_numpy(float))
-        row["n_seeds"] = int(cell["seed"].nunique())
-        row["label"] = _label(row)
-        row["depth"] = len(str(row["width"]).split("-")) - 2
-        rows.append(row)
-    points = pd.DataFrame(rows, columns=[*keys, "n_params", "test_rmse", "train_rmse", "n_seeds", "label", "depth"])
+    # an MLP has no k and no grid size, a KAN no activation: NaN keys are groups too
+    points = (
+        frame.assign(n_params=frame["n_params"].astype(float))
+        .groupby(keys, sort=True, dropna=False)
+        .agg(
+            n_params=("n_params", "mean"),
+            test_rmse=("test_rmse", geometric_mean),
+            train_rmse=("train_rmse", geometric_mean),
+            n_seeds=("seed", "nunique"),
+        )
+        .reset_index()
+    )
+    points["label"] = [_label(row) for row in points.to_dict("records")]
+    points["depth"] = points["width"].astype(str).str.count("-") - 1  # hidden layers
     points["eligible"] = True
     points["reason"] = ""
 

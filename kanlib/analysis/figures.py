@@ -24,6 +24,7 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+from scipy import stats
 
 from ..files import atomic_path
 from .fits import (
@@ -201,7 +202,7 @@ def plot_rmse_vs_grid(results: pd.DataFrame, metric: str = "test_rmse") -> Figur
     order = int(summary["k"].iloc[0]) + 1
     smallest_grid = float(summary["grid_size"].min())
     largest_grid = float(summary["grid_size"].max())
-    anchor = float(10.0 ** np.log10(summary.loc[summary["grid_size"] == smallest_grid, metric]).mean())
+    anchor = float(stats.gmean(summary.loc[summary["grid_size"] == smallest_grid, metric]))
     reference_grid = np.geomspace(smallest_grid, largest_grid, 50)
     ax.plot(
         reference_grid,
@@ -578,10 +579,9 @@ def plot_family_comparison(points: pd.DataFrame, comparison: pd.DataFrame) -> Fi
             if not np.isfinite(fit.alpha) or used.empty:
                 continue
             p = np.geomspace(used["n_params"].min(), used["n_params"].max(), 50)
-            center = float(np.exp(np.mean(np.log(used["n_params"]))))
-            level = float(
-                np.exp(np.mean(np.log(used["test_rmse"]) + fit.alpha * (np.log(used["n_params"]) - np.log(center))))
-            )
+            center = float(stats.gmean(used["n_params"]))
+            # the least-squares line of slope -alpha through the points passes through their log-space centroid
+            level = float(stats.gmean(used["test_rmse"] * (used["n_params"] / center) ** fit.alpha))
             interval = (
                 f" [{fit.alpha_low:.2f}, {fit.alpha_high:.2f}]"
                 if np.isfinite(fit.alpha_low) and np.isfinite(fit.alpha_high)

@@ -16,7 +16,7 @@ Conventions
 * A power law is written ``y = C * x**(-alpha)``, so a *positive* ``alpha``
   means the error falls with ``x``. Theory for splines of order ``k`` below
   the interpolation threshold: ``alpha = k + 1`` (4 for cubic splines).
-* Fits are ordinary least squares of ``log10 y`` on ``log10 x``.
+* Fits are ordinary least squares of ``log10 y`` on ``log10 x`` (:func:`scipy.stats.linregress`).
 * Averages over seeds are geometric means (means in log space), the natural
   average for errors spanning many decades. Non-finite and non-positive values
   are left out of such averages.
@@ -46,6 +46,7 @@ __all__ = [
     "bootstrap_power_law",
     "find_interpolation_threshold",
     "geometric_mean",
+    "geometric_std",
     "summarize_over_seeds",
     "require_single_configuration",
     "fit_scaling_laws",
@@ -283,38 +284,31 @@ def fit_power_law(
     log_x = np.log10(x_array)
     log_y = np.log10(y_array)
     n_points = log_x.size
-    x_center = float(log_x.mean())
-    y_center = float(log_y.mean())
-    dx = log_x - x_center
-    dy = log_y - y_center
-    sxx = float(dx @ dx)
-    slope = float(dx @ dy) / sxx
-    intercept = y_center - slope * x_center
-    residuals = dy - slope * dx
-    ss_res = float(residuals @ residuals)
-    ss_tot = float(dy @ dy)
-    r_squared = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-    alpha = -slope + 0.0  # "+ 0.0" turns -0.0 into 0.0
+    line = stats.linregress(log_x, log_y)
+    # all-equal y: linregress leaves r and the slope's error undefined (0/0); R² is (nothing to explain),
+    # the error is not: every residual is zero
+    constant = np.ptp(log_y) == 0
+    r_squared = float("nan") if constant else float(line.rvalue) ** 2
+    alpha = -float(line.slope) + 0.0  # "+ 0.0" turns -0.0 into 0.0
     if n_points > 2:
-        dof = n_points - 2
-        stderr = float(np.sqrt(ss_res / dof / sxx))
-        t_quantile = float(stats.t.ppf(0.5 + confidence / 2.0, dof))
+        stderr = 0.0 if constant else float(line.stderr)
+        t_quantile = float(stats.t.ppf(0.5 + confidence / 2.0, n_points - 2))
         alpha_low, alpha_high = alpha - t_quantile * stderr, alpha + t_quantile * stderr
-    else:
+    else:  # linregress reports stderr 0 for two points; with no residual left it is unknown
         stderr = alpha_low = alpha_high = float("nan")
     return PowerLawFit(
         alpha=alpha,
         alpha_low=alpha_low,
         alpha_high=alpha_high,
         alpha_stderr=stderr,
-        prefactor=float(10.0**intercept),
+        prefactor=float(10.0**line.intercept),
         n_points=n_points,
         r_squared=r_squared,
         x_used=tuple(float(v) for v in np.unique(x_array)),
         confidence=confidence,
         ci_method="ols-t",
-        log10_x_center=x_center,
-        log10_y_center=y_center,
+        log10_x_center=float(log_x.mean()),
+        log10_y_center=float(log_y.mean()),
     )
 
 
@@ -372,6 +366,8 @@ def bootstrap_power_law(
         raise ValueError(f"bootstrap over groups needs at least 2 groups, got {n_groups}")
 
     generator = np.random.default_rng(rng)
+    # Written out rather than scipy.stats.bootstrap, which resamples single observations: here whole
+    # seeds are drawn (a seed's points are correlated), and all replicates are fitted at once.
     # Drawing n_groups groups with replacement == multinomial counts per group;
     # pooling the drawn groups == weighted OLS with those counts as weights.
     counts = generator.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
@@ -570,11 +566,20 @@ def _as_int_if_whole(value: float) -> int | float:
 
 def geometric_mean(values: np.ndarray | Sequence[float] | pd.Series) -> float:
     """Geometric mean of the finite positive entries; NaN if there are none."""
+    array = _positive(values)
+    return float(stats.gmean(array)) if array.size else float("nan")
+
+
+def geometric_std(values: np.ndarray | Sequence[float] | pd.Series) -> float:
+    """Geometric standard deviation (``ddof=1``) of the finite positive entries; NaN for fewer than two."""
+    array = _positive(values)
+    return float(stats.gstd(array)) if array.size > 1 else float("nan")
+
+
+def _positive(values) -> np.ndarray:
+    """The finite positive entries (a failed job's NaN and non-positive values have no logarithm)."""
     array = np.asarray(values, dtype=float)
-    array = array[np.isfinite(array) & (array > 0)]
-    if array.size == 0:
-        return float("nan")
-    return float(10.0 ** np.mean(np.log10(array)))
+    return array[np.isfinite(array) & (array > 0)]
 
 
 def kan_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -626,22 +631,24 @@ def summarize_over_seeds(
     """
     _require_columns(results, [*GROUP_COLUMNS, "grid_size", *metrics], "results")
     keys = [*GROUP_COLUMNS, "grid_size"]
-    rows = []
-    for key, cell in results.groupby(keys, sort=True):
-        row = dict(zip(keys, key))
-        for metric in metrics:
-            values = cell[metric].to_numpy(dtype=float)
-            good = values[np.isfinite(values) & (values > 0)]
-            row[metric] = geometric_mean(good)
-            row[f"{metric}_min"] = float(good.min()) if good.size else float("nan")
-            row[f"{metric}_max"] = float(good.max()) if good.size else float("nan")
-            row[f"{metric}_gstd"] = float(10.0 ** np.std(np.log10(good), ddof=1)) if good.size > 1 else float("nan")
-            row[f"{metric}_n_seeds"] = int(good.size)
-        if "n_params" in cell.columns:
-            row["n_params"] = float(cell["n_params"].astype(float).mean())
-        row["n_seeds"] = int(len(cell))
-        rows.append(row)
-    return pd.DataFrame(rows)
+    # a value without a logarithm (NaN of a failed job, non-positive) counts in no statistic of its metric
+    values = results[keys].assign(
+        **{metric: results[metric].astype(float).where(lambda v: np.isfinite(v) & (v > 0)) for metric in metrics}
+    )
+    statistics = {}
+    for metric in metrics:
+        statistics |= {
+            metric: (metric, geometric_mean),
+            f"{metric}_min": (metric, "min"),
+            f"{metric}_max": (metric, "max"),
+            f"{metric}_gstd": (metric, geometric_std),
+            f"{metric}_n_seeds": (metric, "count"),
+        }
+    if "n_params" in results.columns:
+        values["n_params"] = results["n_params"].astype(float)
+        statistics["n_params"] = ("n_params", "mean")
+    statistics["n_seeds"] = (keys[0], "size")
+    return values.groupby(keys, sort=True).agg(**statistics).reset_index()
 
 
 def require_single_configuration(results: pd.DataFrame) -> pd.DataFrame:
