@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from kanlib.workflow import mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, env=None) -> subprocess.CompletedProcess:
+def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "kanlib.workflow.mlflow_server", *args],
         capture_output=True,
         text=True,
         timeout=180,
         env=env or {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        cwd=cwd,
     )
 
 
@@ -113,3 +117,91 @@ def test_a_server_that_cannot_start_is_reported(tmp_path):
         "60",
     )
     assert result.returncode == 1 and "exited with status" in result.stderr, result.stderr
+
+
+def test_relative_locations_are_the_callers():
+    base = Path("/home/u/sweep")
+    assert mlflow_server.absolute_location("sqlite:///mlflow.db", base) == "sqlite:////home/u/sweep/mlflow.db"
+    assert (
+        mlflow_server.absolute_location("sqlite:///a/b.db?timeout=20", base)
+        == "sqlite:////home/u/sweep/a/b.db?timeout=20"
+    )
+    assert mlflow_server.absolute_location("./artifacts", base) == "/home/u/sweep/artifacts"
+    for unchanged in (
+        "sqlite:////var/tmp/mlflow.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "postgresql://user@dbhost/mlflow",
+        "http://login1:5000",
+        "s3://bucket/artifacts",
+        "file:///abs/mlruns",
+        "/abs/artifacts",
+    ):
+        assert mlflow_server.absolute_location(unchanged, base) == unchanged
+
+
+def test_a_relative_sqlite_store_is_the_one_in_the_callers_folder(tmp_path):
+    """`start --backend-store-uri sqlite:///mlflow.db` serves ./mlflow.db of the folder it is run in, not a
+    new empty store in the server's own folder, and reports the store it serves."""
+    from kanlib.workflow import tracking
+
+    work = tmp_path / "sweep"
+    work.mkdir()
+    client = tracking.connect(f"sqlite:///{work / 'mlflow.db'}", create=True)
+    client.create_experiment("kan-scaling")
+    folder = tmp_path / "server"
+    started = cli("start", "--dir", str(folder), "--port", "0", "--backend-store-uri", "sqlite:///mlflow.db", cwd=work)
+    assert started.returncode == 0, started.stderr
+    try:
+        info = mlflow_server.status(folder)
+        assert info.backend_store_uri == f"sqlite:///{work.resolve() / 'mlflow.db'}"
+        assert f"store {info.backend_store_uri};" in started.stderr
+        from mlflow.tracking import MlflowClient
+
+        assert MlflowClient(tracking_uri=info.uri).get_experiment_by_name("kan-scaling") is not None
+        assert not (folder / "mlflow.db").exists()
+    finally:
+        cli("stop", "--dir", str(folder))
+
+
+@pytest.mark.workflow
+@pytest.mark.browser
+def test_the_readme_screenshot_command_shows_the_sweep(tiny_sweep, tmp_path):
+    """The README's command, run in the folder of a finished sweep: `.venv/bin/python tests/ui/mlflow_ui.py
+    --store sqlite:///mlflow.db --out shots/`. Its pages show that folder's sweep (the experiment's runs,
+    the sweep's answer, a child run), not an empty store's "No Experiment with id=1 exists"."""
+    work = tmp_path / "sweep"
+    work.mkdir()
+    shutil.copy2(tiny_sweep.work / "mlflow.db", work / "mlflow.db")  # the shared sweep's store stays untouched
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests/ui/mlflow_ui.py"), "--store", "sqlite:///mlflow.db", "--out", "shots/"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr  # without Chromium: says how to install it
+    shots = work / "shots"
+    assert sorted(path.name for path in shots.glob("*.png")) == [
+        "charts.png",
+        "child.png",
+        "experiment.png",
+        "sweep.png",
+    ]
+    pages = {
+        name: (shots / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+        for name in ("experiment", "sweep", "child")
+    }
+    for name, texts in pages.items():
+        assert not any("No Experiment with id" in text or "not found" in text.lower() for text in texts), (
+            name,
+            texts[:40],
+        )
+    experiment = pages["experiment"]
+    assert "test" in experiment and "matching runs" in experiment, experiment[
+        :60
+    ]  # the parent run, named after the sweep
+    assert experiment[experiment.index("matching runs") - 1] == "5"  # the parent and its 4 children
+    assert "Answer." in pages["sweep"], pages["sweep"][:60]  # the sweep's description opens with its answer
+    assert "Parent run" in pages["child"], pages["child"][:60]

@@ -13,7 +13,9 @@ telemetry off: ~520 MB in two processes (MLflow's launcher and one uvicorn worke
 Defaults: the store is ``sqlite:///DIR/mlflow.db`` and the artifacts go to ``DIR/artifacts`` (the
 server proxies artifact uploads, so jobs need no access to DIR). DIR (``--dir``, else
 ``$KANLIB_MLFLOW_DIR``, else ``/var/tmp/kanlib-mlflow-$USER``) should be on the server host's
-local disk; ``--backend-store-uri postgresql://...`` uses PostgreSQL instead.
+local disk; ``--backend-store-uri postgresql://...`` uses PostgreSQL instead. A relative store or
+artifact path (``sqlite:///mlflow.db``, ``./artifacts``) means the caller's working directory, as it
+does for ``mlflow ui``: it is made absolute before the server starts in DIR.
 
 The server binds 127.0.0.1 by default: only jobs on the same host reach it. Binding another
 interface (``--host 0.0.0.0`` or the host's cluster-network address) is an explicit choice and
@@ -32,6 +34,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,7 +45,17 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["ServerInfo", "ServerError", "default_dir", "start", "stop", "status", "free_port", "main"]
+__all__ = [
+    "ServerInfo",
+    "ServerError",
+    "default_dir",
+    "absolute_location",
+    "start",
+    "stop",
+    "status",
+    "free_port",
+    "main",
+]
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -68,6 +81,30 @@ def default_dir() -> Path:
     if os.environ.get("KANLIB_MLFLOW_DIR"):
         return Path(os.environ["KANLIB_MLFLOW_DIR"])
     return Path("/var/tmp") / f"kanlib-mlflow-{getpass.getuser()}"
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def absolute_location(location: str, base: str | os.PathLike | None = None) -> str:
+    """A store URI or artifact location with a relative local path made absolute against ``base``
+    (default: the current working directory).
+
+    The server runs in its own folder, so ``sqlite:///mlflow.db`` handed to it as it is would open
+    (and create) an empty store there instead of the caller's. ``sqlite:///rel/path.db`` becomes
+    ``sqlite:////base/rel/path.db`` (a query such as ``?timeout=20`` is kept), a plain relative path
+    (a file store or artifact folder) becomes absolute; absolute paths, in-memory SQLite and other
+    schemes (``postgresql://``, ``http://``, ``s3://``) are returned unchanged.
+    """
+    base = Path(base) if base is not None else Path.cwd()
+    if location.startswith("sqlite:///"):
+        path, question, query = location[len("sqlite:///") :].partition("?")
+        if not path or path.startswith("/") or path == ":memory:" or path.startswith("file:"):
+            return location
+        return f"sqlite:///{(base / path).resolve()}{question}{query}"
+    if _SCHEME.match(location):
+        return location
+    return str((base / location).resolve())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -148,13 +185,17 @@ def start(
     """Start ``mlflow server`` in the background (a new session) and wait until it answers.
 
     port 0 picks a free port. uri_host: the host name in the printed URI (default: ``host``, or
-    this machine's name when binding 0.0.0.0/::). Returns the running server of ``folder``
-    unchanged when there is one.
+    this machine's name when binding 0.0.0.0/::). A relative path in ``backend_store_uri`` or
+    ``artifacts_destination`` means the caller's working directory (:func:`absolute_location`).
+    Returns the running server of ``folder`` unchanged when there is one.
     """
     folder = Path(folder) if folder else default_dir()
     running = status(folder)
     if running is not None:
         return running
+    # before anything else changes directory: the server itself runs in ``folder``
+    backend_store_uri = backend_store_uri and absolute_location(backend_store_uri)
+    artifacts_destination = artifacts_destination and absolute_location(artifacts_destination)
     if host not in LOOPBACK and not allowed_hosts:
         raise ServerError(
             f"binding {host} exposes the server beyond this host: pass --allowed-hosts with the "
@@ -313,9 +354,14 @@ def main(argv=None) -> int:
             p.add_argument(
                 "--backend-store-uri",
                 default=None,
-                help="default sqlite:///DIR/mlflow.db; e.g. postgresql://user@dbhost/mlflow",
+                help="default sqlite:///DIR/mlflow.db; e.g. postgresql://user@dbhost/mlflow; a relative "
+                "path (sqlite:///mlflow.db) is in the current directory",
             )
-            p.add_argument("--artifacts-destination", default=None, help="default DIR/artifacts")
+            p.add_argument(
+                "--artifacts-destination",
+                default=None,
+                help="default DIR/artifacts; a relative path is in the current directory",
+            )
             p.add_argument("--workers", type=int, default=1)
             p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
     args = parser.parse_args(argv)

@@ -9,8 +9,10 @@ of that sweep's child runs::
 It starts its own ``mlflow server`` on a free loopback port (kanlib.workflow.mlflow_server, one
 worker, telemetry off) against the store, opens the addresses kanlib gives out
 (``kanlib.workflow.tracking.ui_link``) in a fresh Chromium profile (what someone opening the UI for
-the first time sees), writes one PNG per page to ``--out`` (default ``mlflow-ui-screenshots/``) and
-stops the server. Chromium resolves no name but the loopback address. tests/test_mlflow_ui.py uses
+the first time sees), writes one PNG per page to ``--out`` (default ``mlflow-ui-screenshots/``), beside
+it the page's text as the browser had it when the picture was taken (``<page>.txt``), and stops the
+server. A relative SQLite store (the default ``sqlite:///mlflow.db``) is the one in the current
+directory. Chromium resolves no name but the loopback address. tests/test_mlflow_ui.py uses
 the same functions on the tiny sweep's store.
 
 Needs Chromium (Debian: ``apt-get install chromium``; ``bash tests/ui/install_chromium.sh`` installs
@@ -54,7 +56,7 @@ def find_chromium() -> str | None:
 
 def chromium(url: str, *, screenshot: Path | None = None, budget_ms: int = BUDGET_MS) -> str:
     """Open ``url`` in headless Chromium with a fresh profile; return the DOM after ``budget_ms`` of
-    virtual time, or write a PNG to ``screenshot`` (and return "")."""
+    virtual time (and write a PNG of the page then to ``screenshot``)."""
     binary = find_chromium()
     if binary is None:
         raise BrowserError(
@@ -78,7 +80,7 @@ def chromium(url: str, *, screenshot: Path | None = None, budget_ms: int = BUDGE
             f"--window-size={WINDOW[0]},{WINDOW[1]}",
             f"--virtual-time-budget={budget_ms}",
         ]
-        command += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+        command += ["--dump-dom"] + ([f"--screenshot={screenshot}"] if screenshot else [])
         try:
             result = subprocess.run(
                 [*command, url], capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL
@@ -87,7 +89,7 @@ def chromium(url: str, *, screenshot: Path | None = None, budget_ms: int = BUDGE
             raise BrowserError(f"Chromium did not finish {url} within {TIMEOUT_S:g} s") from error
     if result.returncode != 0 or (screenshot and not Path(screenshot).is_file()):
         raise BrowserError(f"Chromium failed on {url} (status {result.returncode}):\n{result.stderr[-3000:]}")
-    return "" if screenshot else result.stdout
+    return result.stdout
 
 
 def page(url: str, shows=(), budgets_ms=(BUDGET_MS, 2 * BUDGET_MS, 4 * BUDGET_MS)) -> tuple[list[str], set[str]]:
@@ -154,7 +156,7 @@ def charts_link(server: str, experiment_id: str) -> str:
 
 def screenshots(server: str, experiment_id: str, parent_id: str, child_id: str | None, out: Path) -> list[Path]:
     """PNGs of the experiment (runs, then charts), the parent run and the child run, opened as kanlib's
-    links open them."""
+    links open them, each with its page's text pieces (one a line) in ``<page>.txt``."""
     from kanlib.workflow.tracking import ui_link
 
     out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +169,8 @@ def screenshots(server: str, experiment_id: str, parent_id: str, child_id: str |
         pages["child"] = ui_link(server, experiment_id, child_id)
     written = []
     for name, url in pages.items():
-        chromium(url, screenshot=out / f"{name}.png", budget_ms=3 * BUDGET_MS)  # the charts come after ~20 s
+        dom = chromium(url, screenshot=out / f"{name}.png", budget_ms=3 * BUDGET_MS)  # charts come after ~20 s
+        (out / f"{name}.txt").write_text("\n".join(visible_text(dom)) + "\n", encoding="utf-8")
         written.append(out / f"{name}.png")
         print(f"{out / f'{name}.png'}  {url}")
     return written
