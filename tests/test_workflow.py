@@ -6,6 +6,7 @@ repository's Snakefile there, so results/, mlflow.db, mlruns/ and .snakemake/ st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -305,14 +306,14 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
 # ---- interruptions ------------------------------------------------------------------------------------------
 
 
-def start(work: Path, log_path: Path) -> subprocess.Popen:
+def start(work: Path, log_path: Path, env=None) -> subprocess.Popen:
     handle = open(log_path, "w")
     # SIGINT back to its default: a test run started in the background (nohup, `cmd &`) inherits
     # SIGINT ignored, and Snakemake would then never see the Ctrl-C this test sends
     return subprocess.Popen(
         command(),
         cwd=work,
-        env=environment(),
+        env=env or environment(),
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -408,6 +409,63 @@ def test_resume_after_sigint_and_sigkill(tmp_path):
     frame = assert_one_finished_child_per_job(work, n_jobs)
     assert frame[frame["tags.mlflow.parentRunId"].isna()]["status"].iloc[0] == "FINISHED"
     assert not list(work.rglob("*.tmp")) and not list(work.rglob("unsynced"))
+
+
+def processes_in(work: Path) -> list[int]:
+    """Every process working in ``work``: Snakemake, its jobs, the warm process and its children, the
+    run logger (all of them start in the sweep's folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if os.readlink(entry / "cwd") == str(work):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def kill_everything_in(work: Path) -> None:
+    """kill -9 of every process of the sweep at once (a power cut, the OOM killer, `kill -9` of the tree)."""
+    for _ in range(50):
+        pids = processes_in(work)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    raise AssertionError(f"processes survive in {work}: {processes_in(work)}")
+
+
+@pytest.mark.parametrize("moment", ["trained", "logging", "logged", "linked", "placed"])
+def test_a_kill_at_any_moment_of_a_job_leaves_one_finished_run_per_job(tmp_path, moment):
+    """kill -9 of everything while the first level's files are in unsynced/ (trained), once its run exists
+    but before the job recorded its id (logging), after that (logged: the run RUNNING), after the hard
+    links to .completed/ (linked), after the outputs were placed, before the run is FINISHED (placed):
+    the rerun finishes the sweep with exactly one FINISHED run per job and no run left RUNNING (a run
+    the rerun could not adopt ends KILLED), and a trained level is not trained again."""
+    work = workdir(tmp_path, data_sizes=[100])
+    level = work / RUNS / "N100_seed0" / "G3"
+    process = start(work, tmp_path / "killed.log", env=environment(KANLIB_TEST_PAUSE_AT=moment))
+    deadline = time.monotonic() + 180
+    while not (level / f".paused-{moment}").exists():
+        assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "killed.log").read_text()
+        time.sleep(0.1)
+    kill_everything_in(work)
+    process.wait(timeout=60)
+    (level / f".paused-{moment}").unlink()  # (the test's own marker)
+    snakemake(work)
+    frame = assert_one_finished_child_per_job(work, 2)
+    kids = children(frame)
+    assert set(kids["status"]) <= {"FINISHED", "KILLED"}, kids["status"].tolist()
+    log = (work / "results/test/logs/train/exp_sin_pi_x_plus_y2/w2-1-1_k3/N100_seed0/G3.log").read_text()
+    assert "trained in" not in log.split("job exp_sin_pi_x_plus_y2")[-1], log  # the rerun's part of the log
+    level_runs = kids[kids["tags.kanlib.job"].str.endswith("G3")]
+    expected = ["FINISHED", "KILLED"] if moment == "logging" else ["FINISHED"]  # logged again, or adopted
+    assert sorted(level_runs["status"]) == expected
+    assert len(pd.read_csv(work / "results/test/results.csv")) == 2
+    assert not list(work.rglob("unsynced"))
 
 
 def mark_incomplete(work: Path, outputs) -> None:

@@ -5,15 +5,15 @@ has one job per grid level. So the main Snakemake process starts one logger proc
 (:func:`start_server`, the Snakefile's ``onstart``), which imports mlflow once, keeps one client
 per tracking store, and serves the jobs on the same host over a Unix socket. A job sends one
 request (:func:`submit`: a JSON line naming an operation and its plain-data arguments) and waits
-for the answer, so the order of a train job is what it was: its run is FINISHED in MLflow before
-its files move into place and before the chain's next level can start.
+for the answer, so the order of a train job is what it was: its run is logged before its files move
+into place, and FINISHED after that (``finish_child``), before the chain's next level can start.
 
 Every operation also runs in the job's own process (:func:`execute`, importing mlflow there) when
 no logger answers: none was started (``KANLIB_RUNLOG=0``, a cluster node, a job started by hand),
 or it died before answering (its owner, the main Snakemake, was killed: its jobs live on and log
-their runs themselves). A logger that loses its job while logging (the job was killed) ends that
-run KILLED instead of FINISHED, so a killed job leaves no FINISHED run without its files; the
-rerun logs the result again (``supersede_runs`` then points the earlier run to the new one).
+their runs themselves). A train job's run stays RUNNING until the job's files are in place
+(``finish_child``); a run whose job was killed before it learnt the run's id is ended KILLED by the
+rerun, which logs the result again (``supersede_runs`` points the earlier run to the new one).
 
 The logger lives as long as the Snakemake processes that use it (``attach``): it checks every half
 second whether one of them is alive and exits when none is. It runs in its own session, so a
@@ -173,7 +173,7 @@ def _log_child(payload: dict, clients: _Clients, still_wanted=None) -> dict:
         start_ms=int(payload["start_ms"]),
         end_ms=int(payload["end_ms"]),
         artifacts=[(Path(path), folder) for path, folder in payload.get("artifacts", [])],
-        status=payload.get("status", "FINISHED"),
+        status=None if payload.get("status") == "RUNNING" else payload.get("status", "FINISHED"),
         retry_seconds=retry_seconds,
         before_terminate=before_terminate if metrics_artifact else None,
         still_wanted=still_wanted,
@@ -236,7 +236,22 @@ def _finish_parent(payload: dict, clients: _Clients, still_wanted=None) -> dict:
     return {"run_id": payload["run_id"]}
 
 
-OPERATIONS = {"log_child": _log_child, "create_parent": _create_parent, "finish_parent": _finish_parent}
+def _finish_child(payload: dict, clients: _Clients, still_wanted=None) -> dict:
+    """End a child run FINISHED once its job's outputs are in place (tracking.finish_child)."""
+    uri, retry_seconds = payload["uri"], float(payload["retry_seconds"])
+    client = clients.get(uri, retry_seconds)
+    before = tracking.finish_child(
+        client, payload["run_id"], uri=uri, end_ms=int(payload["end_ms"]), retry_seconds=retry_seconds
+    )
+    return {"run_id": payload["run_id"], "status_before": before}
+
+
+OPERATIONS = {
+    "log_child": _log_child,
+    "finish_child": _finish_child,
+    "create_parent": _create_parent,
+    "finish_parent": _finish_parent,
+}
 
 
 def execute(operation: str, payload: dict, clients: _Clients | None = None, still_wanted=None) -> dict:

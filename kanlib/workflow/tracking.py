@@ -570,7 +570,8 @@ def log_child_run(
     still_wanted=None,
 ) -> str:
     """One child run under ``parent_run_id`` with params, tags, per-step history (batched),
-    final metrics and artifacts, ended with ``status``. Returns its run id.
+    final metrics and artifacts, ended with ``status`` (None: left RUNNING, for :func:`finish_child`
+    once the job's outputs are in place). Returns its run id.
 
     artifacts: (path, artifact folder or None) pairs. before_terminate(run_id) -> more such pairs,
     called after the metrics are logged (e.g. to write a file that records the run id).
@@ -595,6 +596,8 @@ def log_child_run(
         _log_everything(client, run_id, params, {}, batches, list(artifacts), uri, retry_seconds)
         if before_terminate is not None:
             _log_everything(client, run_id, {}, {}, [], list(before_terminate(run_id)), uri, retry_seconds)
+        if status is None:
+            return run_id
         wanted = still_wanted is None or still_wanted()
         call_with_retry(
             client.set_terminated,
@@ -611,6 +614,24 @@ def log_child_run(
     if not wanted:
         raise TrackingError(f"the job that logged run {run_id} to {uri} is gone; the run is ended KILLED")
     return run_id
+
+
+def finish_child(client, run_id: str, *, uri: str, end_ms: int, retry_seconds: float = 5.0) -> str:
+    """End a child run FINISHED (its job's outputs are in place); returns the status it had. A run already
+    FINISHED is left as it is, so a job that adopts its earlier run may call this again."""
+    run = call_with_retry(client.get_run, run_id, uri=uri, retry_seconds=retry_seconds, what="read a run")
+    status = run.info.status
+    if status != "FINISHED":
+        call_with_retry(
+            client.set_terminated,
+            run_id,
+            "FINISHED",
+            end_time=end_ms,
+            uri=uri,
+            retry_seconds=retry_seconds,
+            what="end the run",
+        )
+    return status
 
 
 def supersede_runs(

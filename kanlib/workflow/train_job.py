@@ -1,10 +1,20 @@
 """One train job: train one grid level of one chain and log it as a child of the sweep's MLflow run.
 
 Level 0 starts from a fresh KAN; level i is initialised from level i-1's model by grid extension
-on the training inputs. The files are first written to ``<run>/unsynced/`` and moved into place
-only after MLflow has the run (model.pt, history.csv, then metrics.json, the completion marker).
-If MLflow stays unreachable the job fails but keeps ``unsynced/``: its rerun logs that result
-without training again, provided it was trained from the same inputs (its fingerprint). A
+on the training inputs. The order of a job, each step safe against a kill at any moment:
+
+1. train, write ``<run>/unsynced/`` (model.pt, history.csv, metrics.json last);
+2. log the MLflow child run, left RUNNING, and record its id in unsynced/metrics.json;
+3. hard-link the files into ``<run>/.completed/`` (a copy Snakemake does not delete), then move them
+   into place, metrics.json (the completion marker) last;
+4. end the run FINISHED.
+
+A rerun after a kill picks up where the job stopped: after 1 it logs the kept result, after 2 it
+places the files and finishes that same run, after 3 it restores the outputs from .completed/ and
+finishes the run; a run left RUNNING by a job killed inside step 2 is ended KILLED when the rerun
+logs its own. So a job has exactly one FINISHED run, and a run is FINISHED only once its outputs
+are in place. If MLflow stays unreachable the job fails but keeps ``unsynced/``: its rerun logs that
+result without training again, provided it was trained from the same inputs (its fingerprint). A
 diverged fit fails the job and its MLflow run.
 
 :class:`JobIdentity` says who a job is; it alone produces the MLflow params, the tags and the
@@ -490,7 +500,8 @@ def _write_unsynced(
 def _log_run(
     identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, metrics: dict, log
 ) -> str:
-    """One FINISHED child run with the history, final metrics and (small) model; returns its id.
+    """One child run with the history, final metrics and (small) model, left RUNNING until the outputs
+    are in place (:func:`_finish_run`); returns its id.
 
     Logged by the Snakemake run's logger process when one serves this working directory (this
     process then never imports mlflow), else here (:mod:`kanlib.workflow.runlog`)."""
@@ -529,6 +540,7 @@ def _log_run(
                 "timestamps_ms": metrics["step_times_ms"],
                 "start_ms": metrics["started_at_ms"],
                 "end_ms": metrics["finished_at_ms"],
+                "status": "RUNNING",
                 "artifacts": artifacts,
                 # the run's copy of metrics.json, with its own id
                 "metrics_artifact": {
@@ -560,6 +572,38 @@ def _log_run(
     return run_id
 
 
+def _finish_run(identity: JobIdentity, settings: TrackingSettings, metrics: dict, log) -> None:
+    """End the job's MLflow run FINISHED: its outputs are in place (a rerun adopting it may call this again)."""
+    try:
+        result = runlog.submit(
+            "finish_child",
+            {
+                "uri": settings.uri,
+                "retry_seconds": settings.retry_seconds,
+                "run_id": metrics["mlflow_run_id"],
+                "end_ms": int(time.time() * 1000),
+            },
+        )
+    except tracking.TrackingError as error:
+        message = (
+            f"{error}. The outputs are in place; run the same snakemake command again once the tracking "
+            f"store is reachable: this job then ends its MLflow run {metrics['mlflow_run_id']} FINISHED"
+        )
+        log.error("%s", message)
+        raise TrainJobError(f"train {identity.run_name}: {message}") from error
+    if result["status_before"] != "FINISHED":
+        log.info("MLflow run %s FINISHED (was %s)", metrics["mlflow_run_id"], result["status_before"])
+
+
+def _moment(name: str, folder: Path) -> None:
+    """A point of the job's order where a test may stop it: with KANLIB_TEST_PAUSE_AT=<name> the job
+    writes ``<run>/.paused-<name>`` and waits there to be killed (tests/test_workflow.py)."""
+    if os.environ.get("KANLIB_TEST_PAUSE_AT") == name:
+        (folder / f".paused-{name}").touch()
+        while True:
+            time.sleep(60)
+
+
 def _put_in_place(folder: Path, outputs: TrainOutputs, link: bool) -> None:
     """The three files of ``folder`` as the rule's outputs (moved, or hard-linked), metrics.json last."""
     for attribute, name in outputs.names():
@@ -585,10 +629,10 @@ def _announce(identity: JobIdentity, log) -> None:
         )
 
 
-def _restore_completed(identity: JobIdentity, outputs: TrainOutputs, log) -> dict | None:
-    """The metrics of a level that finished and was logged before with the same inputs (the kill came
-    before Snakemake recorded the job as done), its files put back; None if there is none.
-    Nothing is trained or logged again: a job never has two FINISHED runs."""
+def _restore_completed(identity: JobIdentity, settings: TrackingSettings, outputs: TrainOutputs, log) -> dict | None:
+    """The metrics of a level that was trained and logged before with the same inputs (the kill came
+    before Snakemake recorded the job as done), its files put back and its run FINISHED; None if there
+    is none. Nothing is trained or logged again: a job never has two FINISHED runs."""
     done = outputs.completed
     record = read_json(done / "metrics.json") if (done / "metrics.json").is_file() else None
     if record is None or record.get("fingerprint") != identity.fingerprint() or not record.get("mlflow_synced"):
@@ -596,11 +640,13 @@ def _restore_completed(identity: JobIdentity, outputs: TrainOutputs, log) -> dic
     if not all((done / name).is_file() for _, name in outputs.names()):
         return None
     _put_in_place(done, outputs, link=True)
+    shutil.rmtree(outputs.unsynced, ignore_errors=True)  # (a kill right after .completed/ left the same result there)
     log.info(
         "already complete: restored the outputs from %s (MLflow run %s); nothing trained or logged",
         done,
         record["mlflow_run_id"],
     )
+    _finish_run(identity, settings, record, log)
     return record
 
 
@@ -622,12 +668,16 @@ def _sync_and_place(
     identity: JobIdentity, settings: TrackingSettings, parent: dict, outputs: TrainOutputs, metrics: dict, log
 ) -> dict:
     """Log the MLflow child run (unless done), then hard-link the files into .completed/ and move
-    them into place, metrics.json last; unsynced/ goes last. Returns the final metrics."""
+    them into place, metrics.json last; unsynced/ goes last; then end the run FINISHED. Returns the
+    final metrics."""
     unsynced, done = outputs.unsynced, outputs.completed
+    _moment("trained", unsynced.parent)
     if not metrics["mlflow_synced"]:
         run_id = _log_run(identity, settings, parent, unsynced, metrics, log)
-        metrics.update(mlflow_run_id=run_id, mlflow_synced=True)  # only now: the run is FINISHED
+        _moment("logging", unsynced.parent)  # (the run exists; its id is not yet recorded)
+        metrics.update(mlflow_run_id=run_id, mlflow_synced=True)  # logged (RUNNING until the files are in place)
         write_json(unsynced / "metrics.json", metrics)
+    _moment("logged", unsynced.parent)
 
     # hard links first (no copy of the bytes), then the outputs; unsynced/ goes last
     shutil.rmtree(done, ignore_errors=True)
@@ -637,8 +687,11 @@ def _sync_and_place(
     for _, name in outputs.names():
         os.link(unsynced / name, staging / name)
     os.replace(staging, done)
+    _moment("linked", unsynced.parent)
     _put_in_place(unsynced, outputs, link=False)
     shutil.rmtree(unsynced, ignore_errors=True)
+    _moment("placed", unsynced.parent)
+    _finish_run(identity, settings, metrics, log)
     return metrics
 
 
@@ -661,7 +714,7 @@ def run_train_job(
     log = log or logging.getLogger("kanlib.job")
     _announce(identity, log)
     parent = {**read_json(parent_file), "file": str(parent_file)}
-    restored = _restore_completed(identity, outputs, log)
+    restored = _restore_completed(identity, settings, outputs, log)
     if restored is not None:
         return restored
     metrics = _kept_result(identity, outputs, log)
@@ -782,7 +835,7 @@ def run_train_stack_job(
     restored, to_train = set(), []
     for index, (identity, output) in enumerate(zip(identities, outputs)):
         _announce(identity, log)
-        results[index] = _restore_completed(identity, output, log)
+        results[index] = _restore_completed(identity, settings, output, log)
         if results[index] is not None:
             restored.add(index)
             continue
