@@ -1,5 +1,9 @@
 """A summary as a list of blocks, and its renderings: Markdown, HTML (self-contained) and
-reStructuredText (the Snakemake report's front page). Text may use ``**bold**`` and ```code```."""
+reStructuredText (the Snakemake report's front page). Text may use ``**bold**`` and ```code```.
+
+Tables are pandas' renderings (:meth:`~pandas.DataFrame.to_markdown` through tabulate: a pipe table
+for Markdown, a grid table for reStructuredText; :meth:`~pandas.DataFrame.to_html`) of cells that
+the summary has already formatted as text."""
 
 from __future__ import annotations
 
@@ -56,6 +60,19 @@ def _markdown_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _rendered(frame: pd.DataFrame, render) -> pd.DataFrame:
+    """``frame`` with every cell and column name as text passed through ``render``."""
+    cells = frame.astype(str).map(render)
+    cells.columns = [render(str(column)) for column in frame.columns]
+    return cells
+
+
+def _table_text(frame: pd.DataFrame, render, tablefmt: str) -> str:
+    # the cells are text already formatted to the digits the report prints; tabulate would read
+    # "1.000" or "8.21e-03" as numbers and print them its own way
+    return _rendered(frame, render).to_markdown(index=False, tablefmt=tablefmt, disable_numparse=True)
+
+
 def to_markdown(document: Document) -> str:
     """The document as GitHub-flavoured Markdown."""
     lines: list[str] = []
@@ -68,13 +85,7 @@ def to_markdown(document: Document) -> str:
         elif kind == "ul":
             lines += [f"- {item}" for item in block[1]] + [""]
         elif kind == "table":
-            frame = block[1]
-            header = [_markdown_cell(c) for c in frame.columns]
-            lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join("---" for _ in header) + "|")
-            for row in frame.itertuples(index=False):
-                lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
-            lines.append("")
+            lines += [_table_text(block[1], _markdown_cell, "pipe"), ""]
         elif kind == "img":
             lines += [f"![{block[2]}]({block[1]})", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -86,7 +97,7 @@ def _rst_inline(text: str) -> str:
 
 
 def to_rst(document: Document) -> str:
-    """The document as reStructuredText (the Snakemake report's front page); tables as list-tables."""
+    """The document as reStructuredText (the Snakemake report's front page)."""
     underline = {1: "=", 2: "-", 3: "~", 4: "^"}
     lines: list[str] = []
     for block in document.blocks:
@@ -98,14 +109,8 @@ def to_rst(document: Document) -> str:
             lines += [_rst_inline(block[1]), ""]
         elif kind == "ul":
             lines += [f"* {_rst_inline(item)}" for item in block[1]] + [""]
-        elif kind == "table":
-            frame = block[1]
-            lines += [".. list-table::", "   :header-rows: 1", ""]
-            for row in [list(frame.columns), *frame.itertuples(index=False)]:
-                cells = [_rst_inline(_markdown_cell(value)) or " " for value in row]
-                lines.append(f"   * - {cells[0]}")
-                lines += [f"     - {cell}" for cell in cells[1:]]
-            lines.append("")
+        elif kind == "table":  # a grid table: reStructuredText's own table syntax
+            lines += [_table_text(block[1], lambda value: _rst_inline(_markdown_cell(value)), "grid"), ""]
         elif kind == "img":
             lines += [f"Figure: ``{block[1]}`` ({_rst_inline(block[2])})", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -142,13 +147,7 @@ def to_html(document: Document, title: str = "KAN scaling report") -> str:
         elif kind == "ul":
             body.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block[1]) + "</ul>")
         elif kind == "table":
-            frame = block[1]
-            head = "".join(f"<th>{_inline_html(c)}</th>" for c in frame.columns)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row) + "</tr>"
-                for row in frame.itertuples(index=False)
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            body.append(_rendered(block[1], _inline_html).to_html(index=False, escape=False, border=0))
         elif kind == "img":
             body.append(f'<p>Figure: <a href="{html.escape(block[1])}">{_inline_html(block[2])}</a></p>')
     return (
