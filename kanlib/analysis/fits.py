@@ -24,6 +24,7 @@ Conventions
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -50,6 +51,7 @@ __all__ = [
     "summarize_over_seeds",
     "require_single_configuration",
     "fit_scaling_laws",
+    "fit_points",
     "rmse_pivot",
     "data_scaling_table",
 ]
@@ -573,7 +575,13 @@ def geometric_mean(values: np.ndarray | Sequence[float] | pd.Series) -> float:
 def geometric_std(values: np.ndarray | Sequence[float] | pd.Series) -> float:
     """Geometric standard deviation (``ddof=1``) of the finite positive entries; NaN for fewer than two."""
     array = _positive(values)
-    return float(stats.gstd(array)) if array.size > 1 else float("nan")
+    if array.size < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        # seeds with the same RMSE (a spread of exactly 1) trip scipy's cancellation warning; the
+        # result is 1 to the last bits, which is all the spread is read to
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return float(stats.gstd(array))
 
 
 def _positive(values) -> np.ndarray:
@@ -796,11 +804,17 @@ _FIT_COLUMNS = [
 ]
 
 
+def _usable_mask(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    """Rows whose metric and test RMSE are finite and positive: the rows a fit of ``metric`` may use
+    (the test RMSE decides the threshold, so a row without one cannot be placed)."""
+    values = frame[list(dict.fromkeys([metric, "test_rmse"]))].to_numpy(dtype=float)
+    return np.all(np.isfinite(values) & (values > 0), axis=1)
+
+
 def _usable_rows(group: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
     """Drop rows whose metric or test RMSE is non-finite or non-positive."""
     columns = list(dict.fromkeys([metric, "test_rmse"]))
-    values = group[columns].to_numpy(dtype=float)
-    good = np.all(np.isfinite(values) & (values > 0), axis=1)
+    good = _usable_mask(group, metric)
     notes = []
     if not good.all():
         descriptions = []
@@ -977,3 +991,25 @@ def fit_scaling_laws(
 
     table = pd.DataFrame(rows, columns=_FIT_COLUMNS)
     return table.astype({"k": "int64", "n_train": "int64", "n_points": "int64", "n_seeds": "int64"})
+
+
+def fit_points(
+    results: pd.DataFrame,
+    x: Literal["grid_size", "n_params"] = "grid_size",
+    metric: Literal["test_rmse", "train_rmse"] = "test_rmse",
+) -> pd.DataFrame:
+    """The seed-averaged points of the fits of :func:`fit_scaling_laws` (before any point is excluded).
+
+    One row per ``function, width, k, n_train, grid_size`` with ``x`` (the scaling variable, mean
+    over seeds), ``y`` (geometric mean over seeds of ``metric``) and ``n_seeds`` (seeds with a usable
+    row), from the rows :func:`fit_scaling_laws` keeps (finite positive ``metric`` and test RMSE).
+    A one-seed fit is the OLS line through the points its ``points_used`` names; a fit over several
+    seeds is made to their per-seed rows.
+    """
+    _check_choice(x, _X_COLUMNS, "x")
+    _check_choice(metric, _METRICS, "metric")
+    usable = results[_usable_mask(results, metric)]
+    averaged = summarize_over_seeds(usable, metrics=[metric])
+    return averaged[[*GROUP_COLUMNS, "grid_size"]].assign(
+        x=averaged[x].astype(float), y=averaged[metric], n_seeds=averaged[f"{metric}_n_seeds"]
+    )
