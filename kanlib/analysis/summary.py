@@ -1,0 +1,646 @@
+"""The summary a researcher reads first: the numbers of :mod:`~kanlib.analysis.tables` in words and
+display tables, as a :class:`~kanlib.analysis.document.Document`.
+
+It opens with the answer (``Test RMSE falls as G^-α with α = ... [CI] at N=...``), then per
+configuration the exponent table, the interpolation thresholds and the points each fit used or
+excluded, the test- and train-RMSE tables laid out like the seed's (rows N, columns G), a
+description of RMSE against N (no power law is forced), and for the seed's configuration our
+values beside the seed's published ones. A sweep with MLPs opens with which family scales better.
+
+Numbers are printed as: exponents with 2 decimals, RMSEs as ``8.21e-03``, ratios with 2
+significant digits (2 decimals between 0.01 and 100); a value that is missing or not finite as
+``n/a``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .catalog import figure_spec
+from .document import Document
+from .fits import DEFAULT_DIVERGENCE_FACTOR, data_scaling_table, kan_rows, rmse_pivot
+from .reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES
+from .tables import (
+    FIT_SPECS,
+    SEED_CONFIGURATION,
+    config_label,
+    configurations,
+    failed_rows,
+    fits_of,
+    seed_comparison,
+    seed_exponents,
+    seed_spread,
+    select_configuration,
+)
+
+__all__ = ["answer_sentence", "family_answers", "answer_document", "build_summary"]
+
+_X_WORDS = {"grid_size": "G", "n_params": "params"}
+_METRIC_WORDS = {
+    "test_rmse": "test RMSE",
+    "train_rmse": "train RMSE",
+    "test_median_rmse": "test median-RMSE",
+}
+_FAMILY_NAMES = {"kan": "KAN", "mlp": "MLP"}
+_EMPTY = "The results table is empty: no grid level finished, nothing to report."
+
+
+# ---- numbers as text ----------------------------------------------------------------------------------------
+
+
+def _finite(value) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _rmse(value) -> str:
+    return f"{float(value):.2e}" if _finite(value) else "n/a"
+
+
+def _number(value, digits: int = 2) -> str:
+    return f"{float(value):.{digits}f}" if _finite(value) else "n/a"
+
+
+def _ratio(value) -> str:
+    if not _finite(value):
+        return "n/a"
+    value = float(value)
+    return f"{value:.2g}" if (value < 0.01 or value >= 100) else f"{value:.2f}"
+
+
+def _integer(value) -> str:
+    if not _finite(value):
+        return "n/a"
+    return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
+
+
+def _label(value) -> str:
+    """A table's row or column label (N or G)."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _join_words(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _alpha_text(row) -> str:
+    """``3.94 [3.55, 4.33]``, ``3.60 (2 points, no CI)`` or ``no fit``."""
+    if not _finite(row["alpha"]):
+        return "no fit"
+    text = _number(row["alpha"])
+    if _finite(row["alpha_low"]) and _finite(row["alpha_high"]):
+        return f"{text} [{_number(row['alpha_low'])}, {_number(row['alpha_high'])}]"
+    return f"{text} ({int(row['n_points'])} points, no CI)"
+
+
+def _excluded_text(points_excluded: str) -> str:
+    if not isinstance(points_excluded, str) or not points_excluded:
+        return "none"
+    return "; ".join(f"G={item}" for item in points_excluded.split("; "))
+
+
+def _used_text(points_used: str) -> str:
+    if not isinstance(points_used, str) or not points_used:
+        return "none"
+    return ", ".join(points_used.split(","))
+
+
+def _threshold_phrase(row) -> str:
+    """``G=10 (0.45 params/sample)``."""
+    text = f"G={_integer(row['threshold_grid'])}"
+    if _finite(row["threshold_params_per_sample"]):
+        text += f" ({_ratio(row['threshold_params_per_sample'])} params/sample)"
+    return text
+
+
+# ---- the answer ---------------------------------------------------------------------------------------------
+
+
+def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
+    """The one-sentence answer for one configuration (``results`` and ``exponents`` filtered to it).
+
+    ``Test RMSE falls as G^-α with α = 3.94 [3.55, 4.33] at N=3000 (theory k+1 = 4; ...), up to
+    ...; interpolation threshold at G=10 (0.45 params/sample) for N=100, ...``: the exponent is
+    the one fitted at the largest N that has a fit; the thresholds are every N's that has one.
+    """
+    grids = sorted(results["grid_size"].unique())
+    theory = int(results["k"].iloc[0]) + 1
+    if len(grids) < 2:
+        return (
+            f"No exponent: the sweep has a single grid size (G={_integer(grids[0]) if grids else 'none'}); "
+            f"a power law in G needs at least two (theory α = k+1 = {theory})."
+        )
+    fits = fits_of(exponents, "grid_size", "test_rmse")
+    fitted = fits[fits["alpha"].map(_finite)]
+    if fitted.empty:
+        reasons = "; ".join(f"N={int(r['n_train'])}: {r['note'] or 'no fit'}" for _, r in fits.iterrows())
+        return f"No exponent could be fitted for test RMSE vs G ({reasons}); theory α = k+1 = {theory}."
+    best = fitted.iloc[-1]
+    used = _used_text(best["points_used"]).split(", ")
+    span = f"G={used[0]}..{used[-1]}" if len(used) > 1 else f"G={used[0]}"
+    verb = "falls as" if float(best["alpha"]) > 0 else "does not fall with G: it scales as"
+    # the interval's level only when there is an interval ("2 points, no CI" says why there is none)
+    has_interval = _finite(best["alpha_low"]) and _finite(best["alpha_high"])
+    interval = f"{int(best['confidence'] * 100)}% CI, " if has_interval else ""
+    sentence = (
+        f"Test RMSE {verb} G^-α with α = {_alpha_text(best)} at N={int(best['n_train'])} "
+        f"(theory k+1 = {theory}; {interval}fit over {span})"
+    )
+    return sentence + _thresholds_clause(fits, int(best["n_train"]), grids[-1]) + "."
+
+
+def _thresholds_clause(fits: pd.DataFrame, n_best: int, largest_grid) -> str:
+    """The answer's part about interpolation thresholds, for the fit at ``n_best`` and every other N."""
+    thresholds = fits[fits["threshold_grid"].map(_finite)]
+    others = thresholds[thresholds["n_train"] != n_best]
+    own = thresholds[thresholds["n_train"] == n_best]
+    clause = ""
+    if not own.empty:
+        clause += f", up to its interpolation threshold at {_threshold_phrase(own.iloc[0])}"
+    if not others.empty:
+        parts = [f"{_threshold_phrase(r)} for N={int(r['n_train'])}" for _, r in others.iterrows()]
+        smaller = (others["n_train"] < n_best).all()
+        clause += (
+            "; smaller training sets stop improving earlier: interpolation threshold at "
+            if own.empty and smaller
+            else "; interpolation threshold at "
+        ) + _join_words(parts)
+    if thresholds.empty:
+        clause += f"; no interpolation threshold within G ≤ {_integer(largest_grid)} at any N"
+    elif own.empty:
+        clause += f"; none for N={n_best} within G ≤ {_integer(largest_grid)}"
+    return clause
+
+
+# ---- display tables (cells as the text the summary prints) --------------------------------------------------
+
+
+def _pivot_display(pivot: pd.DataFrame, formatter=_rmse, corner: str = "N \\ G") -> pd.DataFrame:
+    """A pivot (rows N, columns G) as a display table with the row labels as first column."""
+    table = pivot.map(formatter)
+    table.columns = [_label(column) for column in pivot.columns]
+    table.insert(0, corner, [_label(n) for n in pivot.index])
+    return table.reset_index(drop=True)
+
+
+def _fit_label(x: str, metric: str) -> str:
+    return f"{_METRIC_WORDS[metric]} vs {_X_WORDS[x]}"
+
+
+def _exponent_display(exponents: pd.DataFrame) -> pd.DataFrame:
+    """Rows N, columns the fits (α [CI]), theory, R² of the test-vs-G fit, seeds."""
+    # a fit's column only where the table has its metric (e.g. no median-based RMSE in older tables)
+    columns = [_fit_label(x, metric) for x, metric in FIT_SPECS if metric in set(exponents["metric"])]
+    texts = pd.DataFrame(
+        {
+            "n_train": exponents["n_train"].to_numpy(),
+            "fit": [_fit_label(x, m) for x, m in zip(exponents["x"], exponents["metric"])],
+            "text": [_alpha_text(row) for _, row in exponents.iterrows()],
+        }
+    )
+    table = texts.pivot(index="n_train", columns="fit", values="text").reindex(columns=columns).fillna("n/a")
+    main = fits_of(exponents, "grid_size", "test_rmse").set_index("n_train").reindex(table.index)
+    table["theory"] = main["theory_alpha"].map(_integer)
+    table["R² (test vs G)"] = main["r_squared"].map(lambda value: _number(value, 3))
+    table["seeds"] = main["n_seeds"].map(_integer)
+    table.insert(0, "N", [_label(n) for n in table.index])
+    return table.reset_index(drop=True).rename_axis(columns=None)
+
+
+def _threshold_display(exponents: pd.DataFrame) -> pd.DataFrame:
+    fits = fits_of(exponents, "grid_size", "test_rmse")
+    return pd.DataFrame(
+        {
+            "N": fits["n_train"].map(_label),
+            "threshold G": fits["threshold_grid"].map(lambda g: _integer(g) if _finite(g) else "none"),
+            "params/sample at threshold": fits["threshold_params_per_sample"].map(
+                lambda r: _ratio(r) if _finite(r) else "–"
+            ),
+            "points used (G)": fits["points_used"].map(_used_text),
+            "excluded (G: reason)": fits["points_excluded"].map(_excluded_text),
+            "note": fits["note"].map(lambda note: note if isinstance(note, str) else ""),
+        }
+    ).reset_index(drop=True)
+
+
+def _seed_exponent_display(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+    """Per N: our exponent and threshold beside those of the seed's published table."""
+    sizes = sorted(set(ours.index) & set(theirs.index))
+
+    def threshold(table, n_train):
+        value = table.loc[n_train, "threshold_grid"]
+        return _integer(value) if _finite(value) else "none"
+
+    return pd.DataFrame(
+        {
+            "N": [_label(n) for n in sizes],
+            "α ours": [_alpha_text(ours.loc[n]) for n in sizes],
+            "α seed's table": [_alpha_text(theirs.loc[n]) for n in sizes],
+            "threshold G ours": [threshold(ours, n) for n in sizes],
+            "threshold G seed's table": [threshold(theirs, n) for n in sizes],
+        }
+    )
+
+
+def _family_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for row in comparison.itertuples(index=False):
+        rows.append(
+            {
+                "function": row.function,
+                "N": str(int(row.n_train)),
+                "family": _FAMILY_NAMES.get(row.family, row.family),
+                "α in P, 95% CI": _alpha_text(row._asdict()),
+                "reference α": _number(row.theory_alpha),
+                "best test RMSE (P)": f"{_rmse(row.best_test_rmse)} ({_integer(row.best_n_params)})",
+                f"P for test RMSE {_rmse(row.target_rmse)}": _integer(row.params_at_target)
+                if _finite(row.params_at_target)
+                else "never",
+                "P for the common RMSE": f"{_integer(row.params_at_common)} (at {_rmse(row.common_rmse)})",
+                "seeds": str(int(row.n_seeds)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ---- sections of a configuration ----------------------------------------------------------------------------
+
+
+def _data_scaling_section(document: Document, results: pd.DataFrame) -> None:
+    document.heading(3, "Test RMSE against training-set size N")
+    summary = data_scaling_table(results, "test_rmse")
+    per_grid = summary.per_grid
+    sizes = list(summary.pivot.index)
+    if len(sizes) < 2:
+        document.paragraph(
+            f"The sweep has a single training-set size (N={sizes[0] if sizes else 'none'}): "
+            "nothing to say about scaling with data."
+        )
+        return
+    table = _pivot_display(summary.pivot.T, corner="G")
+    table.columns = ["G", *(f"N={int(n)}" for n in sizes)]
+    table["largest / smallest N"] = [_ratio(v) for v in per_grid["ratio_largest_to_smallest_n"]]
+    table["monotone in N"] = [
+        "yes" if m else ("n/a" if p < 2 else "no")
+        for m, p in zip(per_grid["monotone_non_increasing"], per_grid["n_points"])
+    ]
+    document.paragraph(
+        "No power law in N is fitted (the seed shows no clean one either). Per grid size: test RMSE at each N, "
+        "the ratio of the RMSE at the largest N to that at the smallest (below 1: more data helped) "
+        "and whether it never rises as N grows."
+    )
+    document.table(table)
+    valid = per_grid[per_grid["n_points"] >= 2]
+    if not valid.empty:
+        document.bullets(_data_scaling_points(valid, sizes))
+
+
+def _data_scaling_points(valid: pd.DataFrame, sizes: list) -> list[str]:
+    """What the ratios largest / smallest N say, per grid size (``valid``: grid sizes with two N or more)."""
+    ratio, monotone = valid["ratio_largest_to_smallest_n"], valid["monotone_non_increasing"]
+    grids = [f"G={int(g)}" for g in valid["grid_size"]]
+    falling = [g for g, r, m in zip(grids, ratio, monotone) if m and r < 0.5]
+    flat = [g for g, r in zip(grids, ratio) if 0.5 <= r <= 2]
+    rising = [g for g, r in zip(grids, ratio) if r > 2]
+    not_monotone = [g for g, m in zip(grids, monotone) if not m]
+    low, high = ratio.min(), ratio.max()
+    g_low, g_high = int(valid.loc[ratio.idxmin(), "grid_size"]), int(valid.loc[ratio.idxmax(), "grid_size"])
+    if high > 10 * low:
+        verdict = "the effect of more data depends strongly on G, so no single power law in N describes these curves"
+    else:
+        verdict = "a similar effect at every G"
+    points = [
+        f"From N={int(sizes[0])} to N={int(sizes[-1])} the test RMSE changes by a factor between "
+        f"{_ratio(low)} (G={g_low}) and {_ratio(high)} (G={g_high}): {verdict}."
+    ]
+    if falling:
+        points.append(f"Falls monotonically with N (by more than half): {_join_words(falling)}.")
+    if flat:
+        points.append(f"Roughly flat in N (ratio between 0.5 and 2): {_join_words(flat)}.")
+    if rising:
+        points.append(f"Higher at the largest N than at the smallest: {_join_words(rising)}.")
+    if not_monotone:
+        points.append(f"Not monotone in N: {_join_words(not_monotone)}.")
+    return points
+
+
+def _seed_setting(results: pd.DataFrame) -> str:
+    steps = sorted(results["steps"].dropna().unique()) if "steps" in results else []
+    optimizers = sorted(results["optimizer"].dropna().astype(str).unique()) if "optimizer" in results else []
+    if list(steps) == [50] and [o.upper() for o in optimizers] == ["LBFGS"]:
+        return "Same setting as the seed (50 LBFGS steps per grid level, grid extension)."
+    return (
+        f"Note: the seed trained 50 LBFGS steps per grid level; this sweep used "
+        f"{', '.join(str(int(s)) for s in steps) or '?'} {', '.join(optimizers) or '?'} steps."
+    )
+
+
+def _seed_section(document: Document, results: pd.DataFrame, exponents: pd.DataFrame) -> None:
+    comparison = seed_comparison(results, exponents)
+    if comparison is None:
+        if not results.empty and configurations(results)[0] == SEED_CONFIGURATION:
+            document.paragraph(
+                "This is the seed's configuration, but the sweep shares no (N, G) with the "
+                f"seed's published table (N in {list(SEED_TRAIN_SIZES)}, G in "
+                f"{list(SEED_GRID_SIZES)}): no comparison."
+            )
+        return
+    document.heading(3, "Comparison with the seed's published numbers")
+    document.paragraph(
+        f"{_seed_setting(results)} Ratio ours / seed's (below 1: ours lower): {comparison['within_2x']} of "
+        f"{comparison['cells']} test-RMSE cells agree within a factor 2; {comparison['within_2x_below']} of "
+        f"{comparison['cells_below']} among the cells at or below both runs' interpolation thresholds. Past a "
+        "threshold the test RMSE is set by overfitting, which depends on the data sample and the "
+        "initialisation, so there the runs can differ by orders of magnitude."
+    )
+    document.paragraph("**Seed's published test RMSE** (pykan docs Example 8; KAN paper Fig. 2.3):")
+    document.table(_pivot_display(comparison["seed_test"]))
+    document.paragraph("**Test RMSE, ours / seed's:**")
+    document.table(_pivot_display(comparison["ratio_test"], _ratio))
+    document.paragraph("**Train RMSE, ours / seed's:**")
+    document.table(_pivot_display(comparison["ratio_train"], _ratio))
+    exponent_rows = _seed_exponent_display(
+        fits_of(exponents, "grid_size", "test_rmse").set_index("n_train"), seed_exponents()
+    )
+    if not exponent_rows.empty:
+        document.paragraph(
+            "**Exponent of test RMSE vs G and threshold, the same rule applied to the seed's "
+            "published table** (all five of its grid sizes):"
+        )
+        document.table(exponent_rows)
+
+
+def _rmse_sections(document: Document, results: pd.DataFrame) -> None:
+    """The test- and train-RMSE tables (rows N, columns G), with the seed spread when there are seeds."""
+    n_seeds = results["seed"].nunique()
+    document.heading(3, "Test RMSE (rows N, columns G, like the seed's table)")
+    if n_seeds > 1:
+        document.paragraph(f"Geometric mean over {n_seeds} seeds; the spread (largest / smallest seed) follows.")
+    document.table(_pivot_display(rmse_pivot(results, "test_rmse")))
+    spread = seed_spread(results) if n_seeds > 1 else None
+    if spread is not None:
+        document.paragraph("**Seed spread of test RMSE** (largest / smallest over seeds):")
+        document.table(_pivot_display(spread, _ratio))
+    mean_note = " (geometric mean over seeds)" if n_seeds > 1 else ""
+    document.heading(3, f"Train RMSE (rows N, columns G){mean_note}")
+    document.table(_pivot_display(rmse_pivot(results, "train_rmse")))
+
+
+def _figures_section(document: Document, paths: dict[str, str]) -> None:
+    document.heading(3, "Figures")
+    for stem in ("fit_test_rmse_vs_grid", "test_rmse_vs_grid"):
+        if stem in paths:
+            document.image(paths[stem], figure_spec(stem).description)
+    document.bullets(f"`{path}`: {figure_spec(stem).description}" for stem, path in paths.items())
+
+
+def _configuration_section(
+    document: Document, results: pd.DataFrame, exponents: pd.DataFrame, figure_paths: dict[str, str] | None, *, alone
+) -> None:
+    """Everything about one (function, width, k); ``results`` and ``exponents`` filtered to it."""
+    document.heading(2, config_label(*configurations(results)[0]))
+    if not alone:
+        document.paragraph(answer_sentence(results, exponents))
+    document.heading(3, "Exponents α (RMSE ∝ x^-α), 95% CI")
+    if results["grid_size"].nunique() < 2:
+        document.paragraph(
+            f"No exponent: the sweep has a single grid size (G={_integer(results['grid_size'].iloc[0])})."
+        )
+    document.table(_exponent_display(exponents))
+    document.heading(3, "Interpolation threshold and the points of each fit")
+    document.table(_threshold_display(exponents))
+    _rmse_sections(document, results)
+    _data_scaling_section(document, results)
+    _seed_section(document, results, exponents)
+    if figure_paths:
+        _figures_section(document, figure_paths)
+
+
+def _failed_lines(results: pd.DataFrame) -> list[str]:
+    def reason(row) -> str:  # a partial report's missing levels say why (column "reason")
+        text = row.get("reason")
+        return f": {text}" if isinstance(text, str) and text else ""
+
+    return [
+        f"{config_label(r['function'], r['width'], int(r['k']))}: N={int(r['n_train'])} seed {int(r['seed'])} "
+        f"G={int(r['grid_size'])} (test RMSE {r['test_rmse']:g}, train RMSE {r['train_rmse']:g}){reason(r)}"
+        for _, r in failed_rows(results).iterrows()
+    ]
+
+
+# ---- the sweep ----------------------------------------------------------------------------------------------
+
+
+def _sweep_paragraph(results: pd.DataFrame, configs: list) -> str:
+    seeds = sorted(int(s) for s in results["seed"].unique())
+    steps = sorted(int(s) for s in results["steps"].dropna().unique()) if "steps" in results else []
+    optimizers = sorted(results["optimizer"].dropna().astype(str).unique()) if "optimizer" in results else []
+    return (
+        f"Sweep: {_plural(len(configs), 'configuration')}; "
+        f"N ∈ {{{', '.join(str(int(n)) for n in sorted(results['n_train'].unique()))}}}; "
+        f"G ∈ {{{', '.join(str(int(g)) for g in sorted(results['grid_size'].unique()))}}} (one chain per N and seed, "
+        f"each level initialised from the previous one by grid extension); "
+        f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}); "
+        f"{', '.join(map(str, steps)) or '?'} {', '.join(optimizers) or ''} steps per level; "
+        f"{len(results)} grid levels, {len(failed_rows(results))} without a finite RMSE."
+    )
+
+
+def _method_paragraph(several_seeds: bool, divergence_factor: float) -> str:
+    ci_method = (
+        "bootstrap over seeds (percentile interval)"
+        if several_seeds
+        else "OLS standard error with Student t (one seed)"
+    )
+    return (
+        f"Method: RMSE = C·x^-α fitted by least squares in log-log space, per N, over the grid sizes below the "
+        f"interpolation threshold; 95% interval of α from the {ci_method}. The threshold is the G of minimal "
+        f"test RMSE when test RMSE rises after it; points beyond it, and points whose test/train RMSE ratio "
+        f"exceeds {divergence_factor:g}, are excluded. Theory for splines of order k: α = k+1 (in G; in the "
+        "parameter count too once parameters ∝ G). Seeds are averaged geometrically."
+    )
+
+
+def answer_document(
+    results: pd.DataFrame, exponents: pd.DataFrame, tables: bool = False, comparison: pd.DataFrame | None = None
+) -> Document:
+    """The answer: one sentence per configuration, and with ``tables`` each configuration's exponent
+    table after it (the MLflow parent run's description and the report's front page). With a family
+    ``comparison`` (:func:`kanlib.analysis.tables.family_comparison`), its answer per function comes first."""
+    document = Document()
+    configs = configurations(results)
+    if not configs:
+        document.paragraph(_EMPTY)
+        return document
+    if comparison is not None and not comparison.empty:
+        document.paragraph("**KAN against MLP.**")
+        document.bullets(family_answers(comparison))
+        if tables:
+            document.table(_family_display(comparison))
+    answers = []
+    for configuration in configs:
+        sentence = answer_sentence(
+            select_configuration(results, *configuration), select_configuration(exponents, *configuration)
+        )
+        answers.append(f"**{config_label(*configuration)}**: {sentence}" if len(configs) > 1 else sentence)
+    if len(answers) == 1:
+        document.paragraph(f"**Answer.** {answers[0]}")
+    else:
+        document.paragraph("**Answer.**")
+        document.bullets(answers)
+    if tables:
+        for configuration in configs:
+            document.paragraph(f"**Exponents α (RMSE ∝ x^-α), 95% CI: {config_label(*configuration)}**")
+            document.table(_exponent_display(select_configuration(exponents, *configuration)))
+    return document
+
+
+def build_summary(
+    results: pd.DataFrame,
+    exponents: pd.DataFrame,
+    sweep: str,
+    figure_paths: dict[tuple[str, str, int], dict[str, str]] | None = None,
+    divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
+    comparison: pd.DataFrame | None = None,
+    family_figures: dict[str, str] | None = None,
+) -> Document:
+    """The sweep's summary (see the module docstring for its parts).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The aggregated results table (every configuration; NaN rows of failed jobs allowed).
+    exponents : pandas.DataFrame
+        :func:`kanlib.analysis.tables.exponent_table` of ``results``.
+    sweep : str
+        The sweep's name (title).
+    figure_paths : dict, optional
+        Per configuration, figure stem -> path relative to the summary file; the two main
+        figures are embedded, the others listed.
+    divergence_factor : float
+        The test/train ratio the threshold rule used (stated in the text).
+    comparison : pandas.DataFrame, optional
+        :func:`kanlib.analysis.tables.family_comparison`'s table when the sweep has MLPs: its answer
+        opens the summary and its section follows, with ``family_figures`` (function -> figure path)
+        embedded.
+    """
+    document = Document()
+    document.heading(1, f"KAN scaling sweep `{sweep}`: summary")
+    configs = configurations(results)
+    if not configs:
+        document.paragraph(_EMPTY)
+        return document
+    document.blocks += answer_document(results, exponents, comparison=comparison).blocks  # the answer first
+    if comparison is not None and not comparison.empty:
+        _family_section(document, comparison, family_figures)
+    results = kan_rows(results)  # the sections below are the KAN family's
+    document.paragraph(_sweep_paragraph(results, configs))
+    document.paragraph(_method_paragraph(results["seed"].nunique() > 1, divergence_factor))
+    for configuration in configs:
+        _configuration_section(
+            document,
+            select_configuration(results, *configuration),
+            select_configuration(exponents, *configuration),
+            (figure_paths or {}).get(configuration),
+            alone=len(configs) == 1,
+        )
+    failed = _failed_lines(results)
+    if failed:
+        document.heading(2, "Grid levels without a finite RMSE")
+        document.paragraph("Left out of every fit, table cell and figure (failed or diverged jobs):")
+        document.bullets(failed)
+    return document
+
+
+# ---- model families (KAN against MLP): kanlib.analysis.families ---------------------------------------------
+
+
+def _params_phrase(family: str, row) -> str:
+    name = _FAMILY_NAMES.get(family, family)
+    if _finite(row["params_at_target"]):
+        return f"{name} needs {_integer(row['params_at_target'])} parameters"
+    return (
+        f"{name} never gets there (best {_rmse(row['best_test_rmse'])} with {_integer(row['best_n_params'])} "
+        "parameters)"
+    )
+
+
+def _family_verdict(ordered: pd.DataFrame, level: str) -> tuple[str, str]:
+    """(which family scales faster, how sure) for two fitted families, the faster one first."""
+    better, worse = ordered.index[0], ordered.index[1]
+    intervals = all(
+        _finite(ordered.loc[f, "alpha_low"]) and _finite(ordered.loc[f, "alpha_high"]) for f in (better, worse)
+    )
+    faster = f"{_FAMILY_NAMES[better]} scales faster than {_FAMILY_NAMES[worse]}"
+    if not intervals:
+        return faster, "how sure is unknown: a fit without an interval (2 points, one seed)"
+    if float(ordered.loc[better, "alpha_low"]) > float(ordered.loc[worse, "alpha_high"]):
+        return faster, f"the {level} intervals do not overlap"
+    return (
+        f"neither family scales measurably faster ({_FAMILY_NAMES[better]} ahead by its point estimate)",
+        f"the {level} intervals overlap, so the data do not tell the two apart",
+    )
+
+
+def _family_sentence(function: str, at_n: pd.DataFrame) -> str:
+    """Which family scales better on one function at one N, by how much, and how sure we are."""
+    rows = at_n.set_index("family")
+    head = f"On {function} (N={int(at_n['n_train'].iloc[0])})"
+    fitted = rows[rows["alpha"].map(_finite)]
+    alphas = " against ".join(f"{_alpha_text(rows.loc[f])} for {_FAMILY_NAMES.get(f, f)}" for f in rows.index)
+    target = _rmse(at_n["target_rmse"].iloc[0])
+    reach = f"To reach test RMSE {target}, " + " and ".join(_params_phrase(f, rows.loc[f]) for f in rows.index) + "."
+    if len(fitted) < 2:
+        missing = [
+            f"{_FAMILY_NAMES.get(f, f)} ({rows.loc[f, 'note'] or 'no fit'})"
+            for f in rows.index
+            if f not in fitted.index
+        ]
+        return f"{head}, no family comparison of exponents: no fit for {_join_words(missing)}. {reach}"
+    ordered = fitted.sort_values("alpha", ascending=False)
+    difference = float(ordered["alpha"].iloc[0] - ordered["alpha"].iloc[1])
+    verdict, sureness = _family_verdict(ordered, f"{int(at_n['confidence'].iloc[0] * 100)}%")
+    return f"{head}, {verdict}: test RMSE ∝ P^-α with α = {alphas} (Δα = {difference:.2f}; {sureness}). {reach}"
+
+
+def family_answers(comparison: pd.DataFrame) -> list[str]:
+    """One sentence per function at its largest N: which family scales better, by how much, how sure."""
+    answers = []
+    for function, rows in comparison.groupby("function", sort=False):
+        largest = rows[rows["n_train"] == rows["n_train"].max()]
+        answers.append(_family_sentence(str(function), largest))
+    return answers
+
+
+def _family_section(document: Document, comparison: pd.DataFrame, figure_paths: dict[str, str] | None) -> None:
+    document.heading(2, "KAN against MLP: exponents in the parameter count")
+    document.paragraph(
+        "Per function and N, each family's test RMSE against its parameter count P is fitted as C·P^-α over "
+        "the family's lower envelope below its interpolation threshold: for KANs the grid levels each chain's "
+        "own fit used; for MLPs the models whose test/train RMSE ratio stays under the divergence factor; of "
+        "those, the points no model with fewer parameters beats (the best test RMSE at each P). Reference "
+        "rates: α = k+1 (KAN theory) and α = (k+1)/d (MLPs on d inputs, Sharma-Kaplan), as in the KAN paper's "
+        "Fig. 3.1. The common RMSE is the worst of the families' best test RMSEs: the lowest level both reach."
+    )
+    document.table(_family_display(comparison))
+    for row in comparison.itertuples(index=False):
+        name = _FAMILY_NAMES.get(row.family, row.family)
+        document.paragraph(f"**{name}, {row.function}, N={int(row.n_train)}**: used {row.points_used or 'none'}.")
+        if isinstance(row.points_excluded, str) and row.points_excluded:
+            document.bullets(f"not used: {item}" for item in row.points_excluded.split("; "))
+        if isinstance(row.note, str) and row.note:
+            document.paragraph(f"Note: {row.note}.")
+    for function, path in (figure_paths or {}).items():
+        document.image(path, f"{function}: test RMSE against the parameter count, KAN and MLP")
