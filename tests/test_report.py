@@ -416,6 +416,7 @@ def report_outputs(work: Path) -> list[Path]:
             "summary.md",
             "report/summary.html",
             "report/exponents.csv",
+            "report/laws.json",
             "report/mlflow.json",
         )
     ]
@@ -449,6 +450,39 @@ def test_tiny_sweep_writes_every_report_output(tiny_sweep):
     page = (work / TINY / "report/summary.html").read_text()
     assert page.count("<table") == len(markdown_tables(markdown)) >= 5
     assert "**" not in page
+
+
+@pytest.mark.workflow
+def test_laws_file_holds_every_fit_with_its_points_config_hash_and_code_version(tiny_sweep):
+    import hashlib
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    import kanlib
+
+    work = tiny_sweep.work
+    laws = json.loads((work / TINY / "report/laws.json").read_text())
+    exponents = pd.read_csv(work / TINY / "report/exponents.csv", dtype={"width": str, "points_used": str})
+    assert laws["format"] == "kanlib-laws/1" and laws["sweep"] == "test" and laws["family_laws"] == []
+    assert len(laws["laws"]) == len(exponents)
+    for law, row in zip(laws["laws"], exponents.to_dict("records")):
+        assert (law["x"], law["metric"], law["n_train"]) == (row["x"], row["metric"], row["n_train"])
+        for key in ("alpha", "alpha_low", "alpha_high", "prefactor"):  # the CSV rounds to 6 digits
+            assert (law[key] is None) == math.isnan(row[key]) and (
+                law[key] is None or law[key] == pytest.approx(row[key], rel=1e-5)
+            ), key
+        assert [p["grid_size"] for p in law["points_used"]] == [int(g) for g in str(row["points_used"]).split(",")]
+        if law["ci_method"] == "ols-t":  # one seed: the least-squares line through exactly these points
+            x, y = (np.log10([p[c] for p in law["points_used"]]) for c in ("x", "y"))
+            assert -np.polyfit(x, y, 1)[0] == pytest.approx(law["alpha"], rel=1e-9)
+    assert laws["code_version"]["kanlib"] == kanlib.__version__
+    # the config hash names the config the parent MLflow run holds as its artifact
+    parent = json.loads((work / TINY / "mlflow_parent.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    config = yaml.safe_load(Path(client.download_artifacts(parent["run_id"], "config.yaml")).read_text())
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert laws["config_hash"] == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @pytest.mark.workflow
@@ -530,7 +564,7 @@ def test_report_files_survive_an_unreachable_tracking_store(tiny_sweep, tmp_path
     work = tmp_path / "work"
     shutil.copytree(tiny_sweep.work, work, symlinks=True)
     (work / "config" / "extra.yaml").write_text("mlflow: {retry_seconds: 1}\n")
-    for path in report_outputs(work)[-4:]:  # summary.md, summary.html, exponents.csv, mlflow.json
+    for path in report_outputs(work)[-5:]:  # summary.md, summary.html, exponents.csv, laws.json, mlflow.json
         path.unlink()
     down = tiny_snakemake(work, check=False, env=tiny_environment(MLFLOW_TRACKING_URI="http://127.0.0.1:9"))
     assert down.returncode != 0

@@ -1,11 +1,12 @@
-"""The report rules' calls: read the aggregated tables, write the figures, the summary and the exponent
-table (``workflow/scripts/report_*.py`` map their inputs and outputs onto these).
+"""The report rules' calls: read the aggregated tables, write the figures, the summary, the exponent
+table and the laws file (``workflow/scripts/report_*.py`` map their inputs and outputs onto these).
 
 What is written comes from the modules beside this one: the numbers from
 :mod:`~kanlib.analysis.tables`, the summary's text from :mod:`~kanlib.analysis.summary` (rendered by
-:mod:`~kanlib.analysis.document`), the figures from :mod:`~kanlib.analysis.figures` (listed in
-:mod:`~kanlib.analysis.catalog`), the MLflow metric names from :mod:`~kanlib.analysis.metrics`. The
-names the workflow layer calls on this module are imported here from those.
+:mod:`~kanlib.analysis.document`), the laws file from :mod:`~kanlib.analysis.laws`, the figures
+from :mod:`~kanlib.analysis.figures` (listed in :mod:`~kanlib.analysis.catalog`), the MLflow metric
+names from :mod:`~kanlib.analysis.metrics`. The names the workflow layer calls on this module are
+imported here from those.
 
 Nothing here imports torch; matplotlib is imported only when a figure is drawn.
 """
@@ -23,6 +24,8 @@ from ..functions import function_slug
 from .catalog import FIGURES
 from .document import Document, to_html, to_markdown, to_rst
 from .families import COMPARISON_COLUMNS, has_families
+from .laws import laws_document
+from .laws import laws_json as laws_text
 from .metrics import family_mlflow_metrics, mlflow_metrics
 from .summary import answer_document, build_summary
 from .tables import (
@@ -194,6 +197,9 @@ def write_summary(
     front_rst=None,
     front_template=None,
     families_csv=None,
+    laws_json=None,
+    config=None,
+    git_commit: str = "unknown",
 ) -> pd.DataFrame:
     """The exponent table (CSV) and the summary (Markdown and HTML) of a sweep; returns the table.
 
@@ -207,10 +213,15 @@ def write_summary(
 
     families_csv: where the KAN-against-MLP comparison table goes (written, with a header only,
     also when the sweep has no MLP).
+
+    laws_json: where the fitted laws go (:mod:`kanlib.analysis.laws`), with the hash of ``config``
+    (the sweep's config, required with it) and ``git_commit`` (of the source tree) in them.
     """
+    if laws_json is not None and config is None:
+        raise ValueError("the laws file names the sweep's config by its hash: pass config with laws_json")
     results = read_results(results_csv)
     exponents = report_exponents(results, settings)
-    comparison, _ = family_comparison(results, settings) if has_families(results) else (None, None)
+    comparison, points = family_comparison(results, settings) if has_families(results) else (None, None)
     summary_folder = os.path.dirname(summary_md)
     figures, families = summary_links(results, comparison, os.path.dirname(summary_html), summary_folder)
     _check_links(figures, families, figure_pngs, summary_folder)
@@ -236,4 +247,16 @@ def write_summary(
     if front_rst is not None:
         template = Path(front_template).read_text(encoding="utf-8") if front_template else "\n\n"
         atomic_write_text(front_rst, front_page(answer, template))
+    if laws_json is not None:
+        laws = laws_document(
+            results,
+            exponents,
+            sweep=sweep,
+            settings=settings,
+            config=config,
+            git_commit=git_commit,
+            comparison=comparison,
+            family_points=points,
+        )
+        atomic_write_text(laws_json, laws_text(laws))
     return exponents

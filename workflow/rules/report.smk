@@ -104,7 +104,8 @@ rule report_families:
 
 
 rule report_summary:
-    """The exponent table and the summary (Markdown, and HTML for the report) of the whole sweep."""
+    """The exponent table, the summary (Markdown, and HTML for the report) and the fitted laws
+    (laws.json, for other tools) of the whole sweep."""
     input:
         results=f"{RESULTS}/results.csv",
         figures=REPORT_PNGS + FAMILY_PNGS,
@@ -136,6 +137,8 @@ rule report_summary:
         # the answer and the exponent tables: the MLflow parent's description, the report's front page
         answer=f"{REPORT}/answer.md",
         front=f"{REPORT}/front.rst",
+        # every fitted law at full precision, with the config hash and code version (kanlib.analysis.laws)
+        laws=f"{REPORT}/laws.json",
     log:
         f"{LOGS}/report/summary.log",
     threads: 1
@@ -186,5 +189,6 @@ REPORT_OUTPUTS = [
     f"{REPORT}/families.csv",
     f"{REPORT}/answer.md",
     f"{REPORT}/front.rst",
+    f"{REPORT}/laws.json",
     f"{REPORT}/mlflow.json",
 ]

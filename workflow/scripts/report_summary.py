@@ -1,9 +1,10 @@
-"""Rule report_summary: the exponent table (CSV) and the summary (Markdown + HTML) of the sweep."""
+"""Rule report_summary: the exponent table (CSV), the summary (Markdown + HTML) and the laws file of the sweep."""
 
 import sys
 
 from kanlib.analysis.report import write_summary
 from kanlib.workflow.runtime import exit_job, start_job
+from kanlib.workflow.tracking import git_commit
 
 log = start_job(snakemake.log[0])
 out = snakemake.output
@@ -20,9 +21,13 @@ try:
         answer_md=out.answer,
         front_rst=out.front,
         front_template=snakemake.input.front_template,
+        laws_json=out.laws,
+        # read here, not a param: a change of config that leaves results.csv alone reruns nothing
+        config=snakemake.config,
+        git_commit=git_commit(),
     )
 except ValueError as error:
     sys.exit(f"report_summary: {error}")
-log.info("%d fits; summary in %s", len(exponents), out.summary)
+log.info("%d fits; summary in %s, laws in %s", len(exponents), out.summary, out.laws)
 
 exit_job()  # skip the interpreter teardown (~1 s)
