@@ -1,13 +1,13 @@
-"""S seeds of the seed chain trained one after another and as one stack (issue 12), side by side.
+"""S seeds of the seed chain trained one after another and as one stack, side by side.
 
 The seed chain: f(x, y) = exp(sin(pi x) + y^2), KAN [2, 1, 1], k = 3, G = 5, 10, 20, 50, 100
 chained by grid extension, 50 L-BFGS steps per level, stop_grid_update_step = 30; seed s trains on
 its own dataset (create_dataset(seed=s)) of N samples. For N = 1000 and 3000 and S = 1, 4, 16:
 the wall time of the S chains run one after another (KAN.fit) and as one KANStack
-(KANStack.fit), their ratio, the stack's time against one seed alone (the issue's goal: 16 seeds in
-at most 3x one), loss evaluations, and the worst relative deviation of each model's final test
-RMSE (every level) between the stack and its lone run. Times are this process's CPU time (with
-one thread it is what the work costs, whatever else the machine runs) and, in brackets, wall time.
+(KANStack.fit), their ratio, the stack's time against one seed alone, loss evaluations, and the
+worst relative deviation of each model's final test RMSE (every level) between the stack and its
+lone run. Times are this process's CPU time (with one thread it is what the work costs, whatever
+else the machine runs) and, in brackets, wall time.
 
     python benchmarks/batched_seeds.py --threads 1
     python benchmarks/batched_seeds.py --threads 2 --sizes 1000 --seeds 1 4

@@ -1,4 +1,4 @@
-"""Where a sweep's wall time goes: training, or starting processes (issue 11).
+"""Where a sweep's wall time goes: training, or starting processes.
 
 Runs the seed sweep (config/config.yaml) and the tiny one (config/test.yaml) through real
 Snakemake, each in a fresh temporary working directory (a copy of config/, the repository's

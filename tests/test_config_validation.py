@@ -103,7 +103,7 @@ BAD = [
     ({"widths": [[2, 1, 2]]}, "'widths'", "must start with 2 and end with 1"),
     ({"functions": [{"name": "xy", "widths": [[1, 1]]}]}, "'functions[0].widths'", "must start with 2"),
     ({"input_range": [1, -1]}, "'input_range'", "lower < upper"),
-    # issue 9, item 6: these passed the checks and failed later inside jobs
+    # configs that a schema alone lets through and that would fail later inside jobs
     ({"mlflow.tracking_uri": "garbage"}, "'mlflow.tracking_uri'", "not a tracking URI; allowed: sqlite:///"),
     ({"mlflow.tracking_uri": "htp:/not a uri"}, "'mlflow.tracking_uri'", "not a tracking URI"),
     ({"mlflow.tracking_uri": "nowhere://x"}, "'mlflow.tracking_uri'", "unknown scheme 'nowhere'"),

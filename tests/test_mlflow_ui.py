@@ -1,4 +1,4 @@
-"""The MLflow UI as a person sees it (issue 9, "the answer first"): the tiny sweep's real store served
+"""The MLflow UI as a person sees it: the tiny sweep's real store served
 by a real ``mlflow server`` on loopback, its pages opened in headless Chromium (tests/ui/mlflow_ui.py).
 
 What is checked is what the browser shows: the experiment's address that kanlib gives out

@@ -1,5 +1,5 @@
 """fit()'s default stopping rule against the fixed budget (the same model run to every iteration of
-every step, stall_rtol=0), over several data draws and model seeds (issue 9, item 1)."""
+every step, stall_rtol=0), over several data draws and model seeds."""
 
 from __future__ import annotations
 

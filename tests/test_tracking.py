@@ -211,7 +211,7 @@ def test_flatten_params_and_provenance():
     assert commit == "unknown" or len(commit) == 40
 
 
-# ---- one store, created and migrated once (issue 9, item 2) -------------------------------------------
+# ---- one store, created and migrated once -------------------------------------------------------------
 
 _CREATE_AT = """
 import sys, time

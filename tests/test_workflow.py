@@ -291,7 +291,7 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
             "model.pt",
         }
 
-    # every run was logged by the sweep's one logger process, not by its train job (issue 11)
+    # every run was logged by the sweep's one logger process, not by its train job
     assert "run logger started" in tiny_sweep.output
     train_logs = list(work.glob("results/test/logs/train/**/*.log"))
     assert len(train_logs) == 4
@@ -546,7 +546,7 @@ def test_diverged_chain_fails_alone(tmp_path):
     assert (kids[kids["status"] == "FINISHED"]["params.function"] == "exp_sin_pi_x_plus_y2").sum() == 2
     parent = frame[frame["tags.mlflow.parentRunId"].isna()].iloc[0]
     assert parent["status"] == "FAILED"  # onerror
-    # a partial report of what finished, the missing levels listed with their reasons (issue 9, item 8)
+    # a partial report of what finished, the missing levels listed with their reasons
     partial = pd.read_csv(work / "results/test/partial/results.csv")
     assert len(partial) == 4 and partial["test_rmse"].notna().sum() == 2
     reasons = dict(zip(partial["grid_size"][partial["test_rmse"].isna()], partial["reason"].dropna()))
@@ -607,7 +607,7 @@ def test_bad_config_stops_before_any_job(tmp_path, overrides, message):
     assert not (work / "results").exists() and not (work / "mlflow.db").exists()
 
 
-# ---- concurrent sweeps and the parent's status (issue 9, items 2 and 5) ------------------------------------
+# ---- concurrent sweeps and the parent's status ------------------------------------------------------------
 
 
 def test_two_sweeps_started_together_in_a_fresh_folder_both_finish(tmp_path):
