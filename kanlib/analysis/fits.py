@@ -741,34 +741,19 @@ def data_scaling_table(results: pd.DataFrame, metric: str = "test_rmse") -> Data
     """
     pivot = rmse_pivot(results, metric)
     rows = []
-    for grid_size in pivot.columns:
-        column = pivot[grid_size]
-        column = column[np.isfinite(column.to_numpy())]
-        if column.empty:
-            rows.append(
-                {
-                    "grid_size": grid_size,
-                    "n_min": np.nan,
-                    "n_max": np.nan,
-                    "rmse_at_n_min": np.nan,
-                    "rmse_at_n_max": np.nan,
-                    "ratio_largest_to_smallest_n": np.nan,
-                    "monotone_non_increasing": False,
-                    "n_points": 0,
-                }
-            )
-            continue
-        values = column.to_numpy(dtype=float)
+    for grid_size, column in pivot.items():
+        column = column.dropna()  # the N with a finite RMSE (rmse_pivot's cells are finite or NaN)
+        ends = column.iloc[[0, -1]] if len(column) else pd.Series([np.nan, np.nan], index=[np.nan, np.nan])
         rows.append(
             {
                 "grid_size": grid_size,
-                "n_min": column.index[0],
-                "n_max": column.index[-1],
-                "rmse_at_n_min": values[0],
-                "rmse_at_n_max": values[-1],
-                "ratio_largest_to_smallest_n": values[-1] / values[0],
-                "monotone_non_increasing": bool(np.all(np.diff(values) <= 0)),
-                "n_points": int(values.size),
+                "n_min": ends.index[0],
+                "n_max": ends.index[-1],
+                "rmse_at_n_min": ends.iloc[0],
+                "rmse_at_n_max": ends.iloc[-1],
+                "ratio_largest_to_smallest_n": ends.iloc[-1] / ends.iloc[0],
+                "monotone_non_increasing": len(column) > 0 and column.is_monotonic_decreasing,
+                "n_points": len(column),
             }
         )
     return DataScalingSummary(pivot=pivot, per_grid=pd.DataFrame(rows))
