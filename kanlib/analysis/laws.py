@@ -53,17 +53,22 @@ Fields
     ``n_seeds``, ``points_used`` (``[{"label", "n_params", "test_rmse"}, ...]`` by increasing P),
     ``best_test_rmse``, ``best_n_params``, ``target_rmse``, ``params_at_target`` and ``note``.
 
-Example (one law of the default sweep, shortened)::
+Example (the default sweep, ``make run``; one of its 20 laws, shortened)::
 
-    {"format": "kanlib-laws/1", "sweep": "seed", "config_hash": "sha256:3f1c...",
-     "code_version": {"kanlib": "0.2.0", "git_commit": "61a89af..."},
+    {"format": "kanlib-laws/1", "sweep": "seed",
+     "config_hash": "sha256:20110848f181482ff436497419bcf636926610dbee44cc9154a576f981240cc1",
+     "code_version": {"kanlib": "0.2.0", "git_commit": "<40 hex digits>"},
      "law": "y = prefactor * x ** -alpha",
      "settings": {"confidence": 0.95, "divergence_factor": 10.0, "n_boot": 1000},
-     "laws": [{"function": "exp_sin_pi_x_plus_y2", "width": "2-1-1", "k": 3, "n_train": 3000,
-               "x": "grid_size", "metric": "test_rmse", "alpha": 4.12497..., "alpha_low": 4.02833...,
-               "alpha_high": 4.22162..., "confidence": 0.95, "ci_method": "ols-t", ...,
-               "points_used": [{"grid_size": 5, "x": 5.0, "y": 0.00632..., "n_seeds": 1}, ...],
-               "points_excluded": [], "threshold_grid": null, ...}, ...],
+     "laws": [..., {"function": "exp_sin_pi_x_plus_y2", "width": "2-1-1", "k": 3, "n_train": 3000,
+               "x": "grid_size", "metric": "test_rmse", "alpha": 4.124972571732293,
+               "alpha_low": 4.0283280676624305, "alpha_high": 4.221617075802156, "confidence": 0.95,
+               "ci_method": "ols-t", "theory_alpha": 4.0, "prefactor": 4.4825026735522675,
+               "r_squared": 0.9998374299013494, "x_pivot": 21.867241478865562, "n_points": 5, "n_seeds": 1,
+               "points_used": [{"grid_size": 5, "x": 5.0, "y": 0.006316131483000001, "n_seeds": 1}, ...,
+                               {"grid_size": 100, "x": 100.0, "y": 2.687588599999999e-08, "n_seeds": 1}],
+               "points_excluded": [], "threshold_grid": null, "threshold_params_per_sample": null,
+               "note": ""}, ...],
      "family_laws": []}
 """
 
