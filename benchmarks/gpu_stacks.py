@@ -172,7 +172,8 @@ def command_evals(args) -> None:
     print(
         f"time per L-BFGS evaluation: one mse_and_grad_t call of a KANStack [2,1,1], G = {grid}, k = 3, float64, "
         f"median after 3 warm-ups (torch.cuda.synchronize around each on a GPU); {device_label(device)}: "
-        f"{gpu_name(device)}; cpu: {torch.get_num_threads()} torch threads, KAN kernels {cpu_kernels.status()}"
+        f"{gpu_name(device)}; cpu: {torch.get_num_threads()} torch threads, KAN kernels {cpu_kernels.status()} "
+        "(C: one thread, model after model)"
     )
     label = device_label(device)
     print(f"| S | N | {label} ms/eval | {label} ms/model | cpu ms/eval | cpu ms/model | cpu / {label} |")
@@ -244,7 +245,7 @@ def command_fit(args) -> None:
         f"one full fit: the seed chain's first level (config/config.yaml): KAN {width}, G = {grid}, k = {k}, "
         f"{steps} L-BFGS steps, grid updates until step {options['stop_grid_update_step']}, N = {n} "
         f"(test {n_test}), data seed s, model seed s + {offset}; {label}: {gpu_name(device)}; "
-        f"cpu: KAN kernels {cpu_kernels.status()}"
+        f"cpu: KAN kernels {cpu_kernels.status()} (C: one thread, model after model)"
     )
     sides = ((device, label, lambda: path_of(device)), (torch.device("cpu"), "cpu", contextlib.nullcontext))
     for on, _, path in sides:  # warm-up of both sizes: kernels, allocator, cuBLAS handles, the C build
