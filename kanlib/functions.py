@@ -106,6 +106,14 @@ def function_slug(spec: str) -> str:
     return spec.replace(":", "--")
 
 
+def import_module_here(name: str):
+    """``importlib.import_module(name)``, the working directory searched too (like ``python -m``): a
+    user's own module (a target function, a model family) beside the sweep's config is found."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    return importlib.import_module(name)
+
+
 def get_function(spec: str) -> TargetFunction:
     """The target named ``spec`` (registry name or ``module:function``).
 
@@ -124,10 +132,8 @@ def get_function(spec: str) -> TargetFunction:
     if not _IMPORT_PATH.match(spec):
         raise ValueError(f"function {spec!r} is not a valid import path; expected 'package.module:function'")
     module_name, attribute = spec.split(":")
-    if os.getcwd() not in sys.path:  # like `python -m`: modules in the working directory are importable
-        sys.path.append(os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = import_module_here(module_name)
     except Exception as error:  # ImportError, or the module itself raising
         raise ValueError(
             f"function {spec!r}: cannot import module {module_name!r} ({type(error).__name__}: {error})"

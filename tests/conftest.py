@@ -28,6 +28,17 @@ class TinySweep:
     output: str  # its stdout + stderr
 
 
+def kan_resources(n_train, grid, width, k, steps, attempt=1, n_models=1, **changes) -> dict:
+    """A KAN job's resource estimate (kanlib.families.KANFamily.resources) in the default sweep's config."""
+    import yaml
+
+    from kanlib.families import REGISTRY, Job, KANFamily
+
+    config = {**yaml.safe_load((REPO / "config" / "config.yaml").read_text()), "steps": steps, **changes}
+    job = Job("kan", "xy", tuple(width), n_train, 0, KANFamily._settings(k, [grid], 0))
+    return REGISTRY["kan"].resources(config, job, attempt, n_models)
+
+
 def tiny_environment(**extra) -> dict:
     """The environment of a test's Snakemake: no inherited MLFLOW_* settings, telemetry off."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}

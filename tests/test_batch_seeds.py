@@ -1,6 +1,6 @@
 """batch_seeds: the seeds of one grid level (or one MLP) trained in one job as one stack.
 
-Checked against the unbatched path: the same identities trained by run_train_job one by one (the
+Checked against the unbatched path: the same identities trained by run_train_jobs one by one (the
 job-level tests), and the same sweep through Snakemake with batch_seeds off (the workflow test).
 Real SQLite MLflow stores and a real Snakemake throughout.
 """
@@ -28,12 +28,12 @@ from kanlib.workflow.train_job import (
     TrackingSettings,
     TrainJobError,
     TrainOutputs,
-    run_train_job,
-    run_train_stack_job,
+    run_train_jobs,
     stack_reason,
 )
 
 SEEDS = [0, 1, 2]
+LEVEL_0 = {"function": "exp_sin_pi_x_plus_y2", "model": "w2-1-1_k3", "n": 100, "level": "/G3"}
 
 
 def base_config(tmp_path: Path, **changes) -> dict:
@@ -63,16 +63,10 @@ class Store:
             self.identities.append(
                 JobIdentity.create(
                     self.config,
+                    sweep.job_from_wildcards(self.config, {**LEVEL_0, "seed": seed}),
                     target,
-                    function_slug="exp_sin_pi_x_plus_y2",
-                    width="2-1-1",
-                    k=3,
-                    n_train=100,
-                    seed=seed,
-                    grid=3,
                     threads=1,
                     data_file=str(data),
-                    init_checkpoint=None,
                 )
             )
             run = folder / "runs" / f"seed{seed}" / "G3"
@@ -104,26 +98,26 @@ def model_tensors(path: str) -> dict:
 def test_a_stack_job_equals_the_jobs_run_one_by_one(stores, caplog):
     batched, alone = stores
     with caplog.at_level(logging.INFO, logger="kanlib.job"):
-        stacked = run_train_stack_job(
+        stacked = run_train_jobs(
             batched.identities, parent_file=batched.parent_file, outputs=batched.outputs, settings=batched.settings
         )
     assert "trained 3 models as one stack" in caplog.text
     singles = [
-        run_train_job(identity, parent_file=alone.parent_file, outputs=output, settings=alone.settings)
+        run_train_jobs([identity], parent_file=alone.parent_file, outputs=[output], settings=alone.settings)[0]
         for identity, output in zip(alone.identities, alone.outputs)
     ]
     for stack_metrics, single_metrics, b_out, a_out in zip(stacked, singles, batched.outputs, alone.outputs):
         assert stack_metrics["stack_size"] == 3 and single_metrics["stack_size"] == 1
         for key in ("train_rmse", "test_rmse", "test_median_rmse", "min_test_rmse"):
-            assert stack_metrics[key] == pytest.approx(single_metrics[key], rel=1e-9, abs=1e-14), key
+            assert stack_metrics[key] == single_metrics[key], key  # each model's numbers, whatever its stack
         b_hist, a_hist = Path(b_out.history).read_text(), Path(a_out.history).read_text()
         b_rows, a_rows = list(csv.DictReader(b_hist.splitlines())), list(csv.DictReader(a_hist.splitlines()))
         assert len(b_rows) == len(a_rows) == batched.config["steps"]
         for b_row, a_row in zip(b_rows, a_rows):
-            assert float(b_row["train_rmse"]) == pytest.approx(float(a_row["train_rmse"]), rel=1e-9, abs=1e-14)
+            assert b_row["train_rmse"] == a_row["train_rmse"]
         b_model, a_model = model_tensors(b_out.model), model_tensors(a_out.model)
         for name, tensor in a_model.items():
-            torch.testing.assert_close(b_model[name], tensor, rtol=1e-9, atol=1e-12, msg=name)
+            assert torch.equal(b_model[name], tensor), name
     runs = batched.children()
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["kanlib.job"] for r in runs} == {i.job for i in batched.identities}
@@ -142,7 +136,7 @@ def test_a_diverged_seed_fails_alone_and_the_others_are_kept(stores, caplog):
         bad.data_file,
     )
     with caplog.at_level(logging.INFO, logger="kanlib.job"), pytest.raises(TrainJobError, match="seed1 G3") as failure:
-        run_train_stack_job(
+        run_train_jobs(
             batched.identities, parent_file=batched.parent_file, outputs=batched.outputs, settings=batched.settings
         )
     assert "seed0" not in str(failure.value) and "seed2" not in str(failure.value)
@@ -159,7 +153,7 @@ def test_a_diverged_seed_fails_alone_and_the_others_are_kept(stores, caplog):
             Path(path).unlink(missing_ok=True)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="kanlib.job"):
-        rerun = run_train_stack_job(
+        rerun = run_train_jobs(
             batched.identities, parent_file=batched.parent_file, outputs=batched.outputs, settings=batched.settings
         )
     assert caplog.text.count("already complete") == 2 and caplog.text.count("trained in") == 1
@@ -173,15 +167,18 @@ def test_minibatches_and_regularisation_train_one_by_one(tmp_path, monkeypatch, 
     store = Store(tmp_path / "batch", batch=50)
     assert "batch=50" in stack_reason(store.identities)
     with caplog.at_level(logging.INFO, logger="kanlib.job"):
-        metrics = run_train_stack_job(
+        metrics = run_train_jobs(
             store.identities, parent_file=store.parent_file, outputs=store.outputs, settings=store.settings
         )
     assert "training 3 models one by one: batch=50" in caplog.text
     assert [m["stack_size"] for m in metrics] == [1, 1, 1]
-    assert "lamb=0.01" in stack_reason(Store(tmp_path / "lamb", lamb=0.01).identities)
+    assert stack_reason(Store(tmp_path / "lamb", lamb=0.01).identities) is None  # the regulariser is per model
     assert stack_reason(store.identities[:1]) == "one model"
     full_batch = Store(tmp_path / "mlp").identities
-    mlps = [JobIdentity(**{**i.__dict__, "family": "mlp", "activation": "silu", "k": None}) for i in full_batch]
+    config = {**base_config(tmp_path / "mlp"), "mlp": MIXED["mlp"]}
+    mlp = {"function": "exp_sin_pi_x_plus_y2", "model": "mlp_w2-4-1_silu", "n": 100}
+    mlp_job = sweep.job_from_wildcards(config, mlp)
+    mlps = [JobIdentity(**{**i.__dict__, "spec": mlp_job}) for i in full_batch]
     assert stack_reason(full_batch) is None and "MLPs on the CPU" in stack_reason(mlps)
 
 
@@ -216,8 +213,8 @@ def test_the_dag_has_one_job_per_level_for_all_seeds(tmp_path):
         lines = [line.split() for line in result.stdout.splitlines()]
         return {line[0]: int(line[1]) for line in lines if len(line) == 2 and line[1].isdigit()}
 
-    assert counts(batched)["train_seeds"] == 2 and counts(batched)["train_mlp_seeds"] == 1
-    assert counts(alone)["train"] == 6 and counts(alone)["train_mlp"] == 3
+    assert counts(batched)["train_seeds"] == 2 + 1  # the KAN chain's two levels and the MLP, every seed in one job
+    assert counts(alone)["train"] == 6 + 3
     assert "train" not in counts(batched) and "train_seeds" not in counts(alone)
 
 
@@ -235,7 +232,7 @@ def test_a_batched_sweep_gives_the_unbatched_sweeps_results(tmp_path):
     assert on.keys() == off.keys() and len(on) == 3 * 2 + 3
     for key in on:
         for column in ("train_rmse", "test_rmse", "test_median_rmse"):
-            assert float(on[key][column]) == pytest.approx(float(off[key][column]), rel=1e-9, abs=1e-14), (key, column)
+            assert on[key][column] == off[key][column], (key, column)  # each model's numbers, whatever its stack
 
     uri = f"sqlite:///{tmp_path / 'on' / 'mlflow.db'}"
     runs = tracking.connect(uri).search_runs(

@@ -169,8 +169,8 @@ def level_metrics(work: Path) -> dict[str, dict]:
 
 
 def level_wildcards(level: str) -> str:
-    """N100_seed0/G3 -> 100_0_3 (how the plugin names a train job's wildcards)."""
-    return level.replace("N", "").replace("_seed", "_").replace("/G", "_")
+    """N100_seed0/G3 -> 100_0__G3 (how the plugin names a train job's n, seed and level wildcards, its '/' as '_')."""
+    return level.replace("N", "").replace("_seed", "_").replace("/G", "__G")
 
 
 def train_log(work: Path, level: str) -> str:
@@ -243,7 +243,7 @@ def test_tiny_sweep_on_slurm_with_mlflow_server(slurm, server, local_reference, 
     for level, job_id in job_ids.items():
         job = scontrol_job(job_id)
         assert job["JobState"] == "COMPLETED" and job["Partition"] == "debug", job
-        assert job["Comment"] == f"rule_train_wildcards_exp_sin_pi_x_plus_y2_2-1-1_3_{level_wildcards(level)}", job
+        assert job["Comment"] == f"rule_train_wildcards_exp_sin_pi_x_plus_y2_w2-1-1_k3_{level_wildcards(level)}", job
         assert int(job["NumCPUs"]) == 1 and job["MinMemoryNode"] == "800M" and job["TimeLimit"] == "00:06:00", job
     listed = subprocess.run(
         ["squeue", "-h", "--states=all", "-o", "%i %T", "-j", ",".join(map(str, job_ids.values()))],
@@ -380,7 +380,7 @@ def test_paper_preset_trains_its_seeds_in_one_slurm_job_per_level(slurm, server,
     assert result.returncode == 0, result.output[-6000:]
 
     submitted = slurm_job_ids(work)
-    assert {rule: len(ids) for rule, ids in submitted.items()} == {"train_seeds": 2, "train_mlp_seeds": 1}, submitted
+    assert {rule: len(ids) for rule, ids in submitted.items()} == {"train_seeds": 2 + 1}, submitted  # 2 levels, 1 MLP
     metrics = paper_metrics(work)
     by_job: dict[int, set[int]] = {}
     for job, m in metrics.items():
@@ -388,18 +388,17 @@ def test_paper_preset_trains_its_seeds_in_one_slurm_job_per_level(slurm, server,
         # KAN seeds train as one stack; MLP seeds one after another in their job (faster on a CPU)
         assert m["stack_size"] == (1 if job.startswith("mlp") else 3), job
         assert m["mlflow_tracking_uri"] == server.uri, job
-    assert set(by_job) == submitted["train_seeds"] | submitted["train_mlp_seeds"]
+    assert set(by_job) == submitted["train_seeds"]
     assert all(seeds == set(PAPER_SEEDS) for seeds in by_job.values())  # one job, the three seeds
     for job_id in by_job:
         job = scontrol_job(job_id)
         assert job["JobState"] == "COMPLETED" and job["Partition"] == "debug", job
-        if job_id in submitted["train_seeds"]:
-            grid = 3 if job["Comment"].endswith("_3") else 5
-            expected = sweep.train_resources(100, grid, [2, 2, 1], 3, 2, grid_update_num=1, n_models=3)
-        else:
-            preset = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())
-            steps = sweep.mlp_steps({**preset, **PAPER_MINIATURE})  # the KAN chain's 2 x 2 steps
-            expected = sweep.mlp_resources(100, [2, 5, 1], steps, n_models=3)
+        preset = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())
+        config = {**yaml.safe_load((REPO / "config/config.yaml").read_text()), **preset, **PAPER_MINIATURE}
+        model, level = re.match(r"rule_train_seeds_wildcards_xy_(\S+?)_100_(_G\d+)?$", job["Comment"]).groups()
+        wildcards = {"function": "xy", "model": model, "n": 100, "seed": 0, "level": (level or "").replace("_", "/")}
+        spec = sweep.job_from_wildcards(config, wildcards)  # the MLP's budget: the KAN chain's 2 x 2 steps
+        expected = sweep.job_family(spec).resources(config, spec, 1, 3)
         assert int(job["NumCPUs"]) == 1 and job["MinMemoryNode"] == f"{expected['mem_mb']}M", job
         assert job["TimeLimit"] == f"00:{expected['runtime']:02d}:00", job
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import kan_resources
 from snakemake.utils import validate
 
 from kanlib.workflow import sweep
@@ -72,7 +73,9 @@ def test_the_schema_says_additionalProperties_false_for_every_object():
 
     schema = yaml.safe_load(SCHEMA.read_text())
     found = list(objects(schema))
-    assert len(found) >= 3 and all(node.get("additionalProperties") is False for node in found)
+    # every object refuses unknown keys; the families' own settings are checked by each family (kanlib.families)
+    free = [node for node in found if node.get("additionalProperties") is not False]
+    assert len(found) >= 3 and free == [schema["properties"]["family_settings"]]
 
 
 BAD = [
@@ -177,37 +180,39 @@ def test_per_function_widths_and_job_list():
         grids=[3, 6, 12],
     )
     check(config)
-    chains = sweep.chains(config)
-    assert len(chains) == (1 + 2) * 2 * 2
-    jobs = sweep.train_jobs(config)
-    assert len(jobs) == len(chains) * 3
-    assert [(j.grid, j.prev_grid, j.level) for j in jobs[:3]] == [(3, None, 0), (6, 3, 1), (12, 6, 2)]
+    jobs = sweep.jobs(config)
+    assert len(jobs) == (1 + 2) * 2 * 2 * 3  # chains (widths x sizes x seeds) x grid levels
+    settings = [(j.get("grid"), j.get("prev_grid"), j.get("level")) for j in jobs[:3]]
+    assert settings == [(3, None, 0), (6, 3, 1), (12, 6, 2)]
     assert len(sweep.datasets(config)) == 2 * 2 * 2  # widths share datasets
-    bessel = [c for c in chains if c.function == "bessel_j0_20x"][0]
-    assert sweep.run_dir(config, bessel, 6) == "results/seed/runs/bessel_j0_20x/w1-1_k3/N10_seed0/G6"
+    bessel = [j for j in jobs if j.function == "bessel_j0_20x" and j.get("grid") == 6][0]
+    assert sweep.run_dir(config, bessel) == "results/seed/runs/bessel_j0_20x/w1-1_k3/N10_seed0/G6"
+    wildcards = {"function": "bessel_j0_20x", "model": "w1-1_k3", "n": "10", "seed": "0", "level": "/G6"}
+    assert sweep.job_from_wildcards(config, wildcards) == bessel  # the rule's wildcards back to the job
     assert sweep.data_path(config, "xy", 100, 2) == "results/seed/data/xy/N100_seed2.pt"
-    assert sweep.previous_grid(config, 12) == 6 and sweep.previous_grid(config, 3) is None
+    family = sweep.job_family(bessel)
+    assert family.previous(config, bessel).get("grid") == 3 and family.previous(config, jobs[0]) is None
     with pytest.raises(ValueError, match="not one of the configured grids"):
-        sweep.previous_grid(config, 7)
+        sweep.job_from_wildcards(config, {**wildcards, "level": "/G7"})
 
 
 def test_default_sweep_has_4_datasets_and_20_levels_in_4_chains():
     config = check(default_config())
-    jobs = sweep.train_jobs(config)
+    jobs = sweep.jobs(config)
     assert len(sweep.datasets(config)) == 4 and len(jobs) == 20
-    assert sorted({j.chain.n_train for j in jobs}) == [100, 300, 1000, 3000]
-    assert [j.grid for j in jobs[:5]] == [5, 10, 20, 50, 100]
+    assert sorted({j.n_train for j in jobs}) == [100, 300, 1000, 3000]
+    assert [j.get("grid") for j in jobs[:5]] == [5, 10, 20, 50, 100]
 
 
 def test_train_resources_grow_with_n_and_grid_and_retries():
-    small = sweep.train_resources(100, 5, [2, 1, 1], 3, 50)
+    small = kan_resources(100, 5, [2, 1, 1], 3, 50)
     assert small["mem_mb"] >= 600 and small["runtime"] >= 5
-    big_n = sweep.train_resources(100_000, 5, [2, 1, 1], 3, 50)
-    big_g = sweep.train_resources(100_000, 1000, [2, 1, 1], 3, 50)
+    big_n = kan_resources(100_000, 5, [2, 1, 1], 3, 50)
+    big_g = kan_resources(100_000, 1000, [2, 1, 1], 3, 50)
     assert big_n["mem_mb"] > small["mem_mb"] and big_n["runtime"] > small["runtime"]
     assert big_g["mem_mb"] > big_n["mem_mb"]
     assert big_g["runtime"] > big_n["runtime"]
-    retry = sweep.train_resources(100, 5, [2, 1, 1], 3, 50, attempt=2)
+    retry = kan_resources(100, 5, [2, 1, 1], 3, 50, attempt=2)
     assert retry == {"mem_mb": 2 * small["mem_mb"], "runtime": 2 * small["runtime"], "cpus_per_task": 1}
 
 
@@ -288,6 +293,6 @@ def test_locks_are_kept_while_a_job_of_a_killed_run_still_runs(tmp_path):
 def test_config_copy_is_not_mutated_by_job_list():
     config = check(default_config())
     before = copy.deepcopy(config)
-    sweep.train_jobs(config)
-    sweep.hyperparameters(config)
+    for job in sweep.jobs(config):
+        sweep.job_family(job).hyperparameters(config)
     assert config == before

@@ -22,6 +22,7 @@ import yaml
 from snakemake.utils import validate
 
 from kanlib import KAN, MLP, create_dataset, median_rmse
+from kanlib.families import REGISTRY
 from kanlib.workflow import sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,26 +60,31 @@ def check(config: dict) -> dict:
 # ---- config and jobs ---------------------------------------------------------------------------------------
 
 
+def mlp_jobs(config: dict) -> list:
+    return [job for job in sweep.jobs(config) if job.family == "mlp"]
+
+
 def test_the_default_sweep_has_no_mlp():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     check(config)
-    assert sweep.mlp_jobs(config) == []
-    assert len(sweep.train_jobs(config)) == 20
+    assert {job.family for job in sweep.jobs(config)} == {"kan"} and len(sweep.jobs(config)) == 20
 
 
 def test_mlp_jobs_and_their_budget():
     config = check(merged_config(seeds=[0, 1]))
-    jobs = sweep.mlp_jobs(config)
+    jobs = mlp_jobs(config)
     # 3 widths x 1 activation x 2 sizes x 2 seeds, no chain
-    assert len(jobs) == 12 and {job.activation for job in jobs} == {"silu"}
+    assert len(jobs) == 12 and {job.get("activation") for job in jobs} == {"silu"}
     # default budget: the KAN chain's total, levels x steps (config/test.yaml: 2 grids x 5 steps)
-    assert sweep.mlp_steps(config) == 2 * 5 == sweep.mlp_hyperparameters(config)["steps"]
-    assert sweep.mlp_steps(merged_config(**{"mlp.steps": 7})) == 7
-    assert sweep.mlp_run_dir(config, jobs[0]) == "results/test/runs/exp_sin_pi_x_plus_y2/mlp_w2-4-1_silu/N100_seed0"
+    mlp = REGISTRY["mlp"]
+    assert mlp.steps(config) == 2 * 5 == mlp.hyperparameters(config)["steps"]
+    assert mlp.steps(merged_config(**{"mlp.steps": 7})) == 7
+    assert sweep.run_dir(config, jobs[0]) == "results/test/runs/exp_sin_pi_x_plus_y2/mlp_w2-4-1_silu/N100_seed0"
+    assert mlp.previous(config, jobs[0]) is None  # no chain
     # per-function MLP widths override mlp.widths
     config = merged_config(functions=[{"name": "xy", "mlp_widths": [[2, 3, 1]]}, "exp_sin_pi_x_plus_y2"])
     check(config)
-    assert [(j.function, j.width) for j in sweep.mlp_jobs(config) if j.n_train == 100] == [
+    assert [(j.function, j.width) for j in mlp_jobs(config) if j.n_train == 100] == [
         ("xy", (2, 3, 1)),
         *[("exp_sin_pi_x_plus_y2", tuple(w)) for w in MLP_WIDTHS],
     ]
@@ -87,7 +93,7 @@ def test_mlp_jobs_and_their_budget():
 def test_activation_names_match_the_model_family():
     from kanlib.mlp import ACTIVATIONS
 
-    assert set(sweep.MLP_ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(REGISTRY["mlp"].ACTIVATIONS) == set(ACTIVATIONS)
 
 
 @pytest.mark.parametrize(
@@ -152,8 +158,8 @@ def test_mixed_sweep_end_to_end(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     # one core: the KAN chain (its levels one after another) ran before the MLPs (no successors), by priority
-    started = re.findall(r"^(?:local)?rule (train\w*):$", output, flags=re.M)
-    assert started == ["train"] * 2 + ["train_mlp"] * 6, started
+    started = re.findall(r"^    output: \S+/runs/[^/]+/(w2-1-1_k3|mlp_w[^/]+)/", output, flags=re.M)
+    assert [model.startswith("mlp") for model in started] == [False] * 2 + [True] * 6, started
 
     # the table: 2 KAN levels and 6 MLPs (3 widths x 2 activations), each with its family columns
     results = pd.read_csv(work / "results/test/results.csv", dtype={"width": str})
@@ -177,7 +183,7 @@ def test_mixed_sweep_end_to_end(tmp_path):
     assert sorted(kids["params.family"]) == ["kan"] * 2 + ["mlp"] * 6
     mlp_runs = kids[kids["params.family"] == "mlp"]
     assert set(mlp_runs["params.activation"]) == {"silu", "tanh"}
-    assert set(mlp_runs["tags.rule"]) == {"train_mlp"} and (mlp_runs["metrics.n_params"] > 0).all()
+    assert set(mlp_runs["tags.rule"]) == {"train"} and (mlp_runs["metrics.n_params"] > 0).all()
     assert mlp_runs["metrics.final_test_median_rmse"].notna().all()
     parent_metrics = {c for c in frame.columns if c.startswith("metrics.alpha_vs_params_")}
     assert any("_kan_" in c for c in parent_metrics) and any("_mlp_" in c for c in parent_metrics)

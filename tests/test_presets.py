@@ -38,7 +38,7 @@ def dry_run_counts(tmp_path: Path, preset: str, *overlays: str) -> collections.C
 def test_kan_vs_mlp_preset_dag(tmp_path):
     # 2 functions x 1 N x 1 seed: 2 datasets, 2 chains of 6 grid levels, 2 x 9 MLPs (depths 2-4, widths 5-50)
     counts = dry_run_counts(tmp_path, "kan_vs_mlp")
-    assert counts["dataset"] == 2 and counts["train"] == 12 and counts["train_mlp"] == 18
+    assert counts["dataset"] == 2 and counts["train"] == 12 + 18  # one train job per KAN level and per MLP
     assert counts["report_families"] == 2 and counts["report_figures"] == 2
     config = yaml.safe_load((REPO / "config/kan_vs_mlp.yaml").read_text())
     depths = {len(w) - 1 for entry in config["functions"] for w in entry["mlp_widths"]}
@@ -50,7 +50,7 @@ def test_paper_fig2_3_preset_dag(tmp_path):
     # [2,1,1] and [2,5,1] x 9 grid levels (G = 3 ... 1000), one function, N = 1000; the 3 seeds of a
     # level train in one job (batch_seeds)
     counts = dry_run_counts(tmp_path, "paper_fig2_3")
-    assert counts["dataset"] == 3 and counts["train_seeds"] == 2 * 9 and counts["train_mlp_seeds"] == 0
+    assert counts["dataset"] == 3 and counts["train_seeds"] == 2 * 9
     config = yaml.safe_load((REPO / "config/paper_fig2_3.yaml").read_text())
     assert config["grids"] == [3, 5, 10, 20, 50, 100, 200, 500, 1000] and config["steps"] == 200
 
@@ -59,7 +59,7 @@ def test_paper_fig3_1_preset_dag(tmp_path):
     # 5 functions x 3 seeds: 15 datasets, 15 chains of 9 levels, 5 x 20 MLPs (depths 2-5 x widths 5-100) x 3
     # seeds; the 3 seeds of a level (of an MLP) train in one job (batch_seeds)
     counts = dry_run_counts(tmp_path, "paper_fig3_1")
-    assert counts["dataset"] == 15 and counts["train_seeds"] == 5 * 9 and counts["train_mlp_seeds"] == 5 * 20
+    assert counts["dataset"] == 15 and counts["train_seeds"] == 5 * 9 + 5 * 20
     assert counts["report_families"] == 5
     config = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())
     shapes = {entry["name"]: entry["widths"] for entry in config["functions"]}
@@ -75,7 +75,7 @@ def test_paper_fig3_1_preset_dag(tmp_path):
 def test_paper_fig3_1_laptop_overlay_drops_only_the_largest_mlps(tmp_path):
     # the same sweep without [d,50,50,50,50,1] and width 100 with 2-4 hidden layers: 16 MLPs per function
     counts = dry_run_counts(tmp_path, "paper_fig3_1", "paper_fig3_1_laptop")
-    assert counts["train_seeds"] == 5 * 9 and counts["train_mlp_seeds"] == 5 * 16
+    assert counts["train_seeds"] == 5 * 9 + 5 * 16
     full = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())["functions"]
     laptop = yaml.safe_load((REPO / "config/paper_fig3_1_laptop.yaml").read_text())["functions"]
     assert [(f["name"], f["widths"]) for f in laptop] == [(f["name"], f["widths"]) for f in full]

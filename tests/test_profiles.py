@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from kanlib.workflow import sweep
+from conftest import kan_resources
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -40,7 +39,10 @@ def test_all_profiles_live_in_profiles_where_snakemake_finds_the_default():
     # Snakemake 9 looks for the workflow profile in profiles/default next to the Snakefile (or in the
     # working directory); workflow/profiles/ would not be found with the Snakefile at the top level.
     assert sorted(p.name for p in (REPO / "profiles").iterdir()) == ["default", "slurm", "slurm-gpu"]
-    assert yaml.safe_load((REPO / "profiles/default/config.yaml").read_text()) == {"rerun-incomplete": True}
+    default = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    assert default["rerun-incomplete"] is True  # a hard kill's incomplete jobs are redone without asking
+    # a changed training setting (params) or input reruns a job; the text of a rule's script: line does not
+    assert {"params", "input", "mtime"} <= set(default["rerun-triggers"]) and "code" not in default["rerun-triggers"]
 
 
 def test_slurm_profile_defaults_have_no_site_values():
@@ -84,24 +86,24 @@ def test_gpu_profile_is_the_slurm_profile_plus_the_gpu_part(environ):
 
 
 def test_train_resources_scale_with_n_g_width_and_retries():
-    small = sweep.train_resources(100, 5, [2, 1, 1], 3, 50)
+    small = kan_resources(100, 5, [2, 1, 1], 3, 50)
     assert small == {"mem_mb": 800, "runtime": 6, "cpus_per_task": 1}
-    big_n = sweep.train_resources(1_000_000, 5, [2, 1, 1], 3, 50)
-    big_g = sweep.train_resources(1_000_000, 1000, [2, 1, 1], 3, 50)
-    wide = sweep.train_resources(1_000_000, 5, [4, 4, 2, 1], 3, 50)
+    big_n = kan_resources(1_000_000, 5, [2, 1, 1], 3, 50)
+    big_g = kan_resources(1_000_000, 1000, [2, 1, 1], 3, 50)
+    wide = kan_resources(1_000_000, 5, [4, 4, 2, 1], 3, 50)
     assert small["mem_mb"] < big_n["mem_mb"] < big_g["mem_mb"] and big_n["mem_mb"] < wide["mem_mb"]
     assert small["runtime"] < big_n["runtime"] < big_g["runtime"] and big_n["runtime"] < wide["runtime"]
-    assert sweep.train_resources(100, 5, [2, 1, 1], 3, 50, attempt=2) == {
+    assert kan_resources(100, 5, [2, 1, 1], 3, 50, attempt=2) == {
         "mem_mb": 1600,
         "runtime": 12,
         "cpus_per_task": 1,
     }
-    gpu = sweep.train_resources(100, 5, [2, 1, 1], 3, 50, threads=4, device="cuda")
+    gpu = kan_resources(100, 5, [2, 1, 1], 3, 50, threads=4, device="cuda")
     assert gpu == {"mem_mb": 800 + 1500, "runtime": 6, "cpus_per_task": 4}
 
 
 def test_slurm_dry_run_gives_train_jobs_their_resources(tmp_path):
-    """Train jobs carry cpus_per_task (= threads), mem_mb and runtime from kanlib.workflow.sweep.train_resources.
+    """Train jobs carry cpus_per_task (= threads), mem_mb and runtime from their family's estimate (kanlib.families).
     (That only they are submitted, the rest being localrules, is checked on a real SLURM.)"""
     shutil.copytree(REPO / "config", tmp_path / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "KANLIB_SLURM_"))}

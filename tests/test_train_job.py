@@ -14,9 +14,15 @@ from kanlib.files import read_json, write_json
 from kanlib.functions import get_function
 from kanlib.workflow import tracking
 from kanlib.workflow.jobs import make_dataset
-from kanlib.workflow.train_job import JobIdentity, TrackingSettings, TrainJobError, TrainOutputs, run_train_job
+from kanlib.workflow.sweep import job_from_wildcards
+from kanlib.workflow.train_job import JobIdentity, TrackingSettings, TrainJobError, TrainOutputs, run_train_jobs
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_train_job(identity, **options):
+    """One model's job (run_train_jobs with one identity); its metrics."""
+    return run_train_jobs([identity], **{**options, "outputs": [options["outputs"]]})[0]
 
 
 @pytest.fixture
@@ -35,19 +41,8 @@ def job(tmp_path, monkeypatch):
     target = get_function("exp_sin_pi_x_plus_y2")
     data = tmp_path / "data.pt"
     make_dataset(target, n_var=2, n_train=100, test_num=50, seed=0, input_range=[-1, 1], path=data)
-    identity = JobIdentity.create(
-        config,
-        target,
-        function_slug="exp_sin_pi_x_plus_y2",
-        width="2-1-1",
-        k=3,
-        n_train=100,
-        seed=0,
-        grid=3,
-        threads=1,
-        data_file=str(data),
-        init_checkpoint=None,
-    )
+    wildcards = {"function": "exp_sin_pi_x_plus_y2", "model": "w2-1-1_k3", "n": 100, "seed": 0, "level": "/G3"}
+    identity = JobIdentity.create(config, job_from_wildcards(config, wildcards), target, threads=1, data_file=str(data))
     run = tmp_path / "runs" / "G3"
     outputs = TrainOutputs(
         model=str(run / "model.pt"), history=str(run / "history.csv"), metrics=str(run / "metrics.json")

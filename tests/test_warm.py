@@ -78,11 +78,10 @@ def train_job(tmp_path: Path, data: str, steps: int) -> dict:
         "rule": "train",
         "wildcards": {
             "function": "exp_sin_pi_x_plus_y2",
-            "width": "2-5-1",
-            "k": "3",
+            "model": "w2-5-1_k3",
             "n": "100",
             "seed": "0",
-            "grid": "3",
+            "level": "/G3",
         },
         "input": {"data": data, "parent": str(write_json(tmp_path / "parent.json", parent))},
         "output": {

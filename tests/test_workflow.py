@@ -171,7 +171,11 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
         "report_summary": 1,
         "report_mlflow": 1,
     }
-    train = {(int(j["wildcards"]["n"]), int(j["wildcards"]["grid"])): j for j in jobs if j["rule"] == "train"}
+    train = {
+        (int(j["wildcards"]["n"]), int(j["wildcards"]["level"].removeprefix("/G"))): j
+        for j in jobs
+        if j["rule"] == "train"
+    }
     datasets = {int(j["wildcards"]["n"]): j["output"][0] for j in jobs if j["rule"] == "dataset"}
     assert sorted(datasets) == sorted({n for n, _ in train}) == [100, 300, 1000, 3000]
     grids = [5, 10, 20, 50, 100]
@@ -281,7 +285,7 @@ def test_tiny_sweep_end_to_end(tiny_sweep):
             "model_seed",
         ):
             assert key in params, key
-        assert tags["rule"] == "train" and "host" in tags and f"grid={row['grid_size']}" in tags["wildcards"]
+        assert tags["rule"] == "train" and "host" in tags and f"level=/G{row['grid_size']}" in tags["wildcards"]
         for name in ("train_rmse", "test_rmse", "reg"):
             assert len(mlflow_client.get_metric_history(run.info.run_id, name)) == steps
         assert run.data.metrics["final_test_rmse"] == pytest.approx(row["test_rmse"], rel=1e-9)
@@ -550,15 +554,16 @@ def test_diverged_chain_fails_alone(tmp_path):
     partial = pd.read_csv(work / "results/test/partial/results.csv")
     assert len(partial) == 4 and partial["test_rmse"].notna().sum() == 2
     reasons = dict(zip(partial["grid_size"][partial["test_rmse"].isna()], partial["reason"].dropna()))
-    assert "training diverged" in reasons[3] and reasons[6] == "not run: its previous grid level G3 did not finish"
+    assert "training diverged" in reasons[3]
+    assert reasons[6] == "not run: the job it starts from (blowup:f w2-1-1 k3 N100 seed0 G3) did not finish"
     summary = (work / "results/test/partial/summary.md").read_text()
-    assert "**Partial sweep.** 2 of 4 grid levels finished" in summary and "**Answer.**" in summary
+    assert "**Partial sweep.** 2 of 4 jobs finished" in summary and "**Answer.**" in summary
     assert (work / "results/test/partial/exp_sin_pi_x_plus_y2/w2-1-1_k3/test_rmse_vs_grid.png").is_file()
     assert (
         parent["tags.kanlib.outcome"] == "PARTIAL"
         and "blowup:f w2-1-1 k3 N100 seed0 G3" in (parent["tags.mlflow.note.content"])
     )
-    assert "Partial report: 2 grid levels finished, 2 missing" in result.output
+    assert "Partial report: 2 jobs finished, 2 missing" in result.output
     assert "diverged" in (work / "results/test/logs/train/blowup--f/w2-1-1_k3/N100_seed0/G3.log").read_text()
 
 

@@ -32,13 +32,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..families import REGISTRY, chained_families, describe
 from .fits import (
     DEFAULT_DIVERGENCE_FACTOR,
     bootstrap_power_law,
+    chain_rows,
     fit_power_law,
     fit_scaling_laws,
     geometric_mean,
-    kan_rows,
 )
 
 __all__ = [
@@ -51,8 +52,8 @@ __all__ = [
     "params_to_reach",
 ]
 
-#: The families, in report order.
-FAMILIES = ("kan", "mlp")
+#: The families, in report order (kanlib.families.REGISTRY).
+FAMILIES = tuple(REGISTRY)
 
 COMPARISON_COLUMNS = [
     "function",
@@ -79,16 +80,8 @@ COMPARISON_COLUMNS = [
 
 
 def has_families(results: pd.DataFrame) -> bool:
-    """Whether a results table holds more than the KAN family (a comparison to report)."""
-    return "family" in results.columns and bool((results["family"].astype(str) != "kan").any())
-
-
-def _label(row) -> str:
-    """``KAN [2,5,1] G=10`` or ``MLP [2,32,32,1] silu``."""
-    width = "[" + ",".join(str(row["width"]).split("-")) + "]"
-    if row["family"] == "kan":
-        return f"KAN {width} G={int(row['grid_size'])}"
-    return f"MLP {width} {row['activation']}"
+    """Whether a results table holds more than one model family (a comparison to report)."""
+    return "family" in results.columns and results["family"].astype(str).nunique() > 1
 
 
 def family_points(
@@ -102,7 +95,7 @@ def family_points(
     """
     frame = results.copy()
     if "family" not in frame.columns:
-        frame["family"] = "kan"
+        frame["family"] = "kan"  # (a table written before the MLP family existed: all KANs)
     if "activation" not in frame.columns:
         frame["activation"] = None
     finite = np.isfinite(frame["test_rmse"].to_numpy(float)) & np.isfinite(frame["train_rmse"].to_numpy(float))
@@ -121,13 +114,14 @@ def family_points(
         )
         .reset_index()
     )
-    points["label"] = [_label(row) for row in points.to_dict("records")]
+    points["label"] = [describe(row["family"]).point_label(row) for row in points.to_dict("records")]
     points["depth"] = points["width"].astype(str).str.count("-") - 1  # hidden layers
     points["eligible"] = True
     points["reason"] = ""
 
-    # KAN: the grid levels each chain's own fit used (below its interpolation threshold)
-    kan = kan_rows(results)
+    # families with chains (KANs): the grid levels each chain's own fit used (below its interpolation threshold)
+    chained = points["family"].isin(chained_families())
+    kan = chain_rows(results)
     if not kan.empty:
         chain_fits = fit_scaling_laws(
             kan, x="n_params", metric="test_rmse", confidence=confidence, divergence_factor=divergence_factor, n_boot=10
@@ -136,7 +130,7 @@ def family_points(
             used = {float(g) for g in str(fit.points_used).split(",") if g}
             excluded = dict(item.split(": ", 1) for item in str(fit.points_excluded).split("; ") if ": " in item)
             mask = (
-                (points["family"] == "kan")
+                chained
                 & (points["function"] == fit.function)
                 & (points["width"].astype(str) == str(fit.width))
                 & (points["n_train"] == fit.n_train)
@@ -147,10 +141,9 @@ def family_points(
                     points.at[index, "eligible"] = False
                     reason = next((r for g, r in excluded.items() if float(g) == grid), "not used by its chain's fit")
                     points.at[index, "reason"] = f"past its chain's interpolation threshold ({reason})"
-    # MLP: interpolating when test RMSE exceeds train RMSE by the divergence factor
-    mlp = points["family"] != "kan"
+    # the other families (MLPs): interpolating when test RMSE exceeds train RMSE by the divergence factor
     ratio = points["test_rmse"] / points["train_rmse"]
-    interpolating = mlp & (ratio > divergence_factor)
+    interpolating = ~chained & (ratio > divergence_factor)
     points.loc[interpolating, "eligible"] = False
     points.loc[interpolating, "reason"] = [
         f"interpolating: test/train RMSE ratio {r:.3g} > {divergence_factor:g}" for r in ratio[interpolating]
@@ -243,17 +236,18 @@ def compare_families(
     generator = np.random.default_rng(rng)
     frame = results.copy()
     if "family" not in frame.columns:
-        frame["family"] = "kan"
+        frame["family"] = "kan"  # (a table written before the MLP family existed: all KANs)
     points = family_points(frame, divergence_factor, confidence)
     points["on_envelope"] = False
     points["used"] = False
-    kan = kan_rows(frame)
+    kan = chain_rows(frame)
     spline_order = int(kan["k"].iloc[0]) if not kan.empty else 3
     rows = []
     for (function, n_train), at_n in points.groupby(["function", "n_train"], sort=True):
         n_var = int(str(at_n["width"].iloc[0]).split("-")[0])
         family_rows = []
-        for family in [f for f in FAMILIES if f in set(at_n["family"])]:
+        present = set(at_n["family"])  # registered families in their order, then any other in the table
+        for family in [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES)):
             members = at_n[at_n["family"] == family]
             eligible = members[members["eligible"]]
             on, reasons = lower_envelope(eligible["n_params"], eligible["test_rmse"])
@@ -267,7 +261,7 @@ def compare_families(
             fit, notes = _fit_family(group, envelope, confidence, n_boot, generator)
             if fit:
                 points.loc[envelope.index, "used"] = True
-            k = int(members["k"].iloc[0]) if family == "kan" else spline_order
+            k = int(members["k"].iloc[0]) if family in chained_families() else spline_order
             best = members.loc[members["test_rmse"].idxmin()]
             excluded = members[~points.loc[members.index, "used"]]
             family_rows.append(
@@ -283,7 +277,7 @@ def compare_families(
                     "n_points": 0,
                     "n_seeds": int(members["n_seeds"].max()),
                     **fit,
-                    "theory_alpha": float(k + 1) if family == "kan" else float(k + 1) / n_var,
+                    "theory_alpha": describe(family).theory_alpha(k, n_var),
                     "points_used": "; ".join(
                         f"{r.label} (P={int(r.n_params)})" for r in envelope.sort_values("n_params").itertuples()
                     )

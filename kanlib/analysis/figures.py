@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 from scipy import stats
 
+from ..families import REGISTRY, chained_families, describe
 from ..files import atomic_path
 from .fits import (
     CONFIG_COLUMNS,
@@ -547,32 +548,25 @@ def plot_family_comparison(points: pd.DataFrame, comparison: pd.DataFrame) -> Fi
     sizes = sorted(int(n) for n in points["n_train"].unique())
     figure = Figure(figsize=(6.4 * min(len(sizes), 3), 4.8), layout="constrained")
     axes = figure.subplots(1, len(sizes), squeeze=False)[0]
-    family_colors = {"kan": "tab:blue", "mlp": "tab:orange"}
     depth_markers = ["o", "s", "^", "D", "v", "P"]
     for ax, n_train in zip(axes, sizes):
         at_n = points[points["n_train"] == n_train]
-        kan = at_n[at_n["family"] == "kan"]
-        for index, ((width, _k), chain) in enumerate(kan.groupby(["width", "k"], sort=True)):
-            chain = chain.sort_values("n_params")
-            label = f"KAN [{','.join(str(width).split('-'))}]"
-            ax.plot(
-                chain["n_params"],
-                chain["test_rmse"],
-                "-",
-                color=family_colors["kan"],
-                alpha=0.6,
-                marker=depth_markers[index % len(depth_markers)],
-                markersize=0,
-                label=None,
-            )
-            _scatter_used(ax, chain, family_colors["kan"], depth_markers[index % len(depth_markers)], label)
-        mlp = at_n[at_n["family"] == "mlp"]
-        for (depth, activation), line in mlp.groupby(["depth", "activation"], sort=True):
-            line = line.sort_values("n_params")
-            marker = depth_markers[(int(depth) - 1) % len(depth_markers)]
-            label = f"MLP depth {int(depth) + 1} ({activation})"
-            ax.plot(line["n_params"], line["test_rmse"], ":", color=family_colors["mlp"], alpha=0.6)
-            _scatter_used(ax, line, family_colors["mlp"], marker, label)
+        kan = at_n[at_n["family"].isin(chained_families())]
+        for family in REGISTRY.values():
+            members = at_n[at_n["family"] == family.name]
+            if family.chained:  # one line per chain (width and k), along its grid levels
+                lines, style = members.groupby(["width", "k"], sort=True), "-"
+            else:  # one line per depth and the rest of the model's identity (an MLP's activation)
+                lines, style = members.groupby(["depth", "activation"], sort=True, dropna=False), ":"
+            for index, (key, line) in enumerate(lines):
+                line = line.sort_values("n_params")
+                marker = depth_markers[index % len(depth_markers)]
+                width = ",".join(str(key[0]).split("-")) if family.chained else None
+                label = f"{family.label} [{width}]" if family.chained else f"{family.label} depth {int(key[0]) + 1}"
+                if not family.chained and isinstance(key[1], str):
+                    label += f" ({key[1]})"
+                ax.plot(line["n_params"], line["test_rmse"], style, color=family.color, alpha=0.6)
+                _scatter_used(ax, line, family.color, marker, label)
         fits = comparison[comparison["n_train"] == n_train]
         for fit in fits.itertuples(index=False):
             used = at_n[(at_n["family"] == fit.family) & at_n["used"]]
@@ -591,23 +585,23 @@ def plot_family_comparison(points: pd.DataFrame, comparison: pd.DataFrame) -> Fi
                 p,
                 level * (p / center) ** -fit.alpha,
                 "--",
-                color=family_colors.get(fit.family, "k"),
+                color=describe(fit.family).color,
                 linewidth=2,
-                label=f"{fit.family.upper()} fit: α = {fit.alpha:.2f}{interval}",
+                label=f"{describe(fit.family).label} fit: α = {fit.alpha:.2f}{interval}",
             )
         if not kan.empty:
             anchor = kan.sort_values("n_params").iloc[0]
             p = np.geomspace(float(at_n["n_params"].min()), float(at_n["n_params"].max()), 50)
             theory = fits.set_index("family")["theory_alpha"] if not fits.empty else pd.Series(dtype=float)
-            for family, style in (("kan", (0, (1, 1))), ("mlp", (0, (1, 3)))):
-                if family in theory.index:
-                    alpha = float(theory[family])
+            for index, family in enumerate(REGISTRY.values()):
+                if family.name in theory.index:
+                    alpha = float(theory[family.name])
                     ax.plot(
                         p,
                         anchor["test_rmse"] * (p / anchor["n_params"]) ** -alpha,
                         color="grey",
-                        linestyle=style,
-                        label=f"α = {alpha:g} ({'k+1' if family == 'kan' else '(k+1)/d'})",
+                        linestyle=(0, (1, 1 + 2 * index)),
+                        label=f"α = {alpha:g} ({family.theory_label})",
                     )
         ax.set_xscale("log")
         ax.set_yscale("log")

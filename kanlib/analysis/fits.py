@@ -33,10 +33,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..families import chained_families
+
 __all__ = [
     "CONFIG_COLUMNS",
     "GROUP_COLUMNS",
-    "kan_rows",
+    "chain_rows",
     "DEFAULT_DIVERGENCE_FACTOR",
     "PowerLawFit",
     "FinitePoints",
@@ -590,14 +592,15 @@ def _positive(values) -> np.ndarray:
     return array[np.isfinite(array) & (array > 0)]
 
 
-def kan_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """The KAN rows of a results or history table, with ``k`` and ``grid_size`` as integers.
+def chain_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of families whose jobs form chains of grid levels (KANs, kanlib.families) of a results or
+    history table, with ``k`` and ``grid_size`` as integers: what the fits over the grid use.
 
     A table written before the MLP family existed has no ``family`` column: all its rows are KANs.
     """
     if "family" not in results.columns:
         return results
-    kan = results[results["family"].astype(str) == "kan"]
+    kan = results[results["family"].astype(str).isin(chained_families())]
     # (grid_level is empty in a partial report's rows of levels that did not run)
     integers = {c: "int64" for c in ("k", "grid_size", "grid_level") if c in kan.columns and kan[c].notna().all()}
     return kan.astype(integers) if not kan.empty else kan

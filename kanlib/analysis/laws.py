@@ -83,7 +83,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .fits import GROUP_COLUMNS, fit_points, kan_rows
+from .fits import GROUP_COLUMNS, chain_rows, fit_points
 
 __all__ = ["FORMAT", "config_hash", "code_version", "laws_document", "laws_json"]
 
@@ -170,7 +170,7 @@ def _point(points: pd.DataFrame, group: tuple, grid: int) -> dict:
 
 
 def _kan_laws(results: pd.DataFrame, exponents: pd.DataFrame) -> list[dict]:
-    results = kan_rows(results)
+    results = chain_rows(results)
     points = {
         (x, metric): fit_points(results, x, metric).set_index([*GROUP_COLUMNS, "grid_size"])
         for x, metric in exponents[["x", "metric"]].drop_duplicates().itertuples(index=False)

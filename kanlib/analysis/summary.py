@@ -19,9 +19,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ..families import describe
 from .catalog import figure_spec
 from .document import Document
-from .fits import DEFAULT_DIVERGENCE_FACTOR, data_scaling_table, kan_rows, rmse_pivot
+from .fits import DEFAULT_DIVERGENCE_FACTOR, chain_rows, data_scaling_table, rmse_pivot
 from .reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES
 from .tables import (
     FIT_SPECS,
@@ -44,7 +45,6 @@ _METRIC_WORDS = {
     "train_rmse": "train RMSE",
     "test_median_rmse": "test median-RMSE",
 }
-_FAMILY_NAMES = {"kan": "KAN", "mlp": "MLP"}
 _EMPTY = "The results table is empty: no grid level finished, nothing to report."
 
 
@@ -261,7 +261,7 @@ def _family_display(comparison: pd.DataFrame) -> pd.DataFrame:
             {
                 "function": row.function,
                 "N": str(int(row.n_train)),
-                "family": _FAMILY_NAMES.get(row.family, row.family),
+                "family": describe(row.family).label,
                 "α in P, 95% CI": _alpha_text(row._asdict()),
                 "reference α": _number(row.theory_alpha),
                 "best test RMSE (P)": f"{_rmse(row.best_test_rmse)} ({_integer(row.best_n_params)})",
@@ -545,7 +545,7 @@ def build_summary(
     document.blocks += answer_document(results, exponents, comparison=comparison).blocks  # the answer first
     if comparison is not None and not comparison.empty:
         _family_section(document, comparison, family_figures)
-    results = kan_rows(results)  # the sections below are the KAN family's
+    results = chain_rows(results)  # the sections below are the KAN family's
     document.paragraph(_sweep_paragraph(results, configs))
     document.paragraph(_method_paragraph(results["seed"].nunique() > 1, divergence_factor))
     for configuration in configs:
@@ -568,7 +568,7 @@ def build_summary(
 
 
 def _params_phrase(family: str, row) -> str:
-    name = _FAMILY_NAMES.get(family, family)
+    name = describe(family).label
     if _finite(row["params_at_target"]):
         return f"{name} needs {_integer(row['params_at_target'])} parameters"
     return (
@@ -583,13 +583,13 @@ def _family_verdict(ordered: pd.DataFrame, level: str) -> tuple[str, str]:
     intervals = all(
         _finite(ordered.loc[f, "alpha_low"]) and _finite(ordered.loc[f, "alpha_high"]) for f in (better, worse)
     )
-    faster = f"{_FAMILY_NAMES[better]} scales faster than {_FAMILY_NAMES[worse]}"
+    faster = f"{describe(better).label} scales faster than {describe(worse).label}"
     if not intervals:
         return faster, "how sure is unknown: a fit without an interval (2 points, one seed)"
     if float(ordered.loc[better, "alpha_low"]) > float(ordered.loc[worse, "alpha_high"]):
         return faster, f"the {level} intervals do not overlap"
     return (
-        f"neither family scales measurably faster ({_FAMILY_NAMES[better]} ahead by its point estimate)",
+        f"neither family scales measurably faster ({describe(better).label} ahead by its point estimate)",
         f"the {level} intervals overlap, so the data do not tell the two apart",
     )
 
@@ -599,14 +599,12 @@ def _family_sentence(function: str, at_n: pd.DataFrame) -> str:
     rows = at_n.set_index("family")
     head = f"On {function} (N={int(at_n['n_train'].iloc[0])})"
     fitted = rows[rows["alpha"].map(_finite)]
-    alphas = " against ".join(f"{_alpha_text(rows.loc[f])} for {_FAMILY_NAMES.get(f, f)}" for f in rows.index)
+    alphas = " against ".join(f"{_alpha_text(rows.loc[f])} for {describe(f).label}" for f in rows.index)
     target = _rmse(at_n["target_rmse"].iloc[0])
     reach = f"To reach test RMSE {target}, " + " and ".join(_params_phrase(f, rows.loc[f]) for f in rows.index) + "."
     if len(fitted) < 2:
         missing = [
-            f"{_FAMILY_NAMES.get(f, f)} ({rows.loc[f, 'note'] or 'no fit'})"
-            for f in rows.index
-            if f not in fitted.index
+            f"{describe(f).label} ({rows.loc[f, 'note'] or 'no fit'})" for f in rows.index if f not in fitted.index
         ]
         return f"{head}, no family comparison of exponents: no fit for {_join_words(missing)}. {reach}"
     ordered = fitted.sort_values("alpha", ascending=False)
@@ -636,7 +634,7 @@ def _family_section(document: Document, comparison: pd.DataFrame, figure_paths: 
     )
     document.table(_family_display(comparison))
     for row in comparison.itertuples(index=False):
-        name = _FAMILY_NAMES.get(row.family, row.family)
+        name = describe(row.family).label
         document.paragraph(f"**{name}, {row.function}, N={int(row.n_train)}**: used {row.points_used or 'none'}.")
         if isinstance(row.points_excluded, str) and row.points_excluded:
             document.bullets(f"not used: {item}" for item in row.points_excluded.split("; "))

@@ -17,8 +17,8 @@ from .families import compare_families
 from .fits import (
     CONFIG_COLUMNS,
     DEFAULT_DIVERGENCE_FACTOR,
+    chain_rows,
     fit_scaling_laws,
-    kan_rows,
     rmse_pivot,
     summarize_over_seeds,
 )
@@ -61,7 +61,7 @@ SEED_CONFIGURATION: tuple[str, str, int] = ("exp_sin_pi_x_plus_y2", "2-1-1", 3)
 def configurations(results: pd.DataFrame) -> list[tuple[str, str, int]]:
     """The KAN (function, width, k) configurations of a results table, in table order (MLP rows,
     which have no k, are the family comparison's: :mod:`kanlib.analysis.families`)."""
-    results = kan_rows(results)
+    results = chain_rows(results)
     if results.empty:
         return []
     frame = results[list(CONFIG_COLUMNS)].drop_duplicates()
@@ -80,7 +80,7 @@ def config_dir(function: str, width: str, k: int) -> str:
 
 def select_configuration(frame: pd.DataFrame, function: str, width: str, k: int) -> pd.DataFrame:
     """KAN rows of ``frame`` (results, history or exponents) for one configuration."""
-    frame = kan_rows(frame)
+    frame = chain_rows(frame)
     mask = (
         (frame["function"].astype(str) == str(function))
         & (frame["width"].astype(str) == str(width))
@@ -106,7 +106,7 @@ def exponent_table(
     only; the median-based RMSE's fit only where the table has that column with a value (tables
     written before it existed have none).
     """
-    results = kan_rows(results)
+    results = chain_rows(results)
     frames = [
         fit_scaling_laws(
             results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor, n_boot=n_boot

@@ -1,7 +1,7 @@
 """The workflow's cheap jobs, one function per rule: dataset, mlflow_parent, aggregate, report_mlflow.
 
 Each ``workflow/scripts/<rule>.py`` maps Snakemake's input, params and output onto one of
-these calls (the train rule's is :func:`kanlib.workflow.train_job.run_train_job`). They raise
+these calls (the train rule's is :func:`kanlib.workflow.train_job.run_train_jobs`). They raise
 :class:`JobError` with a message that says what to do; the scripts turn it into the job's
 failure message.
 """
@@ -96,7 +96,7 @@ def aggregate_sweep(
     """One table of every grid level (CSV + Parquet), the step histories, a plot of test RMSE vs G;
     all logged to the parent run, which is then set FINISHED. Returns a few totals for the log."""
     from ..analysis.figures import rmse_vs_grid_figure, save_figure
-    from ..analysis.fits import kan_rows
+    from ..analysis.fits import chain_rows
 
     metrics = [read_json(path) for path in metrics_files]
     results = results_table(metrics)
@@ -104,7 +104,7 @@ def aggregate_sweep(
     write_table(results, results_csv)
     write_table(results, results_parquet)
     write_table(history, history_csv)
-    plot_png, plot_pdf = save_figure(rmse_vs_grid_figure(kan_rows(results), "test_rmse"), plot_png)
+    plot_png, plot_pdf = save_figure(rmse_vs_grid_figure(chain_rows(results), "test_rmse"), plot_png)
     totals = {
         "n_grid_levels": len(results),
         "total_train_time_s": float(results["wall_time_s"].sum()),
@@ -209,11 +209,6 @@ def log_report(
 # ---- after a failed invocation: a report of what finished ------------------------------------------------
 
 
-def _kan_parameter_count(width, grid: int, k: int) -> int:
-    """Trainable scalars of a KAN: per edge G + k spline coefficients plus two scales."""
-    return sum(a * b * (grid + k + 2) for a, b in zip(width, width[1:]))
-
-
 def _finished_files(run: Path) -> Path | None:
     """The folder with a level's metrics.json and history.csv: the run folder, or its .completed/
     copy when the files were logged but Snakemake deleted them (e.g. a batch_seeds job in which
@@ -239,7 +234,7 @@ def _job_log(results_folder: Path, rule: str, run: Path) -> tuple[Path, str | No
     return results_folder / "logs" / f"{rule}_seeds" / f"{Path(*parts)}.log", f"seed{seed} "
 
 
-def _failure_reason(log_file: Path, previous_missing: int | None, mark: str | None = None) -> str:
+def _failure_reason(log_file: Path, previous_missing: str | None, mark: str | None = None) -> str:
     if log_file.is_file():
         errors = [line for line in log_file.read_text(errors="replace").splitlines() if " ERROR " in line]
         if mark is not None:
@@ -248,12 +243,12 @@ def _failure_reason(log_file: Path, previous_missing: int | None, mark: str | No
             return errors[-1].split(" ERROR ", 1)[1][:300]
         return "started but did not finish (killed, or stopped with the run)"
     if previous_missing is not None:
-        return f"not run: its previous grid level G{previous_missing} did not finish"
+        return f"not run: the job it starts from ({previous_missing}) did not finish"
     return "not run (the invocation stopped before it)"
 
 
 def partial_report(config: dict, *, folder=None) -> dict | None:
-    """The table, figures and summary of the grid levels that finished, with every missing level
+    """The table, figures and summary of the jobs that finished, with every missing job
     listed with its reason and left out of the fits, in ``results/<sweep>/partial/`` (the sweep's own
     outputs stay Snakemake's). For the onerror handler of a failed invocation (e.g. ``--keep-going``
     with one diverged level among hundreds). Returns {"finished", "missing", "summary", "lines"},
@@ -265,73 +260,51 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
 
     from ..analysis import report
     from ..analysis.figures import save_figure
-    from .sweep import mlp_jobs, mlp_run_dir, results_dir, run_dir, train_jobs
+    from ..families import get_family
+    from .sweep import job_key, jobs, results_dir, run_dir
 
     results_folder = Path(results_dir(config))
     folder = Path(folder) if folder is not None else results_folder / "partial"
-    finished, histories, missing = [], [], []
-    jobs = train_jobs(config)
-    missing_levels: dict[tuple, int] = {}
-    for job in jobs:
-        run = Path(run_dir(config, job.chain, job.grid))
+    finished, histories, missing, missing_keys = [], [], [], set()
+    sweep_jobs = jobs(config)
+    for job in sweep_jobs:
+        family = get_family(job.family)
+        run = Path(run_dir(config, job))
         done = _finished_files(run)
         if done is not None:
             metrics = read_json(done / "metrics.json")
             finished.append(metrics)
             histories.append((metrics, read_history(done / "history.csv")))
             continue
-        chain_key = (job.chain.function, job.chain.width, job.chain.n_train, job.chain.seed)
+        previous = family.previous(config, job)
+        unfinished = previous is not None and job_key(previous) in missing_keys
+        stopped_at = family.run_name(previous) if unfinished else None
+        missing_keys.add(job_key(job))
         log_file, mark = _job_log(results_folder, "train", run)
-        reason = _failure_reason(log_file, missing_levels.get(chain_key), mark)
-        missing_levels.setdefault(chain_key, job.grid)
+        hp = family.hyperparameters(config)
         missing.append(
             {
-                "function": job.chain.function,
-                "family": "kan",
-                "width": job.chain.width_str,
-                "k": job.chain.k,
-                "n_train": job.chain.n_train,
-                "seed": job.chain.seed,
-                "grid_size": job.grid,
-                "n_params": _kan_parameter_count(job.chain.width, job.grid, job.chain.k),
-                "steps": config["steps"],
-                "optimizer": config["optimizer"],
+                "function": job.function,
+                "family": job.family,
+                "width": job.width_str,
+                **family.record(config, job),
+                "n_train": job.n_train,
+                "seed": job.seed,
+                "n_params": family.n_params(job),
+                "steps": hp["steps"],
+                "optimizer": hp["optimizer"],
                 "train_rmse": math.nan,
                 "test_rmse": math.nan,
                 "wall_time_s": math.nan,
                 "device": "",
                 "mlflow_run_id": "",
-                "reason": reason,
-            }
-        )
-    for mlp in mlp_jobs(config):
-        run = Path(mlp_run_dir(config, mlp))
-        done = _finished_files(run)
-        if done is not None:
-            metrics = read_json(done / "metrics.json")
-            finished.append(metrics)
-            histories.append((metrics, read_history(done / "history.csv")))
-            continue
-        log_file, mark = _job_log(results_folder, "train_mlp", run)
-        missing.append(
-            {
-                "function": mlp.function,
-                "family": "mlp",
-                "width": mlp.width_str,
-                "activation": mlp.activation,
-                "n_train": mlp.n_train,
-                "seed": mlp.seed,
-                "n_params": sum((a + 1) * b for a, b in zip(mlp.width, mlp.width[1:])),
-                "train_rmse": math.nan,
-                "test_rmse": math.nan,
-                "wall_time_s": math.nan,
-                "device": "",
-                "mlflow_run_id": "",
-                "reason": _failure_reason(log_file, None, mark),
+                "reason": _failure_reason(log_file, stopped_at, mark),
+                "run_name": family.run_name(job),
             }
         )
     if not finished:
         return None
+    lines = [f"{row.pop('run_name')}: {row['reason']}" for row in missing]
     results = results_table(finished)
     table = pd.concat([results, pd.DataFrame(missing)], ignore_index=True) if missing else results
     order = ["function", "family", "width", "activation", "k", "n_train", "seed", "grid_size"]
@@ -364,18 +337,9 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
         divergence_factor=settings["divergence_factor"],
         comparison=comparison,
     )
-    lines = [
-        f"{row['function']} w{row['width']} k{row['k']} N{row['n_train']} seed{row['seed']} "
-        f"G{row['grid_size']}: {row['reason']}"
-        if row["family"] == "kan"
-        else f"{row['function']} MLP w{row['width']} {row['activation']} N{row['n_train']} seed{row['seed']}: "
-        f"{row['reason']}"
-        for row in missing
-    ]
     intro = report.Document()
     intro.paragraph(
-        f"**Partial sweep.** {len(finished)} of {len(jobs) + len(mlp_jobs(config))} "
-        f"{'jobs' if mlp_jobs(config) else 'grid levels'} finished; the "
+        f"**Partial sweep.** {len(finished)} of {len(sweep_jobs)} jobs finished; the "
         f"{len(missing)} missing ones are left out of every fit:"
     )
     intro.bullets(lines)

@@ -4,8 +4,8 @@ The Snakefile calls three things from here before any job runs:
 :func:`coerce_cli_strings` (``--config`` values arrive as strings),
 :func:`schema_errors` (turns a JSON-schema failure into one line naming the key)
 and :func:`check_config` (what JSON schema cannot express). The rule files use
-the job list (:func:`chains`, :func:`train_jobs`), the path patterns and
-:func:`train_resources`.
+the job list (:func:`jobs`, each family's from kanlib.families), the path
+patterns and :func:`job_from_wildcards` (a rule's wildcards back to its job).
 
 Nothing here imports torch at import time; :func:`probe_function` (one call of each target
 function, part of :func:`check_config`) imports it when it runs.
@@ -13,9 +13,10 @@ function, part of :func:`check_config`) imports it when it runs.
 Output layout, relative to the working directory (``R = results/<sweep>``)::
 
     R/data/<function>/N<n>_seed<seed>.pt                      dataset (train + fixed test split)
-    R/runs/<function>/w<width>_k<k>/N<n>_seed<seed>/G<grid>/  one grid level: model.pt,
+    R/runs/<function>/w<width>_k<k>/N<n>_seed<seed>/G<grid>/  one grid level of a KAN chain: model.pt,
                                                               history.csv, metrics.json, benchmark.tsv
     R/runs/<function>/mlp_w<width>_<activation>/N<n>_seed<seed>/  one MLP fit (same files)
+                                                              (each family's run folder: kanlib.families)
     R/logs/...                                                one log per job
     R/mlflow_parent.json                                      the sweep's MLflow parent run
     R/results.csv, R/results.parquet, R/history.csv           aggregated tables
@@ -28,11 +29,10 @@ and ``<width>`` the layer sizes joined by ``-`` (``2-1-1``).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
-from dataclasses import dataclass
 
+from ..families import REGISTRY, Job, get_family, parse_width, sweep_families, width_str
 from ..functions import function_slug, get_function
 
 __all__ = [
@@ -48,63 +48,29 @@ __all__ = [
     "function_of_slug",
     "width_str",
     "parse_width",
-    "Chain",
-    "TrainJob",
-    "MLPJob",
-    "chains",
-    "train_jobs",
-    "mlp_jobs",
-    "mlp_entries",
-    "mlp_steps",
-    "mlp_hyperparameters",
-    "mlp_run_dir",
-    "mlp_job_key",
-    "MLP_ACTIVATIONS",
-    "MLP_RUN_PATTERN",
-    "MLP_TRAIN_KEYS",
+    "jobs",
+    "job_from_wildcards",
+    "job_family",
+    "job_key",
+    "run_dir",
     "datasets",
-    "previous_grid",
+    "chain_configurations",
+    "compared_functions",
+    "batch_seeds",
     "results_dir",
     "data_path",
-    "run_dir",
-    "job_key",
-    "hyperparameters",
-    "train_resources",
-    "mlp_resources",
+    "model_wildcard",
+    "level_wildcard",
     "DATA_PATTERN",
     "RUN_PATTERN",
-    "TRAIN_KEYS",
 ]
 
-#: Path patterns (``str.format`` fields; the rule files turn them into Snakemake wildcards).
+#: Path patterns (``str.format`` fields; the rule files turn them into Snakemake wildcards). A run
+#: folder's ``{model}`` names the model (its family's :meth:`~kanlib.families.Family.model_segment`,
+#: e.g. ``w2-1-1_k3`` or ``mlp_w2-32-1_silu``) and ``{level}`` the grid level of a chain (``/G5``, or
+#: empty for a family without chains).
 DATA_PATTERN = "{results}/data/{function}/N{n}_seed{seed}.pt"
-RUN_PATTERN = "{results}/runs/{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"
-MLP_RUN_PATTERN = "{results}/runs/{function}/mlp_w{width}_{activation}/N{n}_seed{seed}"
-
-#: The MLP family's activations (kanlib.mlp.ACTIVATIONS; named here so config checks need no torch).
-MLP_ACTIVATIONS = ("silu", "tanh", "relu")
-
-#: The training hyperparameters a train job gets (its Snakemake params: changing one reruns the jobs).
-TRAIN_KEYS = (
-    "steps",
-    "optimizer",
-    "lr",
-    "update_grid",
-    "grid_update_num",
-    "stop_grid_update_step",
-    "grid_eps",
-    "lamb",
-    "batch",
-    "device",
-    "dtype",
-    "model_seed_offset",
-    "test_num",
-    "input_range",
-)
-
-#: What an MLP job gets of the training settings; its step budget is :func:`mlp_steps` (no grid, no
-#: regulariser). Changing one of these (or the budget) retrains the MLPs, not the KANs.
-MLP_TRAIN_KEYS = ("optimizer", "lr", "batch", "device", "dtype", "model_seed_offset", "test_num", "input_range")
+RUN_PATTERN = "{results}/runs/{function}/{model}/N{n}_seed{seed}{level}"
 
 
 class ConfigError(ValueError):
@@ -203,24 +169,6 @@ def schema_errors():
 
 
 # ---- what JSON schema cannot express -----------------------------------------------------------------
-
-
-def mlp_entries(config: dict) -> list[tuple[str, list[list[int]]]]:
-    """(function name, its MLP widths) for every configured function, in config order ([] = no MLP)."""
-    default = [list(w) for w in config.get("mlp", {}).get("widths", [])]
-    return [
-        (entry["name"], [list(w) for w in entry.get("mlp_widths", default)])
-        if isinstance(entry, dict)
-        else (entry, default)
-        for entry in config["functions"]
-    ]
-
-
-def mlp_steps(config: dict) -> int:
-    """An MLP fit's L-BFGS step budget: ``mlp.steps``, or by default the KAN chain's total
-    (levels x steps), so both families get the same number of steps (the KAN paper: 9 x 200 = 1800)."""
-    steps = config.get("mlp", {}).get("steps")
-    return int(steps) if steps is not None else len(config["grids"]) * int(config["steps"])
 
 
 def function_entries(config: dict) -> list[tuple[str, list[list[int]]]]:
@@ -341,7 +289,12 @@ def check_config(config: dict, probe_functions: bool = True) -> dict:
         check_tracking_uri(environment_uri, "the environment variable MLFLOW_TRACKING_URI")
     else:
         check_tracking_uri(config["mlflow"]["tracking_uri"], "'mlflow.tracking_uri'")
+    try:
+        families = sweep_families(config)
+    except ValueError as error:
+        raise ConfigError(f"config error: 'families': {error}") from None
     slugs: dict[str, str] = {}
+    function_inputs = {}
     for index, (name, widths) in enumerate(function_entries(config)):
         key = f"functions[{index}]"
         try:
@@ -352,148 +305,85 @@ def check_config(config: dict, probe_functions: bool = True) -> dict:
         if slug in slugs:
             raise ConfigError(f"config error: '{key}' = {name!r}: listed twice (as {slugs[slug]!r})")
         slugs[slug] = name
-        width_key = f"{key}.widths" if isinstance(config["functions"][index], dict) else "widths"
-        for width in widths:
-            n_var = target.n_var if target.n_var is not None else width[0]
-            if width[0] != n_var or width[-1] != target.n_out:
-                raise ConfigError(
-                    f"config error: '{width_key}' has {width} for function {name!r}, which maps {n_var} "
-                    f"input(s) to {target.n_out} output(s): the width must start with {n_var} and end with "
-                    f"{target.n_out}, e.g. [{n_var}, 1, {target.n_out}]"
-                )
-        entry = config["functions"][index]
-        mlp_key = f"{key}.mlp_widths" if isinstance(entry, dict) and "mlp_widths" in entry else "mlp.widths"
-        for width in dict(mlp_entries(config))[name]:
-            n_var = target.n_var if target.n_var is not None else width[0]
-            if len(width) < 3 or width[0] != n_var or width[-1] != target.n_out:
-                raise ConfigError(
-                    f"config error: '{mlp_key}' has {width} for function {name!r}, which maps {n_var} "
-                    f"input(s) to {target.n_out} output(s): an MLP width must start with {n_var}, end with "
-                    f"{target.n_out} and have at least one hidden layer, e.g. [{n_var}, 32, {target.n_out}]"
-                )
+        function_inputs[name] = (target.n_var, target.n_out)
         if probe_functions:
             probe_function(target, target.n_var if target.n_var is not None else widths[0][0], key)
-    mlp = config.get("mlp", {})
-    for activation in mlp.get("activations", []):
-        if activation not in MLP_ACTIVATIONS:
-            raise ConfigError(
-                f"config error: 'mlp.activations' has {activation!r}: allowed are {', '.join(MLP_ACTIVATIONS)}"
-            )
-    if any(widths for _, widths in mlp_entries(config)):
-        if not mlp.get("activations"):
-            raise ConfigError(
-                "config error: 'mlp.activations' is empty: list at least one of " + ", ".join(MLP_ACTIVATIONS)
-            )
-        if mlp.get("steps") is not None and int(mlp["steps"]) < 1:
-            raise ConfigError(
-                f"config error: 'mlp.steps' = {mlp['steps']}: must be a positive number of L-BFGS steps, "
-                "or null for the KAN chain's total (len(grids) x steps)"
-            )
+    for family in families:  # each family's own keys (widths matching the functions, its settings)
+        try:
+            family.check_config(config, function_inputs)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     return config
 
 
 # ---- jobs ---------------------------------------------------------------------------------------------
 
 
-def width_str(width) -> str:
-    """[2, 1, 1] -> '2-1-1' (paths, tables)."""
-    return "-".join(str(int(w)) for w in width)
+def jobs(config: dict) -> list[Job]:
+    """Every training job of the sweep, family by family (kanlib.families), each in config order."""
+    return [job for family in sweep_families(config) for job in family.jobs(config)]
 
 
-def parse_width(text: str) -> list[int]:
-    """'2-1-1' -> [2, 1, 1]."""
-    return [int(part) for part in str(text).split("-")]
+def job_family(job: Job):
+    return get_family(job.family)
 
 
-class _Named:
-    """The path names of a job's function and width (``function`` and ``width`` fields)."""
-
-    @property
-    def slug(self) -> str:
-        return function_slug(self.function)
-
-    @property
-    def width_str(self) -> str:
-        return width_str(self.width)
+def model_wildcard() -> str:
+    """The Snakemake wildcard constraint of a run folder's ``{model}``: any family's model segment."""
+    return "|".join(f"(?:{family.model_pattern})" for family in REGISTRY.values())
 
 
-@dataclass(frozen=True)
-class Chain(_Named):
-    """One sequence of grid levels: a function, width, k, training-set size and seed."""
-
-    function: str  # the configured name (registry name or module:function)
-    width: tuple[int, ...]
-    k: int
-    n_train: int
-    seed: int
+def level_wildcard() -> str:
+    """The Snakemake wildcard constraint of a run folder's ``{level}`` (empty for a family without chains)."""
+    return "|".join(dict.fromkeys(f"(?:{family.level_pattern})" for family in REGISTRY.values()))
 
 
-@dataclass(frozen=True)
-class TrainJob:
-    """One grid level of one chain; level 0 starts from scratch, level i from level i-1's model."""
+class NotChained:
+    """The train rule's ``prev_grid`` param for a job whose family has no chains: not a builtin value, so
+    Snakemake leaves it out of the params it records for the job (importable, so the job's script can
+    unpickle it)."""
 
-    chain: Chain
-    grid: int
-    prev_grid: int | None
-    level: int
-
-
-@dataclass(frozen=True)
-class MLPJob(_Named):
-    """One MLP fit: a function, width, activation, training-set size and seed (no chain)."""
-
-    function: str  # the configured name (registry name or module:function)
-    width: tuple[int, ...]
-    activation: str
-    n_train: int
-    seed: int
+    def __repr__(self) -> str:
+        return "NOT_CHAINED"
 
 
-def chains(config: dict) -> list[Chain]:
-    """Every chain of the sweep: functions x their widths x data sizes x seeds (config order)."""
-    return [
-        Chain(name, tuple(width), int(config["spline_order"]), int(n), int(seed))
-        for name, widths in function_entries(config)
-        for width in widths
-        for n in config["data_sizes"]
-        for seed in config["seeds"]
-    ]
+NOT_CHAINED = NotChained()
 
 
-def train_jobs(config: dict) -> list[TrainJob]:
-    """Every train job: each chain's grid levels in order."""
-    grids = [int(g) for g in config["grids"]]
-    return [
-        TrainJob(chain, grid, grids[level - 1] if level else None, level)
-        for chain in chains(config)
-        for level, grid in enumerate(grids)
-    ]
+def job_from_wildcards(config: dict, wildcards) -> Job:
+    """The job of a train rule's wildcards (``function``, ``model``, ``n``, ``seed``, ``level``)."""
+    sweep_families(config)  # (a family of the user's own, named in the config, is registered first)
+    model = wildcards["model"]
+    for family in REGISTRY.values():
+        if re.fullmatch(family.model_pattern, model):
+            function = function_of_slug(config, wildcards["function"])
+            seed = wildcards.get("seed", 0)
+            return family.job_from_path(config, function, model, wildcards.get("level", ""), wildcards["n"], seed)
+    raise ValueError(f"no model family has a run folder named {model!r}")
 
 
-def mlp_jobs(config: dict) -> list[MLPJob]:
-    """Every MLP fit: functions x their MLP widths x activations x data sizes x seeds (config order)."""
-    return [
-        MLPJob(name, tuple(width), activation, int(n), int(seed))
-        for name, widths in mlp_entries(config)
-        for width in widths
-        for activation in config.get("mlp", {}).get("activations", [])
-        for n in config["data_sizes"]
-        for seed in config["seeds"]
-    ]
+def chain_configurations(config: dict) -> list[tuple[str, str, int]]:
+    """(function slug, width, k) of every chain configuration (the report's figures over the grid)."""
+    return list(
+        dict.fromkeys(
+            (function_slug(job.function), job.width_str, job.get("k"))
+            for job in jobs(config)
+            if get_family(job.family).chained
+        )
+    )
+
+
+def compared_functions(config: dict) -> list[str]:
+    """The slugs of the functions trained by more than one family (the report's family comparison)."""
+    families: dict[str, set] = {}
+    for job in jobs(config):
+        families.setdefault(function_slug(job.function), set()).add(job.family)
+    return [slug for slug, names in families.items() if len(names) > 1]
 
 
 def datasets(config: dict) -> list[tuple[str, int, int]]:
-    """(function name, N, seed) of every dataset file (several widths and both families share one)."""
-    return list(dict.fromkeys((c.function, c.n_train, c.seed) for c in chains(config)))
-
-
-def previous_grid(config: dict, grid: int) -> int | None:
-    """The grid level before ``grid`` in the chain (None for the first); ValueError if not a level."""
-    grids = [int(g) for g in config["grids"]]
-    if int(grid) not in grids:
-        raise ValueError(f"grid {grid} is not one of the configured grids {grids}")
-    index = grids.index(int(grid))
-    return grids[index - 1] if index else None
+    """(function name, N, seed) of every dataset file (several widths and every family share one)."""
+    return list(dict.fromkeys((job.function, job.n_train, job.seed) for job in jobs(config)))
 
 
 # ---- paths --------------------------------------------------------------------------------------------
@@ -507,47 +397,15 @@ def data_path(config: dict, function: str, n_train: int, seed: int) -> str:
     return DATA_PATTERN.format(results=results_dir(config), function=function_slug(function), n=n_train, seed=seed)
 
 
-def run_dir(config: dict, chain: Chain, grid: int) -> str:
-    return RUN_PATTERN.format(
-        results=results_dir(config),
-        function=chain.slug,
-        width=chain.width_str,
-        k=chain.k,
-        n=chain.n_train,
-        seed=chain.seed,
-        grid=grid,
-    )
+def job_key(job: Job) -> str:
+    """The job's identity inside a sweep (the MLflow tag kanlib.job): its run folder below ``runs/``."""
+    family = get_family(job.family)
+    model, level = family.model_segment(job), family.level_segment(job)
+    return f"{function_slug(job.function)}/{model}/N{job.n_train}_seed{job.seed}{level}"
 
 
-def mlp_run_dir(config: dict, job: MLPJob) -> str:
-    return MLP_RUN_PATTERN.format(
-        results=results_dir(config),
-        function=job.slug,
-        width=job.width_str,
-        activation=job.activation,
-        n=job.n_train,
-        seed=job.seed,
-    )
-
-
-def mlp_job_key(function_slug_: str, width: str, activation: str, n_train, seed) -> str:
-    """An MLP job's identity inside a sweep (an MLflow tag): its run folder below ``runs/``."""
-    return f"{function_slug_}/mlp_w{width}_{activation}/N{n_train}_seed{seed}"
-
-
-def job_key(function_slug_: str, width: str, k, n_train, seed, grid) -> str:
-    """The job's identity inside a sweep (an MLflow tag): its run folder below ``runs/``."""
-    return f"{function_slug_}/w{width}_k{k}/N{n_train}_seed{seed}/G{grid}"
-
-
-def hyperparameters(config: dict) -> dict:
-    """The training settings every train job gets (see TRAIN_KEYS)."""
-    return {key: config[key] for key in TRAIN_KEYS}
-
-
-def mlp_hyperparameters(config: dict) -> dict:
-    """The training settings every MLP job gets: MLP_TRAIN_KEYS and the step budget (:func:`mlp_steps`)."""
-    return {"steps": mlp_steps(config), **{key: config[key] for key in MLP_TRAIN_KEYS}}
+def run_dir(config: dict, job: Job) -> str:
+    return f"{results_dir(config)}/runs/{job_key(job)}"
 
 
 def function_n_var(config: dict, name: str) -> int:
@@ -566,83 +424,7 @@ def function_of_slug(config: dict, slug: str) -> str:
     raise ValueError(f"no configured function has the path name {slug!r}")
 
 
-# ---- resources (defaults; a SLURM profile may override them with set-resources) -------------------------
-
-
 def batch_seeds(config: dict) -> bool:
-    """Whether the seeds of one grid level (and of one MLP) train in one job: ``batch_seeds`` on and
+    """Whether the seeds of one job (a grid level, an MLP) train in one job: ``batch_seeds`` on and
     more than one seed."""
     return bool(config.get("batch_seeds", True)) and len(config["seeds"]) > 1
-
-
-def train_resources(
-    n_train: int,
-    grid: int,
-    width,
-    k: int,
-    steps: int,
-    attempt: int = 1,
-    *,
-    threads: int = 1,
-    grid_update_num: int = 10,
-    device: str = "cpu",
-    n_models: int = 1,
-) -> dict:
-    """SLURM-sized resources of one grid level: ``mem_mb``, ``runtime`` (minutes), ``cpus_per_task``.
-
-    Upper bounds with headroom (a job that outgrows them is killed), doubled on each retry.
-    Calibrated on kanlib's local-basis implementation (one CPU thread, float64; peak RSS and time
-    of fits with N up to 10^6, G up to 1000, widths [2,1,1] and [4,4,2,1]):
-
-    Memory: ~600 MB for Python, torch and mlflow (a tiny job peaks at ~420 MB); per sample the
-    k+1 non-zero B-splines of every edge with their derivatives and indices plus the node
-    activations and the data (measured 0.5-0.7x of the 8 (8 (k+1) edges + 48 sum(width)) bytes counted);
-    a grid update's normal equations and their temporaries, 16 (G+2k+1)^2 numbers per input of
-    the widest layer (measured: +110 MB for G=1000 against G=5 with 2 inputs);
-    25% headroom, rounded up to 100 MB; plus 1.5 GB of host memory for the CUDA context when the
-    device is ``cuda``.
-
-    Runtime: LBFGS takes at most 20 loss evaluations a step; an evaluation costs ~1 ms plus
-    ~0.1 us per (sample, edge, basis function) (measured 15-30 ns); each of the grid_update_num
-    grid updates (and the grid extension) assembles the normal equations, ~0.1 us per sample and
-    basis pair, and solves them, ~(G+k)^3 ns, per input; times 3 for headroom, plus 5 minutes
-    (Python, imports, MLflow). GPU fits are faster (docs/benchmarks.md); the CPU bound is kept.
-
-    cpus_per_task: ``threads`` (the train rule's threads; torch uses that many).
-
-    ``n_models`` > 1: a job training that many seeds as one stack (batch_seeds); the per-model
-    memory and the runtime bound scale with it (a stack is faster than that, the bound is kept).
-    """
-    width = list(width)
-    edges = sum(a * b for a, b in zip(width, width[1:]))
-    inputs = sum(width[:-1])
-    per_sample = 8 * (8 * (k + 1) * edges + 48 * sum(width))
-    normal_equations = 16 * 8 * max(width[:-1]) * (grid + 2 * k + 1) ** 2
-    mem_mb = 100 * math.ceil(1.25 * (600 + n_models * (n_train * per_sample + normal_equations) / 2**20) / 100)
-    if str(device).startswith("cuda"):
-        mem_mb += 1500
-    fit_seconds = steps * 20 * (1e-3 + 1e-7 * n_train * edges * (k + 1))
-    grid_seconds = (grid_update_num + 1) * inputs * (1e-7 * n_train * (k + 1) ** 2 + 1e-9 * (grid + k) ** 3)
-    runtime = 5 + math.ceil(3 * n_models * (fit_seconds + grid_seconds) / 60)
-    return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt, "cpus_per_task": max(1, int(threads))}
-
-
-def mlp_resources(
-    n_train: int, width, steps: int, attempt: int = 1, *, threads: int = 1, device: str = "cpu", n_models: int = 1
-) -> dict:
-    """SLURM-sized resources of one MLP fit: ``mem_mb``, ``runtime`` (minutes), ``cpus_per_task``.
-
-    Memory: ~600 MB for Python, torch and mlflow plus, per sample, every layer's pre-activations,
-    activations and their gradients (4 numbers per unit, 8 bytes) and the data; 25% headroom.
-    Runtime: at most 20 loss evaluations a step, each ~1 ms plus ~2 ns per sample and weight
-    (a forward and backward pass is ~3 multiply-adds per weight); times 3, plus 5 minutes.
-    Doubled on each retry, like :func:`train_resources`; ``n_models`` as there.
-    """
-    width = list(width)
-    weights = sum((a + 1) * b for a, b in zip(width, width[1:]))
-    mem_mb = 100 * math.ceil(1.25 * (600 + n_models * n_train * 8 * 4 * sum(width) / 2**20) / 100)
-    if str(device).startswith("cuda"):
-        mem_mb += 1500
-    fit_seconds = steps * 20 * (1e-3 + 2e-9 * n_train * weights)
-    runtime = 5 + math.ceil(3 * n_models * fit_seconds / 60)
-    return {"mem_mb": mem_mb * attempt, "runtime": runtime * attempt, "cpus_per_task": max(1, int(threads))}

@@ -18,7 +18,7 @@ result without training again, provided it was trained from the same inputs (its
 diverged fit fails the job and its MLflow run.
 
 :class:`JobIdentity` says who a job is; it alone produces the MLflow params, the tags and the
-identity part of metrics.json. :func:`run_train_job` is what ``workflow/scripts/train.py`` calls.
+identity part of metrics.json. :func:`run_train_jobs` is what ``workflow/scripts/train.py`` calls.
 """
 
 from __future__ import annotations
@@ -31,20 +31,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..families import IDENTITY_COLUMNS, Job, get_family
 from ..files import read_json, sha256_file, write_json
 from . import runlog, tracking
 from .results import load_dataset, read_history, write_history
-from .sweep import TRAIN_KEYS, job_key, mlp_hyperparameters, mlp_job_key, parse_width, previous_grid
+from .sweep import job_key
 
-__all__ = [
-    "JobIdentity",
-    "TrainOutputs",
-    "TrackingSettings",
-    "TrainJobError",
-    "run_train_job",
-    "run_train_stack_job",
-    "stack_reason",
-]
+__all__ = ["JobIdentity", "TrainOutputs", "TrackingSettings", "TrainJobError", "run_train_jobs", "stack_reason"]
 
 
 class TrainJobError(RuntimeError):
@@ -53,25 +46,14 @@ class TrainJobError(RuntimeError):
 
 @dataclass(frozen=True)
 class JobIdentity:
-    """What a train job trains, from which inputs, in which sweep, and with which software.
-
-    ``family`` is 'kan' (one grid level of a chain: k, grid_size, grid_level set) or 'mlp' (one MLP
-    fit: ``activation`` set; k, grid_size and grid_level None).
-    """
+    """What a train job trains (``spec``: its family's :class:`~kanlib.families.Job`), from which inputs,
+    in which sweep, and with which software."""
 
     sweep: str
-    function: str  # the target's name (registry name or module:function)
+    spec: Job
     formula: str
-    function_slug: str
-    width: str  # '2-1-1'
-    k: int | None
-    n_train: int
-    seed: int  # the data seed
     model_seed: int
-    grid_size: int | None
-    prev_grid_size: int | None
-    grid_level: int | None
-    hp: dict  # the training settings (kanlib.workflow.sweep.TRAIN_KEYS)
+    hp: dict  # the family's training settings (kanlib.families.Family.hyperparameters)
     threads: int
     data_file: str
     init_checkpoint: str | None
@@ -80,76 +62,70 @@ class JobIdentity:
     git_commit: str
     host: str
     slurm_job_id: str | None
-    family: str = "kan"
-    activation: str | None = None
+    columns: dict  # the family's identity columns (kanlib.families.IDENTITY_COLUMNS)
 
     @classmethod
     def create(
-        cls,
-        config: dict,
-        target,
-        *,
-        function_slug: str,
-        width: str,
-        k: int,
-        n_train: int,
-        seed: int,
-        grid: int,
-        threads: int,
-        data_file: str,
-        init_checkpoint: str | None,
+        cls, config: dict, spec: Job, target, *, threads: int, data_file: str, init_checkpoint: str | None = None
     ) -> JobIdentity:
-        """The identity of the job (function_slug, width, k, N, seed, grid) of a sweep's ``config``."""
-        grids = [int(g) for g in config["grids"]]
+        """The identity of ``spec``, a job of the sweep of ``config`` (target: its function)."""
+        import torch
+
+        import kanlib
+
+        family = get_family(spec.family)
+        host = tracking.host_tags()
         return cls(
-            **_common_fields(config, target, function_slug, width, n_train, seed, threads, data_file),
-            k=int(k),
-            grid_size=int(grid),
-            prev_grid_size=previous_grid(config, grid),
-            grid_level=grids.index(int(grid)),
-            hp={key: config[key] for key in TRAIN_KEYS},
+            sweep=config["sweep"],
+            spec=spec,
+            formula=target.formula,
+            model_seed=int(spec.seed) + int(config["model_seed_offset"]),
+            hp=family.hyperparameters(config),
+            threads=int(threads),
+            data_file=str(data_file),
             init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
+            kanlib_version=kanlib.__version__,
+            torch_version=torch.__version__,
+            git_commit=tracking.git_commit(),
+            host=host["host"],
+            slurm_job_id=host.get("slurm_job_id"),
+            columns=family.record(config, spec),
         )
 
-    @classmethod
-    def create_mlp(
-        cls,
-        config: dict,
-        target,
-        *,
-        function_slug: str,
-        width: str,
-        activation: str,
-        n_train: int,
-        seed: int,
-        threads: int,
-        data_file: str,
-    ) -> JobIdentity:
-        """The identity of the MLP job (function_slug, width, activation, N, seed) of a sweep's ``config``."""
-        return cls(
-            **_common_fields(config, target, function_slug, width, n_train, seed, threads, data_file),
-            k=None,
-            grid_size=None,
-            prev_grid_size=None,
-            grid_level=None,
-            hp=mlp_hyperparameters(config),
-            init_checkpoint=None,
-            family="mlp",
-            activation=str(activation),
-        )
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def function(self) -> str:
+        return self.spec.function
+
+    @property
+    def function_slug(self) -> str:
+        from ..functions import function_slug
+
+        return function_slug(self.spec.function)
+
+    @property
+    def width(self) -> str:
+        return self.spec.width_str
+
+    @property
+    def n_train(self) -> int:
+        return self.spec.n_train
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
 
     @property
     def job(self) -> str:
         """The job's key inside the sweep (its run folder below runs/; the MLflow tag kanlib.job)."""
-        if self.family == "mlp":
-            return mlp_job_key(self.function_slug, self.width, self.activation, self.n_train, self.seed)
-        return job_key(self.function_slug, self.width, self.k, self.n_train, self.seed, self.grid_size)
+        return job_key(self.spec)
 
     @property
     def run_name(self) -> str:
-        if self.family == "mlp":
-            return f"{self.function} MLP w{self.width} {self.activation} N{self.n_train} seed{self.seed}"
-        return f"{self.function} w{self.width} k{self.k} N{self.n_train} seed{self.seed} G{self.grid_size}"
+        return get_family(self.family).run_name(self.spec)
 
     def record(self) -> dict:
         """The identity part of metrics.json (the results table's columns come from here)."""
@@ -158,15 +134,11 @@ class JobIdentity:
             "formula": self.formula,
             "family": self.family,
             "width": self.width,
-            "activation": self.activation,
-            "k": self.k,
+            **{column: self.columns.get(column) for column in IDENTITY_COLUMNS},
             "n_train": self.n_train,
             "seed": self.seed,
             "data_seed": self.seed,
             "model_seed": self.model_seed,
-            "grid_size": self.grid_size,
-            "prev_grid_size": self.prev_grid_size,
-            "grid_level": self.grid_level,
             "job": self.job,
             "sweep": self.sweep,
             "steps": self.hp["steps"],
@@ -198,18 +170,16 @@ class JobIdentity:
         return {key: "none" if value is None else str(value) for key, value in record.items()}
 
     def mlflow_tags(self) -> dict[str, str]:
+        family = get_family(self.family)
         tags = {
             "kanlib.job": self.job,
             "kanlib.sweep": self.sweep,
             "kanlib.role": "child",
             "kanlib.family": self.family,
-            "rule": "train_mlp" if self.family == "mlp" else "train",
+            "rule": "train",
             "wildcards": (
-                f"function={self.function_slug} width={self.width} activation={self.activation} "
-                f"n={self.n_train} seed={self.seed}"
-                if self.family == "mlp"
-                else f"function={self.function_slug} width={self.width} k={self.k} n={self.n_train} "
-                f"seed={self.seed} grid={self.grid_size}"
+                f"function={self.function_slug} model={family.model_segment(self.spec)} n={self.n_train} "
+                f"seed={self.seed} level={family.level_segment(self.spec)}"
             ),
             "mlflow.source.name": "workflow/scripts/train.py",
             "mlflow.source.type": "JOB",
@@ -232,42 +202,6 @@ class JobIdentity:
             "init_sha256": sha256_file(self.init_checkpoint) if self.init_checkpoint else None,
             "code": {"kanlib": self.kanlib_version, "torch": self.torch_version, "git_commit": self.git_commit},
         }
-
-
-def _kan_cpu_kernel(model, identity: JobIdentity) -> str | None:
-    """kanlib.cpu_kernels.status() for a KAN on the CPU (the C kernels or the torch path, and why), else None."""
-    if identity.family != "kan" or model.device.type != "cpu":
-        return None
-    from ..cpu_kernels import kernel_for
-
-    return kernel_for(model.layers, model.dtype, all(layer.all_uniform for layer in model.layers))
-
-
-def _common_fields(config: dict, target, function_slug, width, n_train, seed, threads, data_file) -> dict:
-    """The fields of a :class:`JobIdentity` that every model family has: the sweep, the target, the
-    data and model seeds, the inputs, and the software and host (provenance)."""
-    import torch
-
-    import kanlib
-
-    host = tracking.host_tags()
-    return {
-        "sweep": config["sweep"],
-        "function": target.name,
-        "formula": target.formula,
-        "function_slug": function_slug,
-        "width": width,
-        "n_train": int(n_train),
-        "seed": int(seed),
-        "model_seed": int(seed) + int(config["model_seed_offset"]),
-        "threads": int(threads),
-        "data_file": str(data_file),
-        "kanlib_version": kanlib.__version__,
-        "torch_version": torch.__version__,
-        "git_commit": tracking.git_commit(),
-        "host": host["host"],
-        "slurm_job_id": host.get("slurm_job_id"),
-    }
 
 
 @dataclass(frozen=True)
@@ -340,71 +274,39 @@ def _log_failed_run(identity, settings, parent, error, records, step_times, star
 
 
 def _build_model(identity: JobIdentity, dataset: dict, log):
-    """The job's untrained model: a KAN (grid-extended from the previous level when there is one) or
-    an MLP; returns (model, seconds spent initialising from the previous level)."""
-    hp = identity.hp
-    if identity.family == "mlp":
-        from ..mlp import MLP
-
-        model = MLP(
-            width=parse_width(identity.width),
-            activation=identity.activation,
-            seed=identity.model_seed,
-            device=hp["device"],
-            dtype=hp["dtype"],
-        )
-        log.info(
-            "MLP %s (%s) on %s (%s), %d parameters",
-            identity.width,
-            identity.activation,
-            model.device,
-            hp["dtype"],
-            model.n_params,
-        )
-        return model, 0.0
-    from ..model import KAN
-
-    model = KAN(
-        width=parse_width(identity.width),
-        grid=identity.grid_size,
-        k=identity.k,
-        seed=identity.model_seed,
-        grid_eps=hp["grid_eps"],
-        device=hp["device"],
-        dtype=hp["dtype"],
-    )
-    init_started = time.perf_counter()
+    """The job's untrained model, initialised from the previous job's checkpoint where its family
+    chains them (a KAN's grid extension); returns (model, seconds spent on that initialisation)."""
+    family = get_family(identity.family)
+    model = family.build(identity.spec, identity.hp, identity.model_seed)
+    started = time.perf_counter()
     if identity.init_checkpoint:
-        coarse = KAN.load(identity.init_checkpoint, device=model.device, dtype=model.dtype)
-        model.initialize_from_another_model(coarse, dataset["train_input"])
-    init_time_s = time.perf_counter() - init_started
+        family.initialize(model, identity.init_checkpoint, dataset["train_input"])
+    init_time_s = time.perf_counter() - started
     log.info(
-        "model %s on %s (%s), %d parameters; %s in %.3f s",
-        identity.width,
+        "%s %s on %s (%s), %d parameters; %s in %.3f s",
+        family.label,
+        family.model_segment(identity.spec),
         model.device,
-        hp["dtype"],
+        identity.hp["dtype"],
         model.n_params,
-        f"grid extension from G{identity.prev_grid_size}" if identity.init_checkpoint else "fresh initialisation",
+        f"initialised from {identity.init_checkpoint}" if identity.init_checkpoint else "fresh initialisation",
         init_time_s,
     )
     return model, init_time_s
 
 
 def _fit_options(identity: JobIdentity) -> dict:
-    """The keyword arguments of ``fit`` (and ``fit_stack``) for the job's hyperparameters."""
+    """The keyword arguments of ``fit`` for the job's hyperparameters: the optimizer's, which every
+    family shares, and its family's own (kanlib.families.Family.fit_options)."""
     hp = identity.hp
     return {
         "opt": hp["optimizer"],
         "steps": hp["steps"],
         "lr": hp["lr"],
-        # an MLP has no grid to update and no regulariser
-        "update_grid": hp.get("update_grid", False),
-        "grid_update_num": hp.get("grid_update_num", 10),
-        "stop_grid_update_step": hp.get("stop_grid_update_step", 0),
         "batch": hp["batch"],
-        "lamb": hp.get("lamb", 0.0),
         "seed": identity.model_seed,
         "progress": False,
+        **get_family(identity.family).fit_options(hp),
     }
 
 
@@ -457,6 +359,7 @@ def _write_unsynced(
 
     unsynced.mkdir(parents=True, exist_ok=True)
     model.save(unsynced / "model.pt")  # model.pt first, metrics.json last
+    provenance = get_family(identity.family).provenance(model)
     write_history(unsynced / "history.csv", fit)
     metrics = {
         **identity.record(),
@@ -476,8 +379,9 @@ def _write_unsynced(
         "started_at_ms": int(started * 1000),
         "finished_at_ms": int(time.time() * 1000),
         "device": str(model.device),
-        # which code evaluated a KAN's loss on the CPU: "c" (kanlib.cpu_kernels) or "torch (<why>)"
-        "kan_cpu_kernel": _kan_cpu_kernel(model, identity),
+        # which code evaluated the model, e.g. a KAN's loss on the CPU: "c" (kanlib.cpu_kernels) or "torch (<why>)"
+        "provenance": provenance,
+        **{f"{identity.family}_{key}": value for key, value in provenance.items()},
         "model_sha256": sha256_file(unsynced / "model.pt"),
         "fingerprint": identity.fingerprint(),
         # MLflow (filled in once the run is logged)
@@ -523,7 +427,7 @@ def _log_run(
                 "tags": {
                     **identity.mlflow_tags(),
                     "kanlib.stack_size": str(metrics.get("stack_size", 1)),
-                    **({"kanlib.cpu_kernel": metrics["kan_cpu_kernel"]} if metrics.get("kan_cpu_kernel") else {}),
+                    **{f"kanlib.{key}": str(value) for key, value in metrics.get("provenance", {}).items() if value},
                 },
                 "history": {name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
                 "final": {
@@ -618,15 +522,9 @@ def _put_in_place(folder: Path, outputs: TrainOutputs, link: bool) -> None:
 
 
 def _announce(identity: JobIdentity, log) -> None:
-    if identity.family == "mlp":
-        log.info("job %s (MLP, %d steps)", identity.job, identity.hp["steps"])
-    else:
-        log.info(
-            "job %s (level %d, from %s)",
-            identity.job,
-            identity.grid_level,
-            f"G{identity.prev_grid_size}" if identity.prev_grid_size else "scratch",
-        )
+    previous = f"from {identity.init_checkpoint}" if identity.init_checkpoint else "from scratch"
+    label = get_family(identity.family).label
+    log.info("job %s (%s, %d steps, %s)", identity.job, label, identity.hp["steps"], previous)
 
 
 def _restore_completed(identity: JobIdentity, settings: TrackingSettings, outputs: TrainOutputs, log) -> dict | None:
@@ -695,61 +593,29 @@ def _sync_and_place(
     return metrics
 
 
-def run_train_job(
-    identity: JobIdentity,
-    *,
-    parent_file: str,
-    outputs: TrainOutputs,
-    settings: TrackingSettings,
-    log: logging.Logger | None = None,
-) -> dict:
-    """Train (or reuse a kept result), log the MLflow child run, then move the files into place.
-
-    A level that finished and was logged with the same inputs (``.completed/``) is put back as it
-    was, whatever moment a kill hit. Returns the final metrics.json contents. Raises TrainJobError
-    for a diverged fit or an unreachable store (the result stays in ``unsynced/`` then), other
-    exceptions as they come.
-    """
-    started = time.time()
-    log = log or logging.getLogger("kanlib.job")
-    _announce(identity, log)
-    parent = {**read_json(parent_file), "file": str(parent_file)}
-    restored = _restore_completed(identity, settings, outputs, log)
-    if restored is not None:
-        return restored
-    metrics = _kept_result(identity, outputs, log)
-    if metrics is None:
-        metrics = _train(identity, settings, parent, outputs.unsynced, log, started)
-    metrics = _sync_and_place(identity, settings, parent, outputs, metrics, log)
-    log.info("done in %.2f s", time.time() - started)
-    return metrics
-
-
-# ---- several seeds in one job (batch_seeds) ---------------------------------------------------------------
+# ---- a job: one model, or the seeds of one model in one job (batch_seeds) ---------------------------------
 
 
 def stack_reason(identities: list[JobIdentity]) -> str | None:
-    """Why these jobs cannot train as one stack (bit-identical to training them one by one), or None.
+    """Why these jobs do not train as one stack (which gives each model what it gets alone), or None.
 
-    A stack draws one minibatch for all models and has no regulariser, so ``batch`` must take
-    the whole training set and ``lamb`` must be 0; every model must have one architecture."""
+    A stack draws one minibatch for all models, so ``batch`` must take the whole training set (alone,
+    each model draws its own minibatches from its own seed); every model must have one architecture;
+    a family whose stacks are slower on the CPU than one fit after another trains one by one there."""
     if len(identities) < 2:
         return "one model"
     hp = identities[0].hp
     if hp["batch"] != -1:
         return f"batch={hp['batch']} (each seed would draw its own minibatches; a stack needs batch: -1)"
-    if hp.get("lamb", 0.0) != 0:
-        return f"lamb={hp['lamb']} (the regulariser is not batched)"
-    shapes = {(i.family, i.width, i.k, i.grid_size, i.activation, i.n_train) for i in identities}
+    shapes = {(i.family, i.width, tuple(sorted(i.columns.items(), key=str)), i.n_train) for i in identities}
     if len(shapes) > 1:
         return f"the models differ in shape: {sorted(shapes, key=str)}"
-    if identities[0].family == "mlp":
+    family = get_family(identities[0].family)
+    if not family.stacks_on_cpu:
         from ..devices import resolve_device
 
         if resolve_device(hp["device"]).type == "cpu":
-            # measured (docs/benchmarks.md): 3 MLPs as one stack cost 1.15-1.8x the three fits one
-            # after another on a CPU thread; the stack pays on a GPU
-            return "MLPs on the CPU (a stack of MLPs is slower there than one fit after another)"
+            return f"{family.label}s on the CPU (a stack of them is slower there than one fit after another)"
     return None
 
 
@@ -766,9 +632,6 @@ def _train_stack(
 
     Raises the stack's error (divergence, too little memory, ...) with nothing written: the
     caller then trains the models one by one, which gives each model its own outcome."""
-    from ..mlp import MLPStack
-    from ..model import KANStack
-
     datasets, models, init_times = [], [], []
     for identity in identities:
         dataset, _ = load_dataset(identity.data_file)
@@ -776,7 +639,7 @@ def _train_stack(
         datasets.append(dataset)
         models.append(model)
         init_times.append(init_time_s)
-    stack = (MLPStack if identities[0].family == "mlp" else KANStack).stack(models)
+    stack = get_family(identities[0].family).load_class(stacked=True).stack(models)
     step_times: list[int] = []
 
     def remember(step, records):
@@ -807,7 +670,7 @@ def _train_stack(
     ]
 
 
-def run_train_stack_job(
+def run_train_jobs(
     identities: list[JobIdentity],
     *,
     parent_file: str,
@@ -816,10 +679,12 @@ def run_train_stack_job(
     log: logging.Logger | None = None,
     max_bytes: int | None = None,
 ) -> list[dict]:
-    """Several train jobs of one shape (the seeds of one grid level, or of one MLP) in one process:
-    the models still to train are trained as one stack (kanlib.stack: each model follows the
-    trajectory it would alone), then each gets its own MLflow child run and run folder exactly as
-    :func:`run_train_job` gives it; restoring completed levels and reusing kept results per model.
+    """One train job: one model, or the models of one shape (the seeds of one grid level, of one MLP)
+    in one process. Per model: a level that finished and was logged with the same inputs
+    (``.completed/``) is put back as it was, a result kept in ``unsynced/`` is reused; the models still
+    to train are trained as one stack (each model follows the trajectory it would alone), then each
+    gets its own MLflow child run and run folder (the order in the module's docstring). Returns each
+    model's final metrics.json contents.
 
     When the models cannot form a stack (:func:`stack_reason`), or the stack fails (a model
     diverged, the stack would not fit in memory), the models are trained one by one: each then

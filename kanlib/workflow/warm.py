@@ -100,7 +100,7 @@ def execute(job: dict) -> int:
     try:
         if rule == "dataset":
             _dataset(job, log)
-        elif rule in ("train", "train_mlp", "train_seeds", "train_mlp_seeds"):
+        elif rule in ("train", "train_seeds"):
             _train(job, log)
         else:
             raise ValueError(f"no job kind for rule {rule!r}")
@@ -143,48 +143,34 @@ def _dataset(job: dict, log) -> None:
 
 def _train(job: dict, log) -> None:
     from ..functions import get_function
-    from .train_job import JobIdentity, TrackingSettings, TrainOutputs, run_train_job, run_train_stack_job
+    from .sweep import job_from_wildcards
+    from .train_job import JobIdentity, TrackingSettings, TrainOutputs, run_train_jobs
 
-    rule, wildcards, config, inputs, outputs = job["rule"], job["wildcards"], job["config"], job["input"], job["output"]
-    target = get_function(job["params"]["function"])
-    common = {
-        "function_slug": wildcards["function"],
-        "width": wildcards["width"],
-        "n_train": int(wildcards["n"]),
-        "threads": job["threads"],
-    }
-    batched = rule.endswith("_seeds")
-    seeds = job["params"]["seeds"] if batched else [int(wildcards["seed"])]
+    wildcards, config, params = job["wildcards"], job["config"], job["params"]
+    inputs, outputs = job["input"], job["output"]
+    target = get_function(params["function"])
+    batched = "seeds" in params  # (rule train_seeds: the seeds of one model in one job, lists of files)
+    seeds = params["seeds"] if batched else [int(wildcards["seed"])]
     as_list = (lambda value: list(value)) if batched else (lambda value: [value])
     data_files = as_list(inputs["data"])
     inits = as_list(inputs["init"]) if "init" in inputs else [None] * len(seeds)
-    identities = []
-    for seed, data_file, init in zip(seeds, data_files, inits):
-        if rule.startswith("train_mlp"):
-            identity = JobIdentity.create_mlp(
-                config, target, **common, activation=wildcards["activation"], seed=int(seed), data_file=data_file
-            )
-        else:
-            identity = JobIdentity.create(
-                config,
-                target,
-                **common,
-                k=int(wildcards["k"]),
-                seed=int(seed),
-                grid=int(wildcards["grid"]),
-                data_file=data_file,
-                init_checkpoint=init,
-            )
-        identities.append(identity)
+    identities = [
+        JobIdentity.create(
+            config,
+            job_from_wildcards(config, {**wildcards, "seed": int(seed)}),
+            target,
+            threads=job["threads"],
+            data_file=data_file,
+            init_checkpoint=init,
+        )
+        for seed, data_file, init in zip(seeds, data_files, inits)
+    ]
     files = [
         TrainOutputs(model=m, history=h, metrics=j)
         for m, h, j in zip(as_list(outputs["model"]), as_list(outputs["history"]), as_list(outputs["metrics"]))
     ]
     settings = TrackingSettings.from_config(config)
-    if batched:
-        run_train_stack_job(identities, parent_file=inputs["parent"], outputs=files, settings=settings, log=log)
-    else:
-        run_train_job(identities[0], parent_file=inputs["parent"], outputs=files[0], settings=settings, log=log)
+    run_train_jobs(identities, parent_file=inputs["parent"], outputs=files, settings=settings, log=log)
 
 
 def run(job: dict, workdir: str | os.PathLike = ".") -> int | None:
@@ -196,7 +182,8 @@ def run(job: dict, workdir: str | os.PathLike = ".") -> int | None:
     if connection is None:
         return None
     with connection:
-        request = json.dumps({"job": job, "cwd": os.getcwd(), "env": dict(os.environ)}).encode() + b"\n"
+        # (repr for what JSON has no form of, e.g. the prev_grid param of a family without chains: unused)
+        request = json.dumps({"job": job, "cwd": os.getcwd(), "env": dict(os.environ)}, default=repr).encode() + b"\n"
         try:
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()

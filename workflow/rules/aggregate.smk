@@ -2,8 +2,8 @@ rule aggregate:
     """One table of every grid level (CSV + Parquet), the step histories, a plot of test RMSE vs G;
     all logged to the parent MLflow run, which is then set FINISHED."""
     input:
-        metrics=[f"{run}/metrics.json" for run in train_run_dirs() + mlp_run_dirs()],
-        histories=[f"{run}/history.csv" for run in train_run_dirs() + mlp_run_dirs()],
+        metrics=[f"{run}/metrics.json" for run in run_dirs()],
+        histories=[f"{run}/history.csv" for run in run_dirs()],
         parent=ancient(PARENT_JSON),
     output:
         results=f"{RESULTS}/results.csv",

@@ -20,10 +20,13 @@ if workflow.is_main_process:
 # paths made absolute). Exported from here, so jobs on other hosts get the same store (the SLURM
 # executor submits with `sbatch --export=ALL`); `envvars:` declares that the jobs need it.
 os.environ.update(MLFLOW_TRACKING_URI=resolve_tracking_uri(config["mlflow"]["tracking_uri"]))
+# The sweep's own model families (config `families`) for the report's processes (kanlib.families.describe).
+os.environ.update(KANLIB_FAMILIES=" ".join(config.get("families", [])))
 
 
 envvars:
     "MLFLOW_TRACKING_URI",
+    "KANLIB_FAMILIES",
 
 
 # Cheap rules run in the main Snakemake process (on a cluster: the submit host), not as cluster jobs;
@@ -45,33 +48,19 @@ RESULTS = sweep.results_dir(config)  # results/<sweep>
 LOGS = f"{RESULTS}/logs"
 PARENT_JSON = f"{RESULTS}/mlflow_parent.json"
 
-# Path patterns with Snakemake wildcards {function} {width} {k} {n} {seed} {grid}.
+# Path patterns with Snakemake wildcards {function} {model} {n} {seed} {level}: a run folder's {model}
+# names the model (a KAN's w2-1-1_k3, an MLP's mlp_w2-32-1_silu) and {level} a chain's grid level (/G5;
+# empty for a family without chains); kanlib.families says which family a {model} is.
 DATA = sweep.DATA_PATTERN.format(results=RESULTS, function="{function}", n="{n}", seed="{seed}")
 RUN = sweep.RUN_PATTERN.format(
-    results=RESULTS,
-    function="{function}",
-    width="{width}",
-    k="{k}",
-    n="{n}",
-    seed="{seed}",
-    grid="{grid}",
+    results=RESULTS, function="{function}", model="{model}", n="{n}", seed="{seed}", level="{level}"
 )
-JOB = "{function}/w{width}_k{k}/N{n}_seed{seed}/G{grid}"  # a train job's path below runs/ and logs/train/
-MLP_RUN = sweep.MLP_RUN_PATTERN.format(
-    results=RESULTS,
-    function="{function}",
-    width="{width}",
-    activation="{activation}",
-    n="{n}",
-    seed="{seed}",
-)
-MLP_JOB = "{function}/mlp_w{width}_{activation}/N{n}_seed{seed}"  # an MLP job's path below runs/
+JOB = "{function}/{model}/N{n}_seed{seed}{level}"  # a train job's path below runs/ and logs/train/
 
-# batch_seeds: one job per grid level (per MLP) trains every seed; its outputs are the seeds' run folders.
+# batch_seeds: one job per model trains every seed (rule train_seeds); its outputs are the seeds' run folders.
 BATCH_SEEDS = sweep.batch_seeds(config)
 SEEDS = [int(seed) for seed in config["seeds"]]
-SEEDS_JOB = "{function}/w{width}_k{k}/N{n}/G{grid}"  # a train_seeds job's path below logs/
-MLP_SEEDS_JOB = "{function}/mlp_w{width}_{activation}/N{n}"
+SEEDS_JOB = "{function}/{model}/N{n}{level}"  # a train_seeds job's path below logs/
 
 
 def seed_runs(pattern):
@@ -82,23 +71,18 @@ def seed_runs(pattern):
 # What each wildcard may match (the rules use it as their wildcard_constraints).
 WILDCARDS = {
     "function": r"[A-Za-z0-9_.\-]+",
-    "width": r"\d+(-\d+)+",
-    "k": r"\d+",
+    "model": sweep.model_wildcard(),
+    "level": sweep.level_wildcard(),
     "n": r"\d+",
     "seed": r"\d+",
-    "grid": r"\d+",
-    "activation": "|".join(sweep.MLP_ACTIVATIONS),
+    "width": r"\d+(-\d+)+",  # (the report's figures: one per function, width and k)
+    "k": r"\d+",
 }
 
 
-def train_run_dirs():
-    """The run folder of every train job of the sweep (every chain's grid levels)."""
-    return [sweep.run_dir(config, job.chain, job.grid) for job in sweep.train_jobs(config)]
-
-
-def mlp_run_dirs():
-    """The run folder of every MLP job of the sweep (none unless the config lists MLP widths)."""
-    return [sweep.mlp_run_dir(config, job) for job in sweep.mlp_jobs(config)]
+def run_dirs():
+    """The run folder of every train job of the sweep (every family's, kanlib.families)."""
+    return [sweep.run_dir(config, job) for job in sweep.jobs(config)]
 
 
 def function_name(wildcards):
@@ -106,57 +90,65 @@ def function_name(wildcards):
     return sweep.function_of_slug(config, wildcards.function)
 
 
-def train_inputs(wildcards):
-    """The dataset, the sweep's parent run, and (above level 0) the previous grid level's model."""
+def job_of(wildcards, seed=None):
+    """The job (kanlib.families.Job) of a train rule's wildcards; ``seed`` for a train_seeds job's seeds."""
+    return sweep.job_from_wildcards(
+        config, {**wildcards, **({} if seed is None else {"seed": seed})}
+    )
+
+
+def train_inputs(wildcards, seed=None):
+    """The dataset, the sweep's parent run, and the model the job starts from (a chain's previous level)."""
+    job = job_of(wildcards, seed)
     inputs = {
-        "data": DATA.format(
-            function=wildcards["function"], n=wildcards["n"], seed=wildcards["seed"]
-        ),
+        "data": sweep.data_path(config, job.function, job.n_train, job.seed),
         # ancient: the parent must exist first, but re-creating it does not retrain anything
         "parent": ancient(PARENT_JSON),
     }
-    previous = sweep.previous_grid(config, int(wildcards["grid"]))
+    previous = sweep.job_family(job).previous(config, job)
     if previous is not None:
-        inputs["init"] = os.path.join(RUN.format(**{**wildcards, "grid": previous}), "model.pt")
+        inputs["init"] = os.path.join(sweep.run_dir(config, previous), "model.pt")
     return inputs
 
 
 def train_seeds_inputs(wildcards):
     """train_inputs of every seed: datasets ``data`` and previous models ``init`` (lists, in seed order)."""
-    per_seed = [train_inputs({**wildcards, "seed": seed}) for seed in SEEDS]
+    per_seed = [train_inputs(wildcards, seed) for seed in SEEDS]
     inputs = {"data": [i["data"] for i in per_seed], "parent": per_seed[0]["parent"]}
     if "init" in per_seed[0]:
         inputs["init"] = [i["init"] for i in per_seed]
     return inputs
 
 
+def train_params(wildcards):
+    """What the train rule's params say of its job: the previous grid level of a chain. A family without
+    chains has none: a sentinel that Snakemake does not record (it records builtin values only), so the
+    params it records for such a job are its function and hyperparameters alone."""
+    job = job_of(wildcards, SEEDS[0])
+    previous = sweep.job_family(job).previous(config, job)
+    return (
+        previous.get("grid")
+        if previous is not None
+        else (None if job.get("level") == 0 else sweep.NOT_CHAINED)
+    )
+
+
+def train_hyperparameters(wildcards):
+    """The training settings of the job's family (changing one retrains its jobs: Snakemake's params)."""
+    return sweep.job_family(job_of(wildcards, SEEDS[0])).hyperparameters(config)
+
+
+def train_priority(wildcards):
+    """A chain's levels run one after another: start them before the jobs of families without chains,
+    which have no successors, so the chains are not left to run alone at the end."""
+    return 1 if sweep.job_family(job_of(wildcards, SEEDS[0])).chained else 0
+
+
 def train_resources(wildcards, attempt):
-    """mem_mb, runtime (minutes) and cpus_per_task of a train job (see kanlib.workflow.sweep.train_resources)."""
-    return sweep.train_resources(
-        int(wildcards.n),
-        int(wildcards.grid),
-        sweep.parse_width(wildcards.width),
-        int(wildcards.k),
-        int(config["steps"]),
-        attempt,
-        threads=int(config["threads"]),
-        grid_update_num=int(config["grid_update_num"]),
-        device=str(config["device"]),
-        n_models=len(SEEDS) if BATCH_SEEDS else 1,
-    )
-
-
-def mlp_resources(wildcards, attempt):
-    """mem_mb, runtime (minutes) and cpus_per_task of an MLP job (kanlib.workflow.sweep.mlp_resources)."""
-    return sweep.mlp_resources(
-        int(wildcards.n),
-        sweep.parse_width(wildcards.width),
-        sweep.mlp_steps(config),
-        attempt,
-        threads=int(config["threads"]),
-        device=str(config["device"]),
-        n_models=len(SEEDS) if BATCH_SEEDS else 1,
-    )
+    """mem_mb, runtime (minutes) and cpus_per_task of a train job (its family's estimate)."""
+    job = job_of(wildcards, SEEDS[0])
+    n_models = len(SEEDS) if BATCH_SEEDS else 1
+    return sweep.job_family(job).resources(config, job, attempt, n_models)
 
 
 def dataset_mem_mb(wildcards, attempt):

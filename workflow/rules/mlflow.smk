@@ -50,7 +50,7 @@ onerror:
             print(f"could not write the partial report: {_error}", file=sys.stderr)
         if _partial:
             print(
-                f"Partial report: {_partial['finished']} grid levels finished, {_partial['missing']} "
+                f"Partial report: {_partial['finished']} jobs finished, {_partial['missing']} "
                 f"missing (listed with their reasons) in {_partial['summary']}",
                 file=sys.stderr,
             )

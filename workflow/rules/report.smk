@@ -24,19 +24,14 @@ REPORT_SUBCATEGORY = "{function} [{width}] k={k}"
 REPORT_FIGURES = catalog.FIGURES
 
 # (function slug, width, k) of every configuration of the sweep, in config order, and their figures.
-REPORT_CONFIGURATIONS = list(
-    dict.fromkeys((c.slug, c.width_str, c.k) for c in sweep.chains(config))
-)
+REPORT_CONFIGURATIONS = sweep.chain_configurations(config)
 REPORT_PNGS = [
     f"{REPORT}/{slug}/w{width}_k{k}/{stem}.png"
     for slug, width, k in REPORT_CONFIGURATIONS
     for stem in catalog.figure_stems()
 ]
 # KAN against MLP: one figure per function, when the sweep has MLPs (kanlib.analysis.families)
-FAMILY_PNGS = [
-    f"{REPORT}/{slug}/families.png"
-    for slug in dict.fromkeys(job.slug for job in sweep.mlp_jobs(config))
-]
+FAMILY_PNGS = [f"{REPORT}/{slug}/families.png" for slug in sweep.compared_functions(config)]
 REPORT_PDFS = [path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS + FAMILY_PNGS]
 
 
