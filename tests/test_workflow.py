@@ -696,3 +696,46 @@ def test_lint_is_clean_except_the_documented_waiver(tmp_path):
     titles = set(re.findall(r"^    \* (.+?):?$", result.output, re.M))
     # waived in workflow/README.md: the workflow runs in the project's one environment (make setup)
     assert titles <= {"Specify a conda environment or container for each rule."}, titles
+
+
+# ---- a results folder from an earlier kanlib ---------------------------------------------------------------
+
+EARLIER = "4ae1920"  # the last commit before the one-implementation core and the family registry
+
+
+def test_a_finished_sweep_of_an_earlier_kanlib_resumes_without_retraining(tmp_path):
+    """A tiny sweep with KANs, MLPs and two seeds finished by kanlib at 4ae1920 (its own Snakefile and
+    package, from a git worktree): this checkout's Snakefile has no train job to run on it, and running it
+    trains nothing and logs no second run of any job."""
+    if shutil.which("git") is None:
+        pytest.skip("needs git for a worktree of the earlier commit")
+    found = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{EARLIER}^{{commit}}"], capture_output=True)
+    if found.returncode != 0:
+        pytest.skip(f"commit {EARLIER} is not in this clone's history")
+    earlier = tmp_path / "earlier"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(earlier), EARLIER], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        work = workdir(tmp_path, seeds=[0, 1], mlp={"widths": [[2, 4, 1]], "activations": ["silu"], "steps": 4})
+        shutil.rmtree(work / "config")  # the configs of that time (a user's own, as they were)
+        shutil.copytree(earlier / "config", work / "config")
+        extra = {"seeds": [0, 1], "mlp": {"widths": [[2, 4, 1]], "activations": ["silu"], "steps": 4}}
+        (work / "config" / "extra.yaml").write_text(yaml.safe_dump(extra))
+        old = subprocess.run(
+            [SNAKEMAKE, "-s", str(earlier / "Snakefile"), "--cores", "2", "--configfile", "config/test.yaml",
+             "config/extra.yaml"],
+            cwd=work, env=environment(PYTHONPATH=str(earlier)), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert old.returncode == 0, (old.stdout + old.stderr)[-4000:]
+        before = children(runs(work))  # 2 sizes x (2 levels + 1 MLP) x 2 seeds
+        assert len(before) == 12 and before["tags.kanlib.job"].is_unique and (before["status"] == "FINISHED").all()
+        dry = snakemake(work, "-n")
+        assert not re.search(r"^train\w*\s+\d+$", dry.output, re.M), dry.output[-3000:]  # no train job to run
+        snakemake(work)
+        assert not re.search(r"rule train", snakemake(work).output)  # (nothing left: the run above did it all)
+        kids = children(runs(work))
+        assert set(kids["run_id"]) == set(before["run_id"]) and (kids["status"] == "FINISHED").all()
+        results = pd.read_csv(work / "results/test/results.csv")
+        assert sorted(results["family"]) == ["kan"] * 8 + ["mlp"] * 4
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(earlier)], capture_output=True)
