@@ -51,7 +51,7 @@ def main() -> None:
     for label, width, grid, n, n_models in SHAPES:
         models = [KAN(width=width, grid=grid, k=3, seed=s) for s in range(n_models)]
         model = models[0] if n_models == 1 else KANStack.stack(models)
-        shape = (width[0], n) if n_models == 1 else (n_models, width[0], n)
+        shape = (n_models, width[0], n)  # feature-major with the model axis (S = 1 for one model)
         x_t = torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1
         y_t = torch.randn(shape[:-2] + (width[-1], n), generator=generator, dtype=torch.float64)
         reps = max(20, int(2000 * 1000 / (n * n_models * sum(a * b for a, b in zip(width, width[1:])))))

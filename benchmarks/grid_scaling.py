@@ -39,7 +39,7 @@ def seconds_per_call(fn, device: str, min_time: float = 1.0) -> float:
 def kanlib_timings(n: int, device: str) -> dict[str, list[float]]:
     dataset = create_dataset(target, train_num=n, device=device)
     x, y = dataset["train_input"], dataset["train_label"]
-    x_t, y_t = x.T.contiguous(), y.T.contiguous()
+    x_t, y_t = x.T.contiguous()[None], y.T.contiguous()[None]  # (S=1, features, N)
     out = {"kanlib (training path)": [], "kanlib (autograd)": []}
     for grid in GRIDS:
         model = KAN(width=[2, 1, 1], grid=grid, k=3, device=device)

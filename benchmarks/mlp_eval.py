@@ -31,7 +31,7 @@ WIDTHS = [
 def autograd_evaluation(model: MLP, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
     """The reference: the loss through the module's forward and its gradients from autograd."""
     with torch.enable_grad():
-        residual = model(x_t.T) - y_t.T
+        residual = model(x_t[0].T) - y_t[0].T
         loss = torch.mean(residual * residual)
         params = list(model.parameters())
         for param, grad in zip(params, torch.autograd.grad(loss, params)):
@@ -59,8 +59,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     for width in WIDTHS:
         model = MLP(width=width, activation="silu", seed=0)
-        x_t = torch.rand(width[0], args.n, dtype=torch.float64, generator=generator) * 2 - 1
-        y_t = torch.rand(1, args.n, dtype=torch.float64, generator=generator)
+        x_t = torch.rand(1, width[0], args.n, dtype=torch.float64, generator=generator) * 2 - 1  # (S=1, d, N)
+        y_t = torch.rand(1, 1, args.n, dtype=torch.float64, generator=generator)
         reference = cpu_ms(lambda: autograd_evaluation(model, x_t, y_t), args.repeats)
         expected = [p.grad.clone() for p in model.parameters()]
         ours = cpu_ms(lambda: model.mse_and_grad_t(x_t, y_t), args.repeats)
