@@ -146,10 +146,12 @@ def log_report(
     path,
     answer_md=None,
     families_csv=None,
+    laws_json=None,
 ) -> dict:
-    """Log the figures, the summary and the exponent table to the sweep's parent run (folder report/),
-    each fitted exponent as a metric (with ``families_csv``, each family's exponent in the parameter
-    count too), set the parent FINISHED, and record what was logged in ``path``.
+    """Log the figures, the summary, the exponent table and the laws (``laws_json``) to the sweep's
+    parent run (folder report/), each fitted exponent as a metric (with ``families_csv``, each
+    family's exponent in the parameter count too), set the parent FINISHED, and record what was
+    logged in ``path``.
 
     The sweep is complete once this runs (its inputs need every grid level): FINISHED, also after a
     failed invocation's onerror handler set it FAILED. An unreachable store raises JobError; the report
@@ -166,7 +168,9 @@ def log_report(
         for figure in [*pngs, *pdfs]
     ]
     artifacts += [
-        (file, "report") for file in (summary_md, summary_html, exponents_csv, families_csv, answer_md) if file
+        (file, "report")
+        for file in (summary_md, summary_html, exponents_csv, families_csv, answer_md, laws_json)
+        if file
     ]
     metrics = mlflow_metrics(read_results(exponents_csv))
     if families_csv is not None:

@@ -148,8 +148,8 @@ rule report_summary:
 
 
 rule report_mlflow:
-    """Log the figures, the summary and the exponent table to the sweep's parent MLflow run (folder
-    report/), each fitted exponent as a metric, and set the parent FINISHED; record what was logged.
+    """Log the figures, the summary, the exponent table and the laws to the sweep's parent MLflow run
+    (folder report/), each fitted exponent as a metric, and set the parent FINISHED; record what was logged.
     Fails, naming the URI, when the store is unreachable: the report files (other rules' outputs)
     stay, and the same command logs them once the store is back."""
     input:
@@ -160,6 +160,7 @@ rule report_mlflow:
         exponents=f"{REPORT}/exponents.csv",
         families=f"{REPORT}/families.csv",
         answer=f"{REPORT}/answer.md",
+        laws=f"{REPORT}/laws.json",
         parent=ancient(PARENT_JSON),
     output:
         f"{REPORT}/mlflow.json",

@@ -18,6 +18,7 @@ try:
         exponents_csv=inputs.exponents,
         families_csv=inputs.families,
         answer_md=inputs.answer,
+        laws_json=inputs.laws,
         path=snakemake.output[0],
     )
 except JobError as error:
