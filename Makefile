@@ -59,9 +59,9 @@ test: setup browser
 	$(BIN)/python -m pytest -q -m "not cluster"
 
 test-cluster: setup slurm-start
-	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py
+	$(BIN)/python -m pytest -q -m cluster tests/cluster/test_cluster.py
 
-# headless Chromium for tests/test_mlflow_ui.py: apt-installs Debian's chromium when missing (root;
+# headless Chromium for tests/ui/test_mlflow_ui.py: apt-installs Debian's chromium when missing (root;
 # without root it says how and the browser test fails, never skips)
 browser:
 	bash tests/ui/install_chromium.sh

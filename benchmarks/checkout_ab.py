@@ -10,6 +10,7 @@ checkout, and the largest relative difference of the final train/test RMSEs from
 Workloads:
   seed-sweep   the seed experiment's 20 fits (benchmarks/seed_sweep.py: N = 100..3000, G = 5..100)
   stack-S-N    S seeds of the seed chain at N training points as one stack (KANStack), e.g. stack-16-1000
+  mlp          the kan_vs_mlp preset's nine MLP shapes on the seed's function, N = 1000, 350 steps each
 
     python benchmarks/checkout_ab.py --repos /tmp/before . --reps 7 --workloads seed-sweep stack-4-1000
     python benchmarks/checkout_ab.py --repos . . --env '' KANLIB_CPU_KERNEL=torch --workloads seed-sweep
@@ -34,7 +35,7 @@ import torch
 torch.set_num_threads(int(sys.argv[1]))
 sys.path.insert(0, sys.argv[2] + "/benchmarks")
 from seed_sweep import GRIDS, datasets, run_kanlib, target
-from kanlib import KAN, KANStack, create_dataset
+from kanlib import KAN, MLP, KANStack, create_dataset
 
 data = datasets("cpu")
 
@@ -48,6 +49,15 @@ def stack_chain(S, N):
         results = stack.fit(sets, steps=50, stop_grid_update_step=30, progress=False)
     return [r["train_loss"][-1] for r in results], [r["test_loss"][-1] for r in results]
 
+def mlps():
+    dataset = create_dataset(target, n_var=2, train_num=1000, seed=0)
+    results = [
+        MLP(width=[2, *[h] * depth, 1], seed=2).fit(dataset, steps=350, progress=False)
+        for depth in (1, 2, 3)
+        for h in (5, 20, 50)
+    ]
+    return [r["train_loss"][-1] for r in results], [r["test_loss"][-1] for r in results]
+
 for line in sys.stdin:
     workload = line.strip()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -55,6 +65,8 @@ for line in sys.stdin:
         if workload == "seed-sweep":
             train, test, _ = run_kanlib(data, "cpu")
             train, test = train.ravel().tolist(), test.ravel().tolist()
+        elif workload == "mlp":
+            train, test = mlps()
         else:
             _, S, N = workload.split("-")
             train, test = stack_chain(int(S), int(N))

@@ -6,7 +6,7 @@
 #   machine     nvidia-smi, cores, memory, Python, torch and CUDA versions, the C kernels
 #   packages    the versions found; missing ones installed from the wheel folder (--wheels, default .whl/,
 #               made beforehand by benchmarks/gpu_prepare.sh: the GPU machine reaches no package index)
-#   CUDA tests  tests/test_cuda.py
+#   CUDA tests  tests/core/test_cuda.py
 #   evaluation  time per L-BFGS evaluation, KAN stacks S = 1, 4, 16, 64 at N = 1000 and 10,000, GPU and CPU
 #   full fit    the seed chain's first level at S = 1 and 16, GPU and CPU; where an evaluation's time goes
 #   MLP shapes  the three Fig. 3.1 MLP shapes never run, 3 seeds each as one MLPStack, the paper's budget,
@@ -15,7 +15,7 @@
 # The numbers come from benchmarks/gpu_stacks.py (its docstring says what each one measures).
 #
 #   bash benchmarks/gpu_check.sh                    # on the GPU machine (see docs/benchmarks.md for the call)
-#   bash benchmarks/gpu_check.sh --device cpu       # the dry run: tiny sizes on the CPU (tests/test_gpu_check.py)
+#   bash benchmarks/gpu_check.sh --device cpu       # the dry run: tiny sizes on the CPU (tests/core/test_gpu_check.py)
 #   bash benchmarks/gpu_check.sh --parts mlp --budget 540   # only the MLP shapes, with 9 minutes
 set -u
 device=cuda
@@ -150,8 +150,8 @@ PY
   fi
 
   if wants tests; then
-    section "CUDA tests (tests/test_cuda.py)"
-    run_part "$(limit 110 30)" $PY -m pytest -q -rA -p no:cacheprovider --durations=5 tests/test_cuda.py
+    section "CUDA tests (tests/core/test_cuda.py)"
+    run_part "$(limit 110 30)" $PY -m pytest -q -rA -p no:cacheprovider --durations=5 tests/core/test_cuda.py
   fi
 
   if wants evals; then

@@ -2,8 +2,8 @@
 
 ``tiny_sweep``: the tiny config (config/test.yaml) run once per test session by a real Snakemake in a
 temporary working directory (a copy of config/), default target: datasets, training, aggregate and
-the report rules. Tests that only read its results share it (tests/test_workflow.py,
-tests/test_report.py); a test that changes files must work on a copy.
+the report rules. Tests that only read its results share it (tests/workflow/test_workflow.py,
+tests/analysis/test_report.py); a test that changes files must work on a copy.
 """
 
 from __future__ import annotations

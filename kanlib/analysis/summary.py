@@ -473,6 +473,49 @@ def _method_paragraph(several_seeds: bool, divergence_factor: float) -> str:
     )
 
 
+# What decides a job's bits besides its inputs (config cpu_code_path, kanlib.reproducibility).
+_SETTING_COLUMNS = ("cpu_code_path", "mkl_cbwr", "blas_core", "threads", "torch_version", "mkl_version")
+
+
+def _setting_text(setting: dict) -> str:
+    if pd.isna(setting.get("cpu_code_path")):
+        return "no record (trained by a kanlib before 0.2)"
+    threads = setting.get("threads")
+    return (
+        f"cpu_code_path {setting['cpu_code_path']} (MKL_CBWR {setting.get('mkl_cbwr')}, OpenBLAS "
+        f"{setting.get('blas_core')} kernels), {_plural(int(float(threads)), 'thread') if threads else '? threads'}, "
+        f"torch {setting.get('torch_version')}, MKL {setting.get('mkl_version')}"
+    )
+
+
+def numerics_paragraph(results: pd.DataFrame) -> str:
+    """Whether every job of the sweep computed with the same CPU setting: the same inputs then give the
+    same bits on any x86-64 CPU with AVX2 (cpu_code_path avx2; docs/guide.md, "The same numbers on
+    another CPU")."""
+    columns = [column for column in _SETTING_COLUMNS if column in results]
+    if "cpu_code_path" not in columns:
+        return ""
+    results = results[results["torch_version"].notna()]  # the jobs that wrote a metrics.json
+    if results.empty:
+        return ""
+    counts = results[columns].value_counts(dropna=False, sort=True)
+    cpus = sorted(results["cpu_model"].dropna().astype(str).unique()) if "cpu_model" in results else []
+    on = f", on {_join_words(cpus)}" if cpus else ""
+    if len(counts) == 1:
+        setting = dict(zip(columns, counts.index[0]))
+        native = setting.get("cpu_code_path") == "native" and len(cpus) > 1
+        return f"Computed with: {_setting_text(setting)}{on}; the same for all {_plural(len(results), 'job')}." + (
+            " With the native code path the bits depend on the CPU type: the jobs ran on several." if native else ""
+        )
+    parts = [f"{_plural(int(n), 'job')} with {_setting_text(dict(zip(columns, key)))}" for key, n in counts.items()]
+    return (
+        f"**Not every job computed with the same setting** ({len(counts)} settings{on}): {'; '.join(parts)}. "
+        "Their numbers can differ from the first rounding on, and a chain carries that to later levels "
+        "(docs/guide.md, 'The same numbers on another CPU'); `snakemake --forcerun train` retrains every "
+        "job under the current one."
+    )
+
+
 def answer_document(
     results: pd.DataFrame, exponents: pd.DataFrame, tables: bool = False, comparison: pd.DataFrame | None = None
 ) -> Document:
@@ -545,9 +588,12 @@ def build_summary(
     document.blocks += answer_document(results, exponents, comparison=comparison).blocks  # the answer first
     if comparison is not None and not comparison.empty:
         _family_section(document, comparison, family_figures)
+    numerics = numerics_paragraph(results)
     results = chain_rows(results)  # the sections below are the KAN family's
     document.paragraph(_sweep_paragraph(results, configs))
     document.paragraph(_method_paragraph(results["seed"].nunique() > 1, divergence_factor))
+    if numerics:
+        document.paragraph(numerics)
     for configuration in configs:
         _configuration_section(
             document,

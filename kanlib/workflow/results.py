@@ -32,6 +32,7 @@ __all__ = [
     "write_history",
     "read_history",
     "RESULT_COLUMNS",
+    "NUMERICS_COLUMNS",
     "HISTORY_COLUMNS",
     "results_table",
     "history_table",
@@ -58,6 +59,18 @@ RESULT_COLUMNS = [
     "activation",
     "test_median_rmse",
 ]
+# What a job's CPU computed with (metrics.json, the results table, and MLflow tags kanlib.<name>): the
+# sweep's cpu_code_path and the process's record (kanlib.reproducibility.describe).
+NUMERICS_COLUMNS = [
+    "cpu_code_path",
+    "mkl_version",
+    "mkl_cbwr",
+    "blas",
+    "blas_core",
+    "blas_threads",
+    "cpu_capability",
+    "cpu_model",
+]
 RESULT_EXTRA_COLUMNS = [
     "prev_grid_size",
     "grid_level",
@@ -68,6 +81,9 @@ RESULT_EXTRA_COLUMNS = [
     "data_seed",
     "model_seed",
     "job",
+    "threads",
+    "torch_version",
+    *NUMERICS_COLUMNS,
 ]
 HISTORY_COLUMNS = [
     "function",

@@ -28,13 +28,13 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..families import IDENTITY_COLUMNS, Job, get_family
 from ..files import read_json, sha256_file, write_json
 from . import runlog, tracking
-from .results import load_dataset, read_history, write_history
+from .results import NUMERICS_COLUMNS, load_dataset, read_history, write_history
 from .sweep import job_key
 
 __all__ = ["JobIdentity", "TrainOutputs", "TrackingSettings", "TrainJobError", "run_train_jobs", "stack_reason"]
@@ -63,6 +63,8 @@ class JobIdentity:
     host: str
     slurm_job_id: str | None
     columns: dict  # the family's identity columns (kanlib.families.IDENTITY_COLUMNS)
+    # what the CPU computed with (config cpu_code_path, kanlib.reproducibility.describe's record)
+    numerics: dict = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -72,8 +74,10 @@ class JobIdentity:
         import torch
 
         import kanlib
+        from kanlib import reproducibility
 
         family = get_family(spec.family)
+        described = reproducibility.describe()
         host = tracking.host_tags()
         return cls(
             sweep=config["sweep"],
@@ -90,6 +94,10 @@ class JobIdentity:
             host=host["host"],
             slurm_job_id=host.get("slurm_job_id"),
             columns=family.record(config, spec),
+            numerics={
+                "cpu_code_path": config.get("cpu_code_path", reproducibility.DEFAULT),
+                **{key: described[key] for key in NUMERICS_COLUMNS[1:]},
+            },
         )
 
     @property
@@ -149,6 +157,7 @@ class JobIdentity:
             "threads": self.threads,
             "kanlib_version": self.kanlib_version,
             "torch_version": self.torch_version,
+            **{key: self.numerics.get(key) for key in NUMERICS_COLUMNS},
             "git_commit": self.git_commit,
             "host": self.host,
             "slurm_job_id": self.slurm_job_id,
@@ -157,11 +166,11 @@ class JobIdentity:
         }
 
     def mlflow_params(self, device: str | None = None) -> dict[str, str]:
-        """The MLflow params: every field of :meth:`record` but the job key, host and SLURM id
-        (those are tags), the hyperparameters flattened (the requested device as
+        """The MLflow params: every field of :meth:`record` but the job key, host, SLURM id and the
+        CPU numerics (those are tags), the hyperparameters flattened (the requested device as
         ``device_requested``), ``device`` the one the model ran on; None as 'none'."""
         record = self.record()
-        for key in ("job", "hp", "host", "slurm_job_id"):
+        for key in ("job", "hp", "host", "slurm_job_id", *NUMERICS_COLUMNS):
             record.pop(key)
         record.update({key: value for key, value in self.hp.items() if key != "device"})
         record["device_requested"] = self.hp["device"]
@@ -185,6 +194,9 @@ class JobIdentity:
             "mlflow.source.type": "JOB",
             "mlflow.user": getpass.getuser(),
             "host": self.host,
+            "kanlib.torch_version": self.torch_version,
+            "kanlib.threads": str(self.threads),
+            **{f"kanlib.{key}": str(self.numerics.get(key)) for key in NUMERICS_COLUMNS},
         }
         if self.slurm_job_id:
             tags["slurm_job_id"] = self.slurm_job_id
@@ -501,7 +513,7 @@ def _finish_run(identity: JobIdentity, settings: TrackingSettings, metrics: dict
 
 def _moment(name: str, folder: Path) -> None:
     """A point of the job's order where a test may stop it: with KANLIB_TEST_PAUSE_AT=<name> the job
-    writes ``<run>/.paused-<name>`` and waits there to be killed (tests/test_workflow.py)."""
+    writes ``<run>/.paused-<name>`` and waits there to be killed (tests/workflow/test_workflow.py)."""
     if os.environ.get("KANLIB_TEST_PAUSE_AT") == name:
         (folder / f".paused-{name}").touch()
         while True:

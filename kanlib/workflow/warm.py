@@ -92,11 +92,18 @@ def execute(job: dict) -> int:
     """Run ``job`` here; returns the exit status (0, or 1 after writing the failure to stderr)."""
     import torch
 
+    from .. import reproducibility
     from .runtime import job_logger
 
     log = job_logger(job["log"])
     torch.set_num_threads(job["threads"])
     rule = job["rule"]
+    try:
+        # a process whose MKL or OpenBLAS started under another setting computes other bits: refuse it
+        reproducibility.check(job["config"].get("cpu_code_path", reproducibility.DEFAULT))
+    except RuntimeError as error:
+        print(str(error), file=sys.stderr)
+        return 1
     try:
         if rule == "dataset":
             _dataset(job, log)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# install_chromium.sh -- the headless browser of tests/test_mlflow_ui.py (make test runs it first).
+# install_chromium.sh -- the headless browser of tests/ui/test_mlflow_ui.py (make test runs it first).
 # Idempotent: does nothing when chromium (or $KANLIB_CHROMIUM) is there. Missing and run as root:
 # apt-get installs Debian's chromium (log: /tmp/kanlib-chromium-apt.log) and fails loudly if that
 # fails. Missing and not root: says how to install it and exits 0, so that the rest of `make test`
@@ -17,7 +17,7 @@ have_chromium() {
 have_chromium && exit 0
 if [[ $(id -u) != 0 ]]; then
     log "chromium is missing and installing it needs root: run 'sudo bash tests/ui/install_chromium.sh'"
-    log "(or apt-get install chromium); until then tests/test_mlflow_ui.py fails"
+    log "(or apt-get install chromium); until then tests/ui/test_mlflow_ui.py fails"
     exit 0
 fi
 APT_LOG=/tmp/kanlib-chromium-apt.log

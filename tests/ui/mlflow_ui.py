@@ -12,7 +12,7 @@ worker, telemetry off) against the store, opens the addresses kanlib gives out
 the first time sees), writes one PNG per page to ``--out`` (default ``mlflow-ui-screenshots/``), beside
 it the page's text as the browser had it when the picture was taken (``<page>.txt``), and stops the
 server. A relative SQLite store (the default ``sqlite:///mlflow.db``) is the one in the current
-directory. Chromium resolves no name but the loopback address. tests/test_mlflow_ui.py uses
+directory. Chromium resolves no name but the loopback address. tests/ui/test_mlflow_ui.py uses
 the same functions on the tiny sweep's store.
 
 Needs Chromium (Debian: ``apt-get install chromium``; ``bash tests/ui/install_chromium.sh`` installs

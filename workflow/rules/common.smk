@@ -3,6 +3,7 @@
 import os
 import sys
 
+import kanlib.reproducibility as reproducibility
 import kanlib.workflow.sweep as sweep
 from kanlib.workflow.runtime import clear_stale_snakemake_locks
 from kanlib.workflow.tracking import resolve_tracking_uri
@@ -22,11 +23,16 @@ if workflow.is_main_process:
 os.environ.update(MLFLOW_TRACKING_URI=resolve_tracking_uri(config["mlflow"]["tracking_uri"]))
 # The sweep's own model families (config `families`) for the report's processes (kanlib.families.describe).
 os.environ.update(KANLIB_FAMILIES=" ".join(config.get("families", [])))
+# The CPU libraries' kernels (config cpu_code_path): read by MKL and OpenBLAS when a job's process
+# starts, so they are set here, before any job (or the warm process) starts ('native': none set).
+CPU_CODE_PATH_ENV = reproducibility.environment(config["cpu_code_path"])
+os.environ.update(CPU_CODE_PATH_ENV)
 
 
 envvars:
     "MLFLOW_TRACKING_URI",
     "KANLIB_FAMILIES",
+    *CPU_CODE_PATH_ENV,
 
 
 # Cheap rules run in the main Snakemake process (on a cluster: the submit host), not as cluster jobs;

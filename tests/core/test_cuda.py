@@ -31,7 +31,7 @@ from kanlib.functions import get_function
 from kanlib.lstsq import fit_spline_coefficients
 from kanlib.training import StackMemoryError, available_memory
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEVICE = os.environ.get("KANLIB_CUDA_TESTS_ON", "cuda")
 ON_GPU = DEVICE.startswith("cuda")
 

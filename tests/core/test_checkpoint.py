@@ -88,7 +88,7 @@ def test_missing_and_foreign_files(tmp_path):
 
 
 def test_a_checkpoint_written_by_kanlib_0_1_still_loads():
-    """tests/data/kan_v1_*: written by kanlib 0.1.0 (before KANConfig), with that version's outputs."""
+    """tests/core/data/kan_v1_*: written by kanlib 0.1.0 (before KANConfig), with that version's outputs."""
     data = Path(__file__).parent / "data"
     model = KAN.load(data / "kan_v1_2-2-1_G5.pt")
     reference = torch.load(data / "kan_v1_2-2-1_G5_outputs.pt", weights_only=True)

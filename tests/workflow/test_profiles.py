@@ -1,5 +1,5 @@
 """The Snakemake profiles under profiles/ and the resources the rules request (no SLURM needed;
-tests/test_cluster.py runs them on a real one)."""
+tests/cluster/test_cluster.py runs them on a real one)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import kan_resources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 GPU_ONLY = {"set-resources", "config"}
 

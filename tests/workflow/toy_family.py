@@ -1,4 +1,4 @@
-"""A model family of a user's own, for tests/test_toy_family.py: one module and one config entry
+"""A model family of a user's own, for tests/workflow/test_toy_family.py: one module and one config entry
 (``families: [toy_family:FAMILY]``) make the workflow train it, log it and report it.
 
 A "toy" model is an MLP with one hidden tanh layer whose width comes from the family's settings

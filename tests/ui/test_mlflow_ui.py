@@ -24,7 +24,7 @@ from PIL import Image
 from kanlib.workflow import mlflow_server, tracking
 from tests.ui import mlflow_ui
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = "results/test"
 
 pytestmark = [pytest.mark.workflow, pytest.mark.browser]

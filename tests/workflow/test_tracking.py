@@ -178,7 +178,7 @@ def test_a_missing_parent_is_a_clear_error(store):
 
 def test_ui_links_open_the_model_training_view(store, capsys):
     """The addresses kanlib gives out carry the view (MLflow 3.17's UI ignores the experiment's kind tag;
-    tests/test_mlflow_ui.py checks in a browser what they open)."""
+    tests/ui/test_mlflow_ui.py checks in a browser what they open)."""
     uri, parent, client, _ = store
     experiment, run = parent["experiment_id"], parent["run_id"]
     status = client.get_run(run).info.status  # whatever the tests before left it

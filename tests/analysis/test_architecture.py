@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "kanlib"
+PACKAGE = Path(__file__).resolve().parents[2] / "kanlib"
 
 
 def loaded_after(statement: str) -> set[str]:

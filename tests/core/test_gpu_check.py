@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECTIONS = [
     "== machine",
     "== packages",
-    "== CUDA tests (tests/test_cuda.py)",
+    "== CUDA tests (tests/core/test_cuda.py)",
     "== evaluation time",
     "== full fit",
     "== Fig. 3.1 MLP shapes",
@@ -79,7 +79,7 @@ def test_machine_and_versions(dry_run):
 
 
 def test_cuda_tests_collect_and_skip(dry_run):
-    assert re.search(r"^\d+ skipped in ", dry_run, re.M), "tests/test_cuda.py collected and skipped"
+    assert re.search(r"^\d+ skipped in ", dry_run, re.M), "tests/core/test_cuda.py collected and skipped"
     assert "error" not in dry_run.split("== CUDA tests")[1].split("== evaluation")[0].lower()
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 REQUIRED_COLUMNS = [
     "function",
@@ -197,7 +197,7 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
 
 
 def test_tiny_sweep_end_to_end(tiny_sweep):
-    # the session's tiny sweep (tests/conftest.py), shared with tests/test_report.py
+    # the session's tiny sweep (tests/conftest.py), shared with tests/analysis/test_report.py
     work, elapsed = tiny_sweep.work, tiny_sweep.elapsed
     steps = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["steps"]
 

@@ -16,7 +16,7 @@ from kanlib import KAN, KANStack, cpu_kernels
 from kanlib.layer import _KANLayerFunction, layer_forward
 
 F64 = torch.float64
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
 
 

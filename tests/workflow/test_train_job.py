@@ -17,7 +17,7 @@ from kanlib.workflow.jobs import make_dataset
 from kanlib.workflow.sweep import job_from_wildcards
 from kanlib.workflow.train_job import JobIdentity, TrackingSettings, TrainJobError, TrainOutputs, run_train_jobs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_train_job(identity, **options):

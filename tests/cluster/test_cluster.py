@@ -2,7 +2,7 @@
 
 Needs the single-node SLURM of tests/cluster/start_slurm.sh (root; the session fixture runs the
 script, which is idempotent and installs SLURM with apt when missing). Each test works in its own
-temporary working directory, as tests/test_workflow.py does, submits through profiles/slurm (or
+temporary working directory, as tests/workflow/test_workflow.py does, submits through profiles/slurm (or
 profiles/slurm-gpu) and runs its own mlflow server on a free loopback port with a temporary SQLite
 store (kanlib.workflow.mlflow_server, the documented way). Every Snakemake run is wrapped in `timeout`;
 SLURM jobs a test leaves behind are cancelled by id.
@@ -26,7 +26,7 @@ import yaml
 
 from kanlib.workflow import mlflow_server, sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 RUNS = "results/test/runs/exp_sin_pi_x_plus_y2/w2-1-1_k3"
 LEVELS = ["N100_seed0/G3", "N100_seed0/G6", "N200_seed0/G3", "N200_seed0/G6"]

@@ -1,4 +1,4 @@
-"""A model family of a user's own through one module and one config entry (tests/toy_family.py), run
+"""A model family of a user's own through one module and one config entry (tests/workflow/toy_family.py), run
 through a miniature sweep by a real Snakemake with a real MLflow store: its jobs are trained, logged
 and reported beside the KANs, and nothing outside kanlib.families needed to know it."""
 

@@ -22,7 +22,7 @@ from kanlib.analysis.metrics import mlflow_metrics
 from kanlib.analysis.reference import SEED_TRAIN_SIZES, seed_reference_frame
 from kanlib.analysis.summary import answer_document, answer_sentence, build_summary
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRIDS = (5, 10, 20, 50, 100)
 SIZES = (100, 300, 1000, 3000)
 SEED_CONFIG = {"function": "exp_sin_pi_x_plus_y2", "width": "2-1-1", "k": 3}
@@ -486,7 +486,7 @@ def test_laws_file_holds_every_fit_with_its_points_config_hash_and_code_version(
 
 
 @pytest.mark.workflow
-def test_parent_run_has_report_artifacts_and_alpha_metrics(tiny_sweep):
+def test_parent_run_has_report_artifacts_and_alpha_metrics(tiny_sweep, tmp_path):
     from mlflow.tracking import MlflowClient
 
     work = tiny_sweep.work
@@ -496,6 +496,10 @@ def test_parent_run_has_report_artifacts_and_alpha_metrics(tiny_sweep):
     assert parent.info.status == "FINISHED" and parent.data.tags["mlflow.runName"] == "test"
     top = {a.path for a in client.list_artifacts(logged["run_id"], "report")}
     assert top >= {"report/summary.md", "report/summary.html", "report/exponents.csv", "report/exp_sin_pi_x_plus_y2"}
+    logged_laws = json.loads(
+        Path(client.download_artifacts(logged["run_id"], "report/laws.json", str(tmp_path))).read_text()
+    )
+    assert logged_laws == json.loads((work / TINY / "report/laws.json").read_text())
     folder = "report/exp_sin_pi_x_plus_y2/w2-1-1_k3"
     assert {a.path for a in client.list_artifacts(logged["run_id"], folder)} == {
         f"{folder}/{stem}.{ext}" for stem in catalog.figure_stems() for ext in ("png", "pdf")

@@ -25,7 +25,7 @@ from kanlib import KAN, MLP, create_dataset, median_rmse
 from kanlib.families import REGISTRY
 from kanlib.workflow import sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 MLP_WIDTHS = [[2, 4, 1], [2, 8, 1], [2, 4, 4, 1]]

@@ -19,7 +19,7 @@ import pytest
 
 from kanlib.workflow import runlog, tracking
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def environment(**extra) -> dict:

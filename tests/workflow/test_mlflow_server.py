@@ -13,7 +13,7 @@ import pytest
 
 from kanlib.workflow import mlflow_server
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:

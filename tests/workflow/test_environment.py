@@ -8,7 +8,7 @@ from pathlib import Path
 import tomllib
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def normalise(requirement: str) -> tuple[str, str]:

@@ -1,5 +1,5 @@
 """kanlib.workflow.paper on synthetic sweep tables with known answers (the preset miniatures in
-tests/test_presets.py run it on real sweep outputs)."""
+tests/workflow/test_presets.py run it on real sweep outputs)."""
 
 from __future__ import annotations
 
