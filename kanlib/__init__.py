@@ -31,6 +31,8 @@ _EXPORTS = {
     "create_dataset": "kanlib.data",
     "validate_dataset": "kanlib.data",
     "fit": "kanlib.training",
+    "best_of": "kanlib.restarts",
+    "restart_seeds": "kanlib.restarts",
     "median_rmse": "kanlib.training",
     "DivergenceError": "kanlib.training",
     "CheckpointError": "kanlib.checkpoint",

@@ -39,10 +39,32 @@ __all__ = [
     "chained_families",
     "describe",
     "IDENTITY_COLUMNS",
+    "NOT_LEARNED_RELATIVE_RMSE",
+    "learned_target",
 ]
 
 #: The results' columns that say which model of its family a row is (each family fills its own, None else).
 IDENTITY_COLUMNS = ("k", "grid_size", "prev_grid_size", "grid_level", "activation")
+
+
+#: The rule for "this chain did not learn its target", for every family: its relative train RMSE (train
+#: RMSE / standard deviation of the training labels) after its first level (a family without chains:
+#: after its fit) is above this. A model that learnt its target sits orders of magnitude below one
+#: that learnt roughly the labels' mean (relative RMSE near 1); the measured gap is in
+#: docs/benchmarks.md ("Poor minima and restarts", benchmarks/restarts.py).
+NOT_LEARNED_RELATIVE_RMSE = 0.1
+
+
+def learned_target(first_level_relative_train_rmse: float) -> bool:
+    """Whether a chain learnt its target (:data:`NOT_LEARNED_RELATIVE_RMSE`); False for NaN."""
+    return bool(first_level_relative_train_rmse <= NOT_LEARNED_RELATIVE_RMSE)
+
+
+def restarts_setting(config: dict) -> dict:
+    """``{"restarts": R}`` among a family's training settings (changing it retrains), left out for
+    R = 1, the plain fit, so that the jobs of a sweep run before the key existed stay as they are."""
+    restarts = int(config.get("restarts", 1))
+    return {"restarts": restarts} if restarts != 1 else {}
 
 
 def width_str(width) -> str:
@@ -262,7 +284,7 @@ class KANFamily(Family):
         return Job("kan", job.function, job.width, job.n_train, job.seed, settings)
 
     def hyperparameters(self, config) -> dict:
-        return {key: config[key] for key in self.TRAIN_KEYS}
+        return {**{key: config[key] for key in self.TRAIN_KEYS}, **restarts_setting(config)}
 
     def record(self, config, job) -> dict:
         return {
@@ -399,7 +421,11 @@ class MLPFamily(Family):
         return Job("mlp", function, tuple(parse_width(width)), int(n_train), int(seed), (("activation", activation),))
 
     def hyperparameters(self, config) -> dict:
-        return {"steps": self.steps(config), **{key: config[key] for key in self.TRAIN_KEYS}}
+        return {
+            "steps": self.steps(config),
+            **{key: config[key] for key in self.TRAIN_KEYS},
+            **restarts_setting(config),
+        }
 
     def record(self, config, job) -> dict:
         return {**super().record(config, job), "activation": job.get("activation")}

@@ -316,9 +316,18 @@ class KAN(ModelStack):
             layer.initialize_from_parent(parent, layer_x.to(device=self.device, dtype=self.dtype))
         return self
 
-    def refine(self, new_grid: int, x: torch.Tensor) -> KAN:
-        """A new model (stack) with grid size ``new_grid`` initialised from this one on samples x."""
+    def refine(self, new_grid: int, x: torch.Tensor | None = None) -> KAN:
+        """A new model (stack) with grid size ``new_grid`` initialised from this one on samples x
+        (pykan's grid extension). Without x: the training inputs of this model's last ``fit``
+        (pykan 0.2.8 takes the input of the last forward pass, after ``fit`` the *test* inputs)."""
         new_grid = check_int("new_grid", new_grid, 1)
+        if x is None:
+            x = getattr(self, "last_fit_input", None)
+            if x is None:
+                raise ValueError(
+                    "refine(new_grid) without x extends the grid on the training inputs of this model's last "
+                    "fit, and this model has not been fitted: call fit first, or pass x (samples (N, d))"
+                )
         configs = [dataclasses.replace(config, grid=new_grid) for config in self.configs]
         return type(self).from_configs(configs, self.device).initialize_from_another_model(self, x)
 
