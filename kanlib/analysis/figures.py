@@ -31,6 +31,7 @@ from ..files import atomic_path
 from .fits import (
     CONFIG_COLUMNS,
     GROUP_COLUMNS,
+    learning_mask,
     require_single_configuration,
     rmse_pivot,
     summarize_over_seeds,
@@ -134,10 +135,29 @@ def _new_axes(figsize: tuple[float, float] = (6.4, 4.8)):
 
 
 def _seed_summary(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per (N, G) geometric mean / min / max of ``metric`` over seeds, finite cells only."""
+    """Per (N, G) geometric mean / min / max of ``metric`` over the seeds whose chains learnt the
+    target (all seeds when none did), finite cells only."""
     require_single_configuration(results)
-    summary = summarize_over_seeds(results, metrics=[metric])
+    learnt = learning_mask(results)
+    summary = summarize_over_seeds(results[learnt] if learnt.any() else results, metrics=[metric])
     return summary[np.isfinite(summary[metric].to_numpy(dtype=float))]
+
+
+def _chains(count: int) -> str:
+    return f"{count} chain" if count == 1 else f"{count} chains"
+
+
+def _draw_not_learnt(ax, results: pd.DataFrame, x: str, metric: str) -> None:
+    """Grey crosses at every level of the chains that did not learn the target (left out of the lines)."""
+    stuck = results[~learning_mask(results)]
+    if not stuck.empty:
+        ax.plot(
+            stuck[x].to_numpy(dtype=float),
+            stuck[metric].to_numpy(dtype=float),
+            "x",
+            color="0.5",
+            label=f"did not learn the target ({_chains(stuck.drop_duplicates(['n_train', 'seed']).shape[0])})",
+        )
 
 
 def _label_log_axis_at(axis, values) -> None:
@@ -199,6 +219,7 @@ def plot_rmse_vs_grid(results: pd.DataFrame, metric: str = "test_rmse") -> Figur
         grid = cells["grid_size"].to_numpy(dtype=float)
         ax.plot(grid, cells[metric].to_numpy(dtype=float), "o-", color=color, label=f"N={n_train}")
         _draw_seed_spread(ax, grid, cells, metric, color)
+    _draw_not_learnt(ax, results, "grid_size", metric)
 
     order = int(summary["k"].iloc[0]) + 1
     smallest_grid = float(summary["grid_size"].min())
@@ -250,6 +271,7 @@ def plot_rmse_vs_data(results: pd.DataFrame, metric: str = "test_rmse") -> Figur
         n_train = cells["n_train"].to_numpy(dtype=float)
         ax.plot(n_train, cells[metric].to_numpy(dtype=float), "s-", color=color, label=f"G={grid_size}")
         _draw_seed_spread(ax, n_train, cells, metric, color)
+    _draw_not_learnt(ax, results, "n_train", metric)
     ax.set_xscale("log")
     ax.set_yscale("log")
     _label_log_axis_at(ax.xaxis, summary["n_train"])
@@ -476,6 +498,7 @@ def plot_fitted_power_laws(results: pd.DataFrame, fits: pd.DataFrame) -> Figure:
             pivot_y = float(fit["prefactor"]) * pivot_x ** (-alpha)
             curves = [pivot_y * (line_x / pivot_x) ** (-a) for a in (low, high)]
             ax.fill_between(line_x, np.fmin(*curves), np.fmax(*curves), color=color, alpha=0.2, linewidth=0)
+    _draw_not_learnt(ax, results, x_column, metric)
     handles, labels = ax.get_legend_handles_labels()
     if any_excluded:
         handles.append(Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="grey"))

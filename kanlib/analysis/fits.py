@@ -39,6 +39,9 @@ __all__ = [
     "CONFIG_COLUMNS",
     "GROUP_COLUMNS",
     "chain_rows",
+    "learning_mask",
+    "learnt_rows",
+    "not_learnt_chains",
     "DEFAULT_DIVERGENCE_FACTOR",
     "PowerLawFit",
     "FinitePoints",
@@ -604,6 +607,31 @@ def chain_rows(results: pd.DataFrame) -> pd.DataFrame:
     # (grid_level is empty in a partial report's rows of levels that did not run)
     integers = {c: "int64" for c in ("k", "grid_size", "grid_level") if c in kan.columns and kan[c].notna().all()}
     return kan.astype(integers) if not kan.empty else kan
+
+
+def learning_mask(results: pd.DataFrame) -> pd.Series:
+    """Per row: False where the row's chain did not learn its target (column ``learned_target``,
+    :func:`kanlib.families.learned_target`), True where it did or the table does not say (rows
+    written before the column existed)."""
+    if "learned_target" not in results.columns:
+        return pd.Series(True, index=results.index)
+    flags = results["learned_target"].map({True: True, False: False, "True": True, "False": False})
+    return flags.fillna(True).astype(bool)
+
+
+def learnt_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of chains that learnt their target (or whose table does not say): what fits use."""
+    return results[learning_mask(results)]
+
+
+def not_learnt_chains(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per chain that did not learn its target: its configuration, N, seed and the relative
+    train RMSE after its first level."""
+    stuck = results[~learning_mask(results)]
+    keys = [c for c in ("family", *GROUP_COLUMNS, "seed") if c in stuck.columns]
+    column = "first_level_relative_train_rmse"
+    values = stuck.groupby(keys, sort=True, dropna=False)[column].first() if column in stuck else None
+    return values.reset_index() if values is not None else stuck[keys].drop_duplicates()
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], table: str) -> None:

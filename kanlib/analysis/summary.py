@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..families import describe
+from ..families import NOT_LEARNED_RELATIVE_RMSE, describe
 from .catalog import figure_spec
 from .document import Document
-from .fits import DEFAULT_DIVERGENCE_FACTOR, chain_rows, data_scaling_table, rmse_pivot
+from .fits import DEFAULT_DIVERGENCE_FACTOR, chain_rows, data_scaling_table, learnt_rows, not_learnt_chains, rmse_pivot
 from .reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES
 from .tables import (
     FIT_SPECS,
@@ -137,6 +137,12 @@ def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
     """
     grids = sorted(results["grid_size"].unique())
     theory = int(results["k"].iloc[0]) + 1
+    if learnt_rows(results).empty:
+        return (
+            f"No exponent: none of the {_plural(len(not_learnt_chains(results)), 'chain')} learnt the target "
+            f"(relative train RMSE above {NOT_LEARNED_RELATIVE_RMSE:g} after the first level); more `restarts` "
+            "or steps at the first level may find a fit that does."
+        )
     if len(grids) < 2:
         return (
             f"No exponent: the sweep has a single grid size (G={_integer(grids[0]) if grids else 'none'}); "
@@ -382,6 +388,27 @@ def _seed_section(document: Document, results: pd.DataFrame, exponents: pd.DataF
         document.table(exponent_rows)
 
 
+def _not_learnt_text(results: pd.DataFrame, stuck: pd.DataFrame) -> str:
+    """Which chains did not learn the target, by the rule of kanlib.families.learned_target."""
+    chains = results.drop_duplicates([c for c in ("n_train", "seed") if c in results.columns])
+    listed = ", ".join(
+        f"N={int(row['n_train'])} seed {int(row['seed'])}"
+        + (
+            f" ({row['first_level_relative_train_rmse']:.2g})"
+            if _finite(row.get("first_level_relative_train_rmse"))
+            else ""
+        )
+        for _, row in stuck.iterrows()
+    )
+    return (
+        f"**{len(stuck)} of {_plural(len(chains), 'chain')} did not learn the target**: relative train RMSE (train "
+        f"RMSE over the training labels' standard deviation) above {NOT_LEARNED_RELATIVE_RMSE:g} after the first "
+        f"level: {listed}. They are left out of the exponents and the tables below and marked in the figures; "
+        "`restarts` in the config trains several initialisations at the first level and continues with the best "
+        "by training RMSE."
+    )
+
+
 def _rmse_sections(document: Document, results: pd.DataFrame) -> None:
     """The test- and train-RMSE tables (rows N, columns G), with the seed spread when there are seeds."""
     n_seeds = results["seed"].nunique()
@@ -421,9 +448,14 @@ def _configuration_section(
     document.table(_exponent_display(exponents))
     document.heading(3, "Interpolation threshold and the points of each fit")
     document.table(_threshold_display(exponents))
-    _rmse_sections(document, results)
-    _data_scaling_section(document, results)
-    _seed_section(document, results, exponents)
+    stuck = not_learnt_chains(results)
+    if not stuck.empty:
+        document.paragraph(_not_learnt_text(results, stuck))
+    learnt = learnt_rows(results)
+    if not learnt.empty:  # the tables, like the fits, hold the chains that learnt the target
+        _rmse_sections(document, learnt)
+        _data_scaling_section(document, learnt)
+        _seed_section(document, learnt, exponents)
     if figure_paths:
         _figures_section(document, figure_paths)
 

@@ -19,6 +19,7 @@ from .fits import (
     DEFAULT_DIVERGENCE_FACTOR,
     chain_rows,
     fit_scaling_laws,
+    learnt_rows,
     rmse_pivot,
     summarize_over_seeds,
 )
@@ -106,7 +107,7 @@ def exponent_table(
     only; the median-based RMSE's fit only where the table has that column with a value (tables
     written before it existed have none).
     """
-    results = chain_rows(results)
+    results = learnt_rows(chain_rows(results))  # a chain that did not learn its target measures no law
     frames = [
         fit_scaling_laws(
             results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor, n_boot=n_boot
@@ -140,7 +141,7 @@ def fits_of(exponents: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
 def family_comparison(results: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`kanlib.analysis.families.compare_families` with the report's settings."""
     return compare_families(
-        results,
+        learnt_rows(results),
         confidence=settings["confidence"],
         divergence_factor=settings["divergence_factor"],
         n_boot=settings["n_boot"],

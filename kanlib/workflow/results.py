@@ -58,6 +58,10 @@ RESULT_COLUMNS = [
     "family",
     "activation",
     "test_median_rmse",
+    # did the chain learn its target (kanlib.families.learned_target)
+    "relative_train_rmse",
+    "first_level_relative_train_rmse",
+    "learned_target",
 ]
 # What a job's CPU computed with (metrics.json, the results table, and MLflow tags kanlib.<name>): the
 # sweep's cpu_code_path and the process's record (kanlib.reproducibility.describe).
@@ -81,6 +85,8 @@ RESULT_EXTRA_COLUMNS = [
     "data_seed",
     "model_seed",
     "job",
+    "restarts",
+    "restart_chosen",
     "threads",
     "torch_version",
     *NUMERICS_COLUMNS,

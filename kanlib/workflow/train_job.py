@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..families import IDENTITY_COLUMNS, Job, get_family
+from ..families import IDENTITY_COLUMNS, Job, get_family, learned_target
 from ..files import read_json, sha256_file, write_json
 from . import runlog, tracking
 from .results import NUMERICS_COLUMNS, load_dataset, read_history, write_history
@@ -322,6 +322,42 @@ def _fit_options(identity: JobIdentity) -> dict:
     }
 
 
+def _restarts(identity: JobIdentity) -> int:
+    """How many initialisations the job trains: ``restarts`` at a job that starts from scratch (a
+    chain's first level, an MLP), else 1 (a later level starts from the previous one's model)."""
+    return 1 if identity.init_checkpoint else int(identity.hp.get("restarts", 1))
+
+
+def _fit_best_of(identity: JobIdentity, dataset: dict, log, callback):
+    """The best by final training RMSE of ``restarts`` initialisations (:func:`kanlib.restarts.best_of`),
+    trained as one stack where the family's stacks are the faster way; returns (model, fit result)."""
+    from ..devices import resolve_device
+    from ..restarts import best_of
+
+    family, hp = get_family(identity.family), identity.hp
+    as_stack = hp["batch"] == -1 and (family.stacks_on_cpu or resolve_device(hp["device"]).type != "cpu")
+    model, fit = best_of(
+        lambda seed: family.build(identity.spec, hp, seed),
+        identity.model_seed,
+        _restarts(identity),
+        dataset,
+        as_stack=as_stack,
+        callback=callback,
+        **_fit_options(identity),
+    )
+    restarts = fit["restarts"]
+    log.info(
+        "%s %s: best of %d initialisations by training RMSE: candidate %d (seed %d); their final train RMSEs %s",
+        family.label,
+        family.model_segment(identity.spec),
+        len(restarts["seeds"]),
+        restarts["chosen"],
+        restarts["seeds"][restarts["chosen"]],
+        ", ".join(f"{value:.3e}" for value in restarts["train_loss"]),
+    )
+    return model, fit
+
+
 def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, log, started) -> dict:
     """Train the level, write model.pt, history.csv and metrics.json to ``unsynced``; returns the metrics."""
     from ..training import DivergenceError
@@ -334,8 +370,12 @@ def _train(identity: JobIdentity, settings: TrackingSettings, parent: dict, unsy
         step_times.append(int(time.time() * 1000))
 
     try:
-        model, init_time_s = _build_model(identity, dataset, log)
-        fit = model.fit(dataset, **_fit_options(identity), callback=remember)
+        if _restarts(identity) > 1:
+            model, fit = _fit_best_of(identity, dataset, log, lambda *_: step_times.append(int(time.time() * 1000)))
+            init_time_s = 0.0
+        else:
+            model, init_time_s = _build_model(identity, dataset, log)
+            fit = model.fit(dataset, **_fit_options(identity), callback=remember)
     except Exception as error:  # a diverged fit, CUDA missing or out of memory, a bad checkpoint ...
         outcome = _log_failed_run(identity, settings, parent, error, records, step_times, started)
         kind = "diverged" if isinstance(error, DivergenceError) else f"failed ({type(error).__name__})"
@@ -372,6 +412,10 @@ def _write_unsynced(
     unsynced.mkdir(parents=True, exist_ok=True)
     model.save(unsynced / "model.pt")  # model.pt first, metrics.json last
     provenance = get_family(identity.family).provenance(model)
+    restarts = fit.get("restarts") or {}
+    label_std = float(dataset["train_label"].std())
+    relative = fit["train_loss"][-1] / label_std
+    first_level = _first_level_relative_rmse(identity, label_std, relative)
     write_history(unsynced / "history.csv", fit)
     metrics = {
         **identity.record(),
@@ -380,6 +424,15 @@ def _write_unsynced(
         "train_rmse": fit["train_loss"][-1],
         "test_rmse": fit["test_loss"][-1],
         "reg": fit["reg"][-1],
+        # did the chain learn its target (kanlib.families.learned_target, after its first level)
+        "relative_train_rmse": relative,
+        "first_level_relative_train_rmse": first_level,
+        "learned_target": learned_target(first_level),
+        # the initialisations of a first level (config restarts): seeds, final train RMSEs, the chosen one
+        "restarts": len(restarts.get("seeds", [identity.model_seed])),
+        "restart_seeds": restarts.get("seeds"),
+        "restart_train_rmse": restarts.get("train_loss"),
+        "restart_chosen": restarts.get("chosen"),
         "min_test_rmse": min(fit["test_loss"]),
         "test_median_rmse": median_rmse(model, dataset["test_input"], dataset["test_label"]),
         "n_evals": sum(fit["n_evals"]),
@@ -413,6 +466,18 @@ def _write_unsynced(
     return metrics
 
 
+def _first_level_relative_rmse(identity: JobIdentity, label_std: float, relative: float) -> float:
+    """The relative train RMSE after the job's chain's first level: its own at a first level, else the
+    previous level's record (metrics.json beside its checkpoint; written before that record existed:
+    its train RMSE over the same training labels' standard deviation)."""
+    if not identity.init_checkpoint:
+        return relative
+    previous = read_json(Path(identity.init_checkpoint).parent / "metrics.json")
+    if previous.get("first_level_relative_train_rmse") is not None:
+        return float(previous["first_level_relative_train_rmse"])
+    return float(previous["train_rmse"]) / label_std
+
+
 def _log_run(
     identity: JobIdentity, settings: TrackingSettings, parent: dict, unsynced: Path, metrics: dict, log
 ) -> str:
@@ -439,13 +504,28 @@ def _log_run(
                 "tags": {
                     **identity.mlflow_tags(),
                     "kanlib.stack_size": str(metrics.get("stack_size", 1)),
+                    "kanlib.learned_target": str(metrics["learned_target"]),
+                    **(
+                        {
+                            "kanlib.restart_seeds": " ".join(map(str, metrics["restart_seeds"])),
+                            "kanlib.restart_chosen": str(metrics["restart_chosen"]),
+                        }
+                        if metrics.get("restart_seeds")
+                        else {}
+                    ),
                     **{f"kanlib.{key}": str(value) for key, value in metrics.get("provenance", {}).items() if value},
                 },
-                "history": {name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
+                "history": {
+                    **{name: history[name] for name in ("train_rmse", "test_rmse", "reg", "n_evals")},
+                    # one point per initialisation (step = its index)
+                    **({"restart_train_rmse": metrics["restart_train_rmse"]} if metrics.get("restart_seeds") else {}),
+                },
                 "final": {
                     "final_train_rmse": metrics["train_rmse"],
                     "final_test_rmse": metrics["test_rmse"],
                     "final_reg": metrics["reg"],
+                    "relative_train_rmse": metrics["relative_train_rmse"],
+                    "first_level_relative_train_rmse": metrics["first_level_relative_train_rmse"],
                     "min_test_rmse": metrics["min_test_rmse"],
                     "final_test_median_rmse": metrics["test_median_rmse"],
                     "n_params": metrics["n_params"],
@@ -616,6 +696,9 @@ def stack_reason(identities: list[JobIdentity]) -> str | None:
     a family whose stacks are slower on the CPU than one fit after another trains one by one there."""
     if len(identities) < 2:
         return "one model"
+    restarts = max(_restarts(identity) for identity in identities)
+    if restarts > 1:
+        return f"restarts: each seed's {restarts} initialisations train as a stack of their own"
     hp = identities[0].hp
     if hp["batch"] != -1:
         return f"batch={hp['batch']} (each seed would draw its own minibatches; a stack needs batch: -1)"

@@ -417,3 +417,19 @@ def test_rmse_vs_grid_figure_one_panel_per_configuration(functions):
         assert figure.axes[0].get_xscale() == "log"
     else:
         assert len(figure.axes) == 2 and all(len(ax.images) == 1 for ax in figure.axes)
+
+
+def test_chains_that_did_not_learn_are_crosses_not_part_of_the_lines():
+    results = make_results(n_seeds=3)
+    results["learned_target"] = results["seed"] != 2
+    results.loc[results["seed"] == 2, ["test_rmse", "train_rmse"]] = 0.6
+    figure = plot_rmse_vs_grid(results)
+    ax = figure.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    crosses = lines["did not learn the target (4 chains)"]
+    assert len(crosses.get_xdata()) == len(results[results["seed"] == 2]) and set(crosses.get_ydata()) == {0.6}
+    learnt = results[results["seed"] != 2]
+    cells = learnt[learnt["n_train"] == learnt["n_train"].min()].groupby("grid_size")["test_rmse"]
+    expected = np.exp(cells.apply(lambda v: np.log(v).mean()).to_numpy())
+    first_line = lines[f"N={learnt['n_train'].min()}"]
+    np.testing.assert_allclose(first_line.get_ydata(), expected, rtol=1e-12)

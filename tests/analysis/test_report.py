@@ -588,3 +588,21 @@ def test_report_files_survive_an_unreachable_tracking_store(tiny_sweep, tmp_path
     assert (work / TINY / "report/mlflow.json").is_file()
     assert len(client.get_metric_history(run_id, name)) == before + 1
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_chains_that_did_not_learn_the_target_are_counted_and_left_out_of_the_fits():
+    learning = sweep_table(alpha=4.0, sigma_log=0.1, seeds=(0, 1, 2), threshold=lambda n: 1e9, rng_seed=5)
+    learning["learned_target"] = True
+    stuck = sweep_table(seeds=(3,), threshold=lambda n: 1e9)
+    stuck["test_rmse"] = stuck["train_rmse"] = 0.6  # the labels' mean, at every level
+    stuck["learned_target"], stuck["first_level_relative_train_rmse"] = False, 0.45
+    mixed = pd.concat([learning, stuck], ignore_index=True)
+    # the fits are those of the learning chains alone (the stuck seed would pull every seed average up)
+    ours, reference = tables.exponent_table(mixed, n_boot=200), tables.exponent_table(learning, n_boot=200)
+    pd.testing.assert_frame_equal(ours, reference)
+    markdown = summary_of(mixed)
+    assert f"**{len(SIZES)} of {4 * len(SIZES)} chains did not learn the target**" in markdown
+    assert alpha_numbers(answer_line(markdown)) == alpha_numbers(answer_line(summary_of(learning)))
+    # every chain stuck: no exponent, and the answer says why
+    assert "No exponent" in answer_line(summary_of(stuck))
+    assert tables.exponent_table(stuck, n_boot=50)["alpha"].isna().all() or tables.exponent_table(stuck).empty

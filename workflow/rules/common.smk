@@ -151,10 +151,13 @@ def train_priority(wildcards):
 
 
 def train_resources(wildcards, attempt):
-    """mem_mb, runtime (minutes) and cpus_per_task of a train job (its family's estimate)."""
+    """mem_mb, runtime (minutes) and cpus_per_task of a train job (its family's estimate): a first
+    level trains `restarts` candidates per seed."""
     job = job_of(wildcards, SEEDS[0])
-    n_models = len(SEEDS) if BATCH_SEEDS else 1
-    return sweep.job_family(job).resources(config, job, attempt, n_models)
+    family = sweep.job_family(job)
+    first = family.previous(config, job) is None
+    n_models = (len(SEEDS) if BATCH_SEEDS else 1) * (int(config["restarts"]) if first else 1)
+    return family.resources(config, job, attempt, n_models)
 
 
 def dataset_mem_mb(wildcards, attempt):
