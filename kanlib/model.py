@@ -279,8 +279,8 @@ class KAN(ModelStack):
     @torch.no_grad()
     def update_grid_from_samples(self, x: torch.Tensor) -> None:
         """Adapt every layer's grid to the activations that x (one model's (N, d); a stack's (S, N, d) or
-        shared (N, d)) produces (pykan's name)."""
-        self.update_grids(self.models_input(x))
+        shared (N, d)) produces (pykan's name); x is cast to the model's dtype and device first."""
+        self.update_grids(self.models_input(x).to(device=self.device, dtype=self.dtype))
 
     update_grid = update_grid_from_samples
 

@@ -262,3 +262,12 @@ def test_fit_shows_its_options():
     parameters = inspect.signature(KAN(width=[2, 1]).fit).parameters
     assert list(parameters)[0] == "dataset"
     assert {"opt", "steps", "lr", "batch", "stop_grid_update_step", "stall_rtol", "callback"} <= set(parameters)
+
+
+def test_update_grid_from_samples_casts_the_samples_like_fit_does():
+    x = torch.rand(200, 2, dtype=torch.float32) * 2 - 1  # pykan's tutorials make float32 samples
+    model, reference = KAN(width=[2, 1, 1], grid=3, k=3, seed=1), KAN(width=[2, 1, 1], grid=3, k=3, seed=1)
+    model.update_grid_from_samples(x)
+    reference.update_grid_from_samples(x.double())
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+    assert model(x.double()).dtype == torch.float64  # the model still works in its own dtype
