@@ -107,11 +107,14 @@ class ModelStack(nn.Module):
         state = self.state_dict()
         trainable = {name: param.requires_grad for name, param in self.named_parameters()}
         models = []
+        fitted = getattr(self, "last_fit_input", None)  # each model keeps its own training inputs
         for s, config in enumerate(self.configs):
             model = family.from_config(config, self.device)
             model._set_state({name: tensor[s : s + 1].clone() for name, tensor in state.items()})
             for name, param in model.named_parameters():
                 param.requires_grad_(trainable[name])
+            if fitted is not None:
+                model.last_fit_input = fitted[s] if fitted.dim() == 3 else fitted
             models.append(model)
         return models
 

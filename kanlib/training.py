@@ -327,7 +327,8 @@ def fit(
     data = stack_datasets(dataset, S, model.width[0], model.width[-1])
     device, dtype = model.device, model.dtype
     train_x, train_y, test_x, test_y = (data[key].to(device=device, dtype=dtype) for key in DATASET_KEYS)
-    model.last_fit_input = train_x if model.stacked else train_x[0]  # refine(new_grid)'s samples
+    # refine(new_grid)'s samples: (S, N, d), or one model's (N, d)
+    model.last_fit_input = train_x if model.stacked or S > 1 else train_x[0]
     n_train, n_test = train_x.shape[1], test_x.shape[1]
     check_stack_memory(model, n_train, n_test, max_bytes)
     fast_mse = loss_fn is None and lamb == 0

@@ -609,14 +609,30 @@ def chain_rows(results: pd.DataFrame) -> pd.DataFrame:
     return kan.astype(integers) if not kan.empty else kan
 
 
+_CHAIN_KEYS = ("family", *GROUP_COLUMNS, "seed", "activation")
+
+
+def _chain_keys(results: pd.DataFrame) -> list[str]:
+    return [column for column in _CHAIN_KEYS if column in results.columns]
+
+
+def _chain_last_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Each chain's last level (a family without chains: its one row), which carries the chain's verdict."""
+    order = results.sort_values("grid_level", kind="stable") if "grid_level" in results.columns else results
+    return order.groupby(_chain_keys(results), sort=True, dropna=False).tail(1)
+
+
 def learning_mask(results: pd.DataFrame) -> pd.Series:
-    """Per row: False where the row's chain did not learn its target (column ``learned_target``,
-    :func:`kanlib.families.learned_target`), True where it did or the table does not say (rows
-    written before the column existed)."""
-    if "learned_target" not in results.columns:
+    """Per row: False where the row's chain did not learn its target, True where it did or the table
+    does not say (rows written before the column existed). A chain's verdict is the ``learned_target``
+    of its last level (:func:`kanlib.families.learned_target`, judged at the chain's fourth level)."""
+    if "learned_target" not in results.columns or results.empty:
         return pd.Series(True, index=results.index)
     flags = results["learned_target"].map({True: True, False: False, "True": True, "False": False})
-    return flags.fillna(True).astype(bool)
+    last = _chain_last_rows(results.assign(_flag=flags.fillna(True).astype(bool)))
+    verdicts = last.set_index(_chain_keys(results))["_flag"]
+    keys = pd.MultiIndex.from_frame(results[_chain_keys(results)])
+    return pd.Series(verdicts.reindex(keys).fillna(True).astype(bool).to_numpy(), index=results.index)
 
 
 def learnt_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -625,13 +641,9 @@ def learnt_rows(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def not_learnt_chains(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per chain that did not learn its target: its configuration, N, seed and the relative
-    train RMSE after its first level."""
-    stuck = results[~learning_mask(results)]
-    keys = [c for c in ("family", *GROUP_COLUMNS, "seed") if c in stuck.columns]
-    column = "first_level_relative_train_rmse"
-    values = stuck.groupby(keys, sort=True, dropna=False)[column].first() if column in stuck else None
-    return values.reset_index() if values is not None else stuck[keys].drop_duplicates()
+    """One row per chain that did not learn its target: its last level's row (with the relative
+    train RMSE the verdict was judged by, ``judged_relative_train_rmse``)."""
+    return _chain_last_rows(results[~learning_mask(results)]).reset_index(drop=True)
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], table: str) -> None:

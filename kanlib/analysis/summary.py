@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..families import NOT_LEARNED_RELATIVE_RMSE, describe
+from ..families import REGISTRY, describe
 from .catalog import figure_spec
 from .document import Document
 from .fits import DEFAULT_DIVERGENCE_FACTOR, chain_rows, data_scaling_table, learnt_rows, not_learnt_chains, rmse_pivot
@@ -140,7 +140,7 @@ def answer_sentence(results: pd.DataFrame, exponents: pd.DataFrame) -> str:
     if learnt_rows(results).empty:
         return (
             f"No exponent: none of the {_plural(len(not_learnt_chains(results)), 'chain')} learnt the target "
-            f"(relative train RMSE above {NOT_LEARNED_RELATIVE_RMSE:g} after the first level); more `restarts` "
+            f"({_rule_text()}); more `restarts` "
             "or steps at the first level may find a fit that does."
         )
     if len(grids) < 2:
@@ -388,24 +388,28 @@ def _seed_section(document: Document, results: pd.DataFrame, exponents: pd.DataF
         document.table(exponent_rows)
 
 
+def _rule_text() -> str:
+    """The KAN family's rule for a chain that did not learn (kanlib.families.Family.not_learned_relative_rmse)."""
+    kan = REGISTRY["kan"]
+    return (
+        f"relative train RMSE above {kan.not_learned_relative_rmse:g} at the chain's level {kan.judged_level} "
+        "(its last, in a shorter chain)"
+    )
+
+
 def _not_learnt_text(results: pd.DataFrame, stuck: pd.DataFrame) -> str:
     """Which chains did not learn the target, by the rule of kanlib.families.learned_target."""
     chains = results.drop_duplicates([c for c in ("n_train", "seed") if c in results.columns])
     listed = ", ".join(
         f"N={int(row['n_train'])} seed {int(row['seed'])}"
-        + (
-            f" ({row['first_level_relative_train_rmse']:.2g})"
-            if _finite(row.get("first_level_relative_train_rmse"))
-            else ""
-        )
+        + (f" ({row['judged_relative_train_rmse']:.2g})" if _finite(row.get("judged_relative_train_rmse")) else "")
         for _, row in stuck.iterrows()
     )
     return (
-        f"**{len(stuck)} of {_plural(len(chains), 'chain')} did not learn the target**: relative train RMSE (train "
-        f"RMSE over the training labels' standard deviation) above {NOT_LEARNED_RELATIVE_RMSE:g} after the first "
-        f"level: {listed}. They are left out of the exponents and the tables below and marked in the figures; "
-        "`restarts` in the config trains several initialisations at the first level and continues with the best "
-        "by training RMSE."
+        f"**{len(stuck)} of {_plural(len(chains), 'chain')} did not learn the target** ({_rule_text()}; "
+        f"relative: over the training labels' standard deviation): {listed}. They are left out of the exponents "
+        "and the tables below and marked in the figures; `restarts` in the config trains several "
+        "initialisations at the first level and continues with the best by training RMSE."
     )
 
 

@@ -58,9 +58,9 @@ RESULT_COLUMNS = [
     "family",
     "activation",
     "test_median_rmse",
-    # did the chain learn its target (kanlib.families.learned_target)
+    # did the chain learn its target (kanlib.families.learned_target, judged at the chain's fourth level)
     "relative_train_rmse",
-    "first_level_relative_train_rmse",
+    "judged_relative_train_rmse",
     "learned_target",
 ]
 # What a job's CPU computed with (metrics.json, the results table, and MLflow tags kanlib.<name>): the

@@ -415,7 +415,7 @@ def _write_unsynced(
     restarts = fit.get("restarts") or {}
     label_std = float(dataset["train_label"].std())
     relative = fit["train_loss"][-1] / label_std
-    first_level = _first_level_relative_rmse(identity, label_std, relative)
+    judged = _judged_relative_rmse(identity, label_std, relative)
     write_history(unsynced / "history.csv", fit)
     metrics = {
         **identity.record(),
@@ -424,10 +424,11 @@ def _write_unsynced(
         "train_rmse": fit["train_loss"][-1],
         "test_rmse": fit["test_loss"][-1],
         "reg": fit["reg"][-1],
-        # did the chain learn its target (kanlib.families.learned_target, after its first level)
+        # did the chain learn its target (kanlib.families.learned_target): judged at its fourth level,
+        # before that provisionally at this one
         "relative_train_rmse": relative,
-        "first_level_relative_train_rmse": first_level,
-        "learned_target": learned_target(first_level),
+        "judged_relative_train_rmse": judged,
+        "learned_target": learned_target(identity.family, judged),
         # the initialisations of a first level (config restarts): seeds, final train RMSEs, the chosen one
         "restarts": len(restarts.get("seeds", [identity.model_seed])),
         "restart_seeds": restarts.get("seeds"),
@@ -466,15 +467,17 @@ def _write_unsynced(
     return metrics
 
 
-def _first_level_relative_rmse(identity: JobIdentity, label_std: float, relative: float) -> float:
-    """The relative train RMSE after the job's chain's first level: its own at a first level, else the
-    previous level's record (metrics.json beside its checkpoint; written before that record existed:
-    its train RMSE over the same training labels' standard deviation)."""
-    if not identity.init_checkpoint:
+def _judged_relative_rmse(identity: JobIdentity, label_std: float, relative: float) -> float:
+    """The relative train RMSE the rule judges the chain by (its family's ``judged_level``): this
+    level's up to the judged level, after it the previous level's record (metrics.json beside its
+    checkpoint; one written before that record existed: its train RMSE over the same labels' spread)."""
+    level = identity.columns.get("grid_level")
+    judged_level = get_family(identity.family).judged_level
+    if not identity.init_checkpoint or level is None or int(level) + 1 <= judged_level:  # (level counts from 0)
         return relative
     previous = read_json(Path(identity.init_checkpoint).parent / "metrics.json")
-    if previous.get("first_level_relative_train_rmse") is not None:
-        return float(previous["first_level_relative_train_rmse"])
+    if previous.get("judged_relative_train_rmse") is not None:
+        return float(previous["judged_relative_train_rmse"])
     return float(previous["train_rmse"]) / label_std
 
 
@@ -525,7 +528,7 @@ def _log_run(
                     "final_test_rmse": metrics["test_rmse"],
                     "final_reg": metrics["reg"],
                     "relative_train_rmse": metrics["relative_train_rmse"],
-                    "first_level_relative_train_rmse": metrics["first_level_relative_train_rmse"],
+                    "judged_relative_train_rmse": metrics["judged_relative_train_rmse"],
                     "min_test_rmse": metrics["min_test_rmse"],
                     "final_test_median_rmse": metrics["test_median_rmse"],
                     "n_params": metrics["n_params"],

@@ -595,7 +595,7 @@ def test_chains_that_did_not_learn_the_target_are_counted_and_left_out_of_the_fi
     learning["learned_target"] = True
     stuck = sweep_table(seeds=(3,), threshold=lambda n: 1e9)
     stuck["test_rmse"] = stuck["train_rmse"] = 0.6  # the labels' mean, at every level
-    stuck["learned_target"], stuck["first_level_relative_train_rmse"] = False, 0.45
+    stuck["learned_target"], stuck["judged_relative_train_rmse"] = False, 0.45
     mixed = pd.concat([learning, stuck], ignore_index=True)
     # the fits are those of the learning chains alone (the stuck seed would pull every seed average up)
     ours, reference = tables.exponent_table(mixed, n_boot=200), tables.exponent_table(learning, n_boot=200)

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from kanlib.analysis.fits import learnt_rows
+
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
@@ -166,7 +168,9 @@ def test_paper_fig3_1_miniature_end_to_end(tmp_path):
     children = finished_children(work)
     assert len(children) == 110 and (children["status"] == "FINISHED").all()
     families = pd.read_csv(work / "results/paper_fig3_1/report/families.csv")
-    assert len(families) == 10 and set(families["family"]) == {"kan", "mlp"}
+    # a row per function and family with a chain that learnt its target (2 steps leave some MLPs short)
+    learnt = learnt_rows(results).groupby(["function", "family"]).ngroups
+    assert len(families) == learnt >= 5 and set(families["family"]) == {"kan", "mlp"}
     for function in results["function"].unique():
         assert (work / f"results/paper_fig3_1/report/{function}/families.png").is_file()
     numbers = paper_numbers(work / "results/paper_fig3_1")

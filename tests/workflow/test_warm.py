@@ -17,6 +17,7 @@ import torch
 import yaml
 from conftest import REPO
 
+from kanlib import reproducibility
 from kanlib.files import write_json
 from kanlib.workflow import tracking, warm
 
@@ -35,6 +36,8 @@ sys.exit(0 if status is None else status)
 def workdir(tmp_path, monkeypatch):
     """A working directory served by a warm process owned by this test (stopped at the end)."""
     monkeypatch.chdir(tmp_path)
+    for name, value in reproducibility.environment().items():  # what the Snakefile exports to its jobs
+        monkeypatch.setenv(name, value)
     line = warm.start_server(owner=os.getpid(), workdir=tmp_path)
     assert "warm process started" in line, line
     log_file = tmp_path / ".snakemake" / warm.LOG_NAME
@@ -54,7 +57,9 @@ def config(tmp_path: Path, **changes) -> dict:
     return values
 
 
-def dataset_job(tmp_path: Path, function="exp_sin_pi_x_plus_y2", name="data.pt") -> dict:
+def dataset_job(tmp_path: Path, function="exp_sin_pi_x_plus_y2", name="data.pt", here=False) -> dict:
+    """``here``: for warm.execute in this pytest process, which started without the pinned
+    environment; a dataset is drawn without BLAS, so the code path does not change its bits."""
     return {
         "rule": "dataset",
         "wildcards": {"function": function, "n": "100", "seed": "0"},
@@ -63,7 +68,7 @@ def dataset_job(tmp_path: Path, function="exp_sin_pi_x_plus_y2", name="data.pt")
         "params": {"function": function, "test_num": 50, "input_range": [-1, 1]},
         "log": str(tmp_path / "logs" / f"{name}.log"),
         "threads": 1,
-        "config": config(tmp_path),
+        "config": config(tmp_path, **({"cpu_code_path": "native"} if here else {})),
     }
 
 
@@ -111,7 +116,7 @@ def test_a_forked_job_writes_what_the_job_writes_in_its_own_process(workdir):
     forked = client(workdir, dataset_job(workdir, name="forked.pt"))
     out, err = forked.communicate(timeout=120)
     assert forked.returncode == 0 and "STATUS 0" in out, err
-    assert warm.execute(dataset_job(workdir, name="here.pt")) == 0
+    assert warm.execute(dataset_job(workdir, name="here.pt", here=True)) == 0
     a, b = (torch.load(workdir / name, weights_only=True) for name in ("forked.pt", "here.pt"))
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a if key != "info")
     assert "wrote" in (workdir / "logs" / "forked.pt.log").read_text()
@@ -126,7 +131,7 @@ def test_a_failing_job_reports_on_its_own_stderr_with_its_status(workdir):
 
 
 def test_a_killed_job_takes_its_child_with_it(workdir):
-    assert warm.execute(dataset_job(workdir)) == 0
+    assert warm.execute(dataset_job(workdir, here=True)) == 0
     job = train_job(workdir, str(workdir / "data.pt"), steps=100000)
     running = client(workdir, job)
     log_file = workdir / ".snakemake" / warm.LOG_NAME

@@ -156,7 +156,8 @@ def train_resources(wildcards, attempt):
     job = job_of(wildcards, SEEDS[0])
     family = sweep.job_family(job)
     first = family.previous(config, job) is None
-    n_models = (len(SEEDS) if BATCH_SEEDS else 1) * (int(config["restarts"]) if first else 1)
+    restarts = family.hyperparameters(config).get("restarts", 1) if first else 1
+    n_models = (len(SEEDS) if BATCH_SEEDS else 1) * restarts
     return family.resources(config, job, attempt, n_models)
 
 
