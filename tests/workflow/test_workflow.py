@@ -729,6 +729,8 @@ def test_a_finished_sweep_of_an_earlier_kanlib_resumes_without_retraining(tmp_pa
             cwd=work, env=environment(PYTHONPATH=str(earlier)), capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert old.returncode == 0, (old.stdout + old.stderr)[-4000:]
+        # that kanlib trained one initialisation per chain: the same setting now (the default, 4, retrains)
+        (work / "config" / "extra.yaml").write_text(yaml.safe_dump({**extra, "restarts": 1}))
         before = children(runs(work))  # 2 sizes x (2 levels + 1 MLP) x 2 seeds
         assert len(before) == 12 and before["tags.kanlib.job"].is_unique and (before["status"] == "FINISHED").all()
         dry = snakemake(work, "-n")
