@@ -7,9 +7,10 @@ Reads the sweep's own files (results.csv, history.csv, report/families.csv, and 
 table each level's model.pt and dataset; hence the workflow layer, not kanlib.analysis) and prints
 markdown: the numbers docs/paper.md cites, each with how it was measured. Conventions:
 
-- A *poor minimum* is a chain whose train RMSE is still above 0.1 at its fourth level (G = 20 in
-  the presets; the targets' scale is ~1, a chain that learnt its target is far below): it says
-  nothing about scaling, so per-seed fits skip it and say so.
+- A *poor minimum* is a chain that did not learn its target by the sweep's own verdict
+  (``learned_target``, :func:`kanlib.families.learned_target`: relative train RMSE above 0.1 at a
+  KAN chain's fourth level, G = 20 in the presets): it says nothing about scaling, so per-seed fits
+  skip it and say so.
 - Exponents: ``RMSE = C G^-alpha`` by OLS in log-log space (:func:`kanlib.analysis.fits.fit_power_law`,
   95% OLS-t interval) per seed, over a stated range of G.
 - A staircase step: at an extension G_i -> G_i+1 the train RMSE falls more than twice as fast over
@@ -27,11 +28,10 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.families import compare_families, family_points
-from ..analysis.fits import fit_power_law
+from ..analysis.fits import fit_power_law, learning_mask
 
-__all__ = ["POOR_MINIMUM_TRAIN_RMSE", "STAIR_STEPS", "fig2_3_numbers", "fig3_1_numbers", "main"]
+__all__ = ["STAIR_STEPS", "fig2_3_numbers", "fig3_1_numbers", "main"]
 
-POOR_MINIMUM_TRAIN_RMSE = 0.1
 STAIR_STEPS = 10
 
 
@@ -58,10 +58,9 @@ def _fit_text(grids, values) -> str:
 
 
 def _poor_minimum(chain: pd.DataFrame) -> bool:
-    """Train RMSE still above POOR_MINIMUM_TRAIN_RMSE at the chain's fourth level (G = 20 in the
-    presets): a coarse first grid may underfit (J0(20x) at G = 3), a poor minimum stays."""
-    levels = chain.sort_values("grid_size")
-    return float(levels.iloc[min(3, len(levels) - 1)]["train_rmse"]) > POOR_MINIMUM_TRAIN_RMSE
+    """The chain did not learn its target (its ``learned_target`` verdict; a table written before
+    that column existed says nothing, and its chains count as learnt)."""
+    return not learning_mask(chain).all()
 
 
 def staircase_table(history: pd.DataFrame) -> list[str]:
