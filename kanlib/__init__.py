@@ -34,6 +34,8 @@ _EXPORTS = {
     "best_of": "kanlib.restarts",
     "restart_seeds": "kanlib.restarts",
     "median_rmse": "kanlib.training",
+    "outside_training_range": "kanlib.training",
+    "range_split_errors": "kanlib.training",
     "DivergenceError": "kanlib.training",
     "CheckpointError": "kanlib.checkpoint",
 }

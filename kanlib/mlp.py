@@ -123,6 +123,16 @@ class MLP(ModelStack):
             outputs.append(h.transpose(1, 2).contiguous())  # (S', out, N), as every family returns it
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
+    @torch.no_grad()
+    def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The input of every linear layer (the hidden ones after the activation): list of (N, width[l])
+        for one model, (S, N, width[l]) for a stack."""
+        inputs = [self.models_input(x)]  # (S, N, width[0])
+        for layer in self.layers[:-1]:
+            h = torch.baddbmm(layer.bias.unsqueeze(1), inputs[-1], layer.weight.transpose(1, 2))  # (S, N, out)
+            inputs.append(self._activation(h))
+        return inputs if self.stacked else [h[0] for h in inputs]
+
     def mse_and_grad_t(self, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
         """Each model's mean squared error on feature-major x_t (S, width[0], N), y_t (S, width[-1], N) and
         its gradient written to each parameter's ``.grad`` (S, ...) (fit's hot path): -> losses (S,).

@@ -25,6 +25,8 @@ from .optim import LBFGS
 __all__ = [
     "fit",
     "median_rmse",
+    "outside_training_range",
+    "range_split_errors",
     "regularization",
     "DivergenceError",
     "StackMemoryError",
@@ -105,6 +107,38 @@ def median_rmse(model, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         squared = (model(x) - y).pow(2).mean(dim=1)  # (N,) per-sample squared error
         return float(squared.median().sqrt())
+
+
+@torch.no_grad()
+def outside_training_range(model, train_input: torch.Tensor, test_input: torch.Tensor) -> torch.Tensor:
+    """Which test points leave the range the training points span, at some layer: (N_test,) bool.
+
+    A point is outside at layer l when one of its inputs to layer l lies outside [min, max] of the
+    training points' inputs to that layer (``model.layer_inputs``: layer 0's input is the model's
+    input). There a spline extrapolates on coefficients no training point constrained. One model;
+    train_input (N, width[0]), test_input (N_test, width[0])."""
+    outside = torch.zeros(test_input.shape[0], dtype=torch.bool, device=test_input.device)
+    for train, test in zip(model.layer_inputs(train_input), model.layer_inputs(test_input)):  # (N, w_l)
+        low, high = train.min(0).values, train.max(0).values  # (w_l,)
+        outside |= ((test < low) | (test > high)).any(1)
+    return outside
+
+
+@torch.no_grad()
+def range_split_errors(model, dataset: dict) -> dict:
+    """The test error split by :func:`outside_training_range`: ``test_outside_count`` (points outside
+    at some layer), ``test_outside_mse_share`` (their share of the summed squared test error) and
+    ``test_interior_rmse`` (the RMSE of the other points; NaN when there are none)."""
+    x, y = dataset["test_input"], dataset["test_label"]
+    outside = outside_training_range(model, dataset["train_input"], x)  # (N_test,)
+    squared = (model(x) - y).pow(2).mean(dim=1)  # (N_test,)
+    total = float(squared.sum())
+    inside = squared[~outside]
+    return {
+        "test_outside_count": int(outside.sum()),
+        "test_outside_mse_share": float(squared[outside].sum()) / total if total > 0 else 0.0,
+        "test_interior_rmse": float(inside.mean().sqrt()) if inside.numel() else float("nan"),
+    }
 
 
 # ---- datasets ---------------------------------------------------------------------------------------

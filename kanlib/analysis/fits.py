@@ -71,7 +71,7 @@ GROUP_COLUMNS: tuple[str, ...] = ("function", "width", "k", "n_train")
 #: :func:`find_interpolation_threshold`).
 DEFAULT_DIVERGENCE_FACTOR: float = 10.0
 
-_METRICS = ("train_rmse", "test_rmse", "test_median_rmse")
+_METRICS = ("train_rmse", "test_rmse", "test_median_rmse", "test_interior_rmse")
 _X_COLUMNS = ("grid_size", "n_params")
 
 

@@ -29,8 +29,9 @@ Fields
 
     - ``function``, ``width`` (``"2-1-1"``), ``k``, ``n_train``: the KAN configuration and the
       training-set size;
-    - ``x``: ``"grid_size"`` or ``"n_params"``; ``metric``: ``"test_rmse"``, ``"train_rmse"`` or
-      ``"test_median_rmse"``;
+    - ``x``: ``"grid_size"`` or ``"n_params"``; ``metric``: ``"test_rmse"``, ``"train_rmse"``,
+      ``"test_median_rmse"`` or ``"test_interior_rmse"`` (the test points inside the training
+      points' range at every layer);
     - ``alpha``, ``alpha_low``, ``alpha_high``: the exponent and its interval at ``confidence``;
       ``ci_method``: ``"ols-t"`` (one seed: OLS standard error with Student t), ``"bootstrap-seeds"``
       (percentile interval over resampled seeds) or ``""`` (no fit);

@@ -44,6 +44,7 @@ _METRIC_WORDS = {
     "test_rmse": "test RMSE",
     "train_rmse": "train RMSE",
     "test_median_rmse": "test median-RMSE",
+    "test_interior_rmse": "interior test RMSE",
 }
 _EMPTY = "The results table is empty: no grid level finished, nothing to report."
 
@@ -427,6 +428,23 @@ def _rmse_sections(document: Document, results: pd.DataFrame) -> None:
     mean_note = " (geometric mean over seeds)" if n_seeds > 1 else ""
     document.heading(3, f"Train RMSE (rows N, columns G){mean_note}")
     document.table(_pivot_display(rmse_pivot(results, "train_rmse")))
+    if "test_outside_mse_share" in results.columns and results["test_outside_mse_share"].notna().any():
+        _outside_section(document, results, n_seeds)
+
+
+def _outside_section(document: Document, results: pd.DataFrame, n_seeds: int) -> None:
+    """The share of the test MSE that test points outside the training range carry (rows N, columns G)."""
+    document.heading(3, "Test points outside the training range (share of the test MSE, rows N, columns G)")
+    largest = " (the largest over seeds)" if n_seeds > 1 else ""
+    document.paragraph(
+        "The test points that leave, at some layer, the range the training points span (there a spline "
+        f"extrapolates on coefficients no training point constrained) carry this share of the test MSE{largest}; "
+        "`results.csv` has their count (`test_outside_count`) and the RMSE of the others (`test_interior_rmse`). "
+        "Where it is near 100% the mean-based test RMSE measures those few points rather than the fit: "
+        "the exponents by the median-based and the interior test RMSE are in the table above."
+    )
+    share = results.pivot_table(index="n_train", columns="grid_size", values="test_outside_mse_share", aggfunc="max")
+    document.table(_pivot_display(share, lambda value: f"{float(value):.0%}" if _finite(value) else "n/a"))
 
 
 def _figures_section(document: Document, paths: dict[str, str]) -> None:

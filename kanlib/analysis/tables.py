@@ -50,7 +50,11 @@ FIT_SPECS: tuple[tuple[str, str], ...] = (
     ("n_params", "train_rmse"),
     # the KAN paper's Fig. 2.3: the mean is dominated by a few boundary points, the median is not
     ("grid_size", "test_median_rmse"),
+    # the test points inside the training points' range at every layer (kanlib.training.range_split_errors)
+    ("grid_size", "test_interior_rmse"),
 )
+#: Errors fitted only where the table has them (tables written before they were measured have none).
+OPTIONAL_METRICS: tuple[str, ...] = ("test_median_rmse", "test_interior_rmse")
 
 #: (function, width, k) of the seed experiment, whose published table :mod:`kanlib.analysis.reference` holds.
 SEED_CONFIGURATION: tuple[str, str, int] = ("exp_sin_pi_x_plus_y2", "2-1-1", 3)
@@ -104,8 +108,8 @@ def exponent_table(
     One row per fit, the columns of :func:`kanlib.analysis.fits.fit_scaling_laws` (``x`` says the
     scaling variable, ``metric`` the error). Groups that cannot be fitted (one grid size, failed
     jobs, everything beyond the threshold) get NaN ``alpha`` and the reason in ``note``. KAN rows
-    only; the median-based RMSE's fit only where the table has that column with a value (tables
-    written before it existed have none).
+    only; the median-based and interior RMSEs' fits only where the table has that column with a value
+    (tables written before it existed have none).
     """
     results = learnt_rows(chain_rows(results))  # a chain that did not learn its target measures no law
     frames = [
@@ -113,7 +117,7 @@ def exponent_table(
             results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor, n_boot=n_boot
         )
         for x, metric in FIT_SPECS
-        if metric != "test_median_rmse" or (metric in results.columns and results[metric].notna().any())
+        if metric not in OPTIONAL_METRICS or (metric in results.columns and results[metric].notna().any())
     ]
     table = pd.concat(frames, ignore_index=True)
     order = {spec: index for index, spec in enumerate(FIT_SPECS)}

@@ -10,6 +10,8 @@ results (one row per KAN grid level or MLP fit)
     ``function, width, k, n_train, seed, grid_size, n_params, steps, optimizer, train_rmse,
     test_rmse, wall_time_s, device, mlflow_run_id, family, activation, test_median_rmse``, then extras
     (``prev_grid_size, grid_level, n_evals, reg, dtype, lr, data_seed, model_seed, job``).
+    ``test_outside_count, test_outside_mse_share, test_interior_rmse``: the test points outside the
+    training points' range at some layer, their share of the test MSE, the RMSE of the others.
     ``family`` is ``kan`` or ``mlp``; an MLP row has an ``activation`` and no ``k``, ``grid_size``
     or ``grid_level`` (empty), a KAN row no ``activation``. ``test_median_rmse`` is the root of
     the median squared test error (the KAN paper's Fig. 2.3 measure beside the RMSE).
@@ -33,12 +35,14 @@ __all__ = [
     "read_history",
     "RESULT_COLUMNS",
     "NUMERICS_COLUMNS",
+    "RANGE_SPLIT_COLUMNS",
     "HISTORY_COLUMNS",
     "results_table",
     "history_table",
     "write_table",
 ]
 
+RANGE_SPLIT_COLUMNS = ["test_outside_count", "test_outside_mse_share", "test_interior_rmse"]
 RESULT_COLUMNS = [
     "function",
     "width",
@@ -62,6 +66,8 @@ RESULT_COLUMNS = [
     "relative_train_rmse",
     "judged_relative_train_rmse",
     "learned_target",
+    # the test points outside the training points' range at some layer (kanlib.training.range_split_errors)
+    *RANGE_SPLIT_COLUMNS,
 ]
 # What a job's CPU computed with (metrics.json, the results table, and MLflow tags kanlib.<name>): the
 # sweep's cpu_code_path and the process's record (kanlib.reproducibility.describe).
@@ -165,7 +171,7 @@ def results_table(metrics: list[dict]):
 
     columns = RESULT_COLUMNS + RESULT_EXTRA_COLUMNS
     # metrics.json written before the MLP family existed has no family: a KAN grid level
-    defaults = {"family": "kan", "test_median_rmse": float("nan")}
+    defaults = {"family": "kan", "test_median_rmse": float("nan"), "test_interior_rmse": float("nan")}
     frame = pd.DataFrame(
         [{column: m.get(column, defaults.get(column)) for column in columns} for m in metrics], columns=columns
     )
@@ -185,6 +191,9 @@ def results_table(metrics: list[dict]):
             "n_evals": "int64",
             "reg": "float64",
             "test_median_rmse": "float64",
+            "test_outside_count": "Int64",  # empty in tables of jobs that did not measure it
+            "test_outside_mse_share": "float64",
+            "test_interior_rmse": "float64",
         }
     )
     if frame["activation"].isna().all():  # a KAN-only sweep: NaN, as the CSV reads back (not None)

@@ -186,10 +186,12 @@ def test_library_imports_neither_torch_nor_matplotlib():
 def test_exponent_table_recovers_known_exponent_with_interval():
     results = sweep_table(alpha=4.0, sigma_log=0.05, threshold=lambda n: 1e9, rng_seed=3)
     results["test_median_rmse"] = results["test_rmse"] / 3  # a constant factor: the same exponent
+    results["test_interior_rmse"] = results["test_rmse"] / 5
     exponents = tables.exponent_table(results)
     assert len(exponents) == len(tables.FIT_SPECS) * len(SIZES)
     by_metric = exponents[exponents["x"] == "grid_size"].set_index(["metric", "n_train"])["alpha"]
     np.testing.assert_allclose(by_metric["test_median_rmse"], by_metric["test_rmse"], rtol=1e-9)
+    np.testing.assert_allclose(by_metric["test_interior_rmse"], by_metric["test_rmse"], rtol=1e-9)
     assert [tuple(pair) for pair in exponents[["x", "metric"]].drop_duplicates().to_numpy()] == list(tables.FIT_SPECS)
     main = exponents[(exponents["x"] == "grid_size") & (exponents["metric"] == "test_rmse")].set_index("n_train")
     assert (
