@@ -40,6 +40,7 @@ def base_config(tmp_path: Path, **changes) -> dict:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config.update(yaml.safe_load((REPO / "config" / "test.yaml").read_text()))
     config["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", retry_seconds=1)
+    config["restarts"] = 1  # seeds stack; with restarts each seed's candidates stack instead (test_restarts_sweep)
     config.update(changes)
     return config
 
@@ -196,7 +197,7 @@ MIXED = {
 def run_sweep(work: Path, *args: str, **changes) -> subprocess.CompletedProcess:
     if not (work / "config").exists():
         shutil.copytree(REPO / "config", work / "config")
-        (work / "config" / "extra.yaml").write_text(yaml.safe_dump({**MIXED, **changes}))
+        (work / "config" / "extra.yaml").write_text(yaml.safe_dump({**MIXED, "restarts": 1, **changes}))
     command = tiny_command(*args)  # the tiny config, then config/extra.yaml (the mixed sweep) on top
     return subprocess.run(command, cwd=work, env=tiny_environment(), capture_output=True, text=True, timeout=600)
 
