@@ -1,7 +1,8 @@
 """Spline ends, a first screen with library calls: pykan's convention (each layer's grid follows the
 training activations: update_grid during the first 50 steps of a level) against grids that stay where
 they were built (``update_grid=False``: every layer's grid on [-1, 1], the known input domain for the
-first layer), on the seed's function ([2,1,1]) and xy ([2,2,1]), N = 1000, model seeds 0-4 (the best
+first layer) and against the first layer alone on [-1, 1] (hidden grids following the data), on
+the seed's function ([2,1,1]) and xy ([2,2,1]), N = 1000, model seeds 0-4 (the best
 of 4 initialisations at G = 3), grid extension G = 3 ... 200, 200 L-BFGS steps a level.
 
 Per level: train RMSE; the test RMSE on 1000 test points (mean, median and interior: the points
@@ -9,7 +10,7 @@ inside the training range at every layer, kanlib.range_split_errors), the share 
 that the other points carry; and the RMSE over the whole domain from 2^17 scrambled Sobol points
 (a handful of test points makes the 1000-point mean noisy). Geometric means over the seeds.
 
-    python benchmarks/spline_ends.py [--seeds 5] [--grids 3 5 10 20 50 100 200]
+    python benchmarks/spline_ends.py [--seeds 5] [--grids 3 5 10 20 50 100 200] [--conventions pykan fixed input]
 """
 
 from __future__ import annotations
@@ -26,9 +27,25 @@ from kanlib.functions import get_function
 from kanlib.training import median_rmse
 
 CASES = [("exp_sin_pi_x_plus_y2", [2, 1, 1]), ("xy", [2, 2, 1])]
+FOLLOW = {"update_grid": True, "grid_update_num": 10, "stop_grid_update_step": 50}
+
+
+class InputDomainKAN(KAN):
+    """The first layer's grid stays on [-1, 1] (the inputs' known domain); hidden grids follow the data."""
+
+    @torch.no_grad()
+    def update_grids(self, x: torch.Tensor) -> None:
+        x = self.layers[0](x)
+        for layer in self.layers[1:]:
+            layer.update_grid_from_samples(x)
+            x = layer(x)
+
+
+# label: (model class, fit options)
 CONVENTIONS = {
-    "pykan (grids follow the data)": {"update_grid": True, "grid_update_num": 10, "stop_grid_update_step": 50},
-    "grids fixed on [-1, 1]": {"update_grid": False},
+    "pykan": ("pykan (grids follow the data)", KAN, FOLLOW),
+    "fixed": ("grids fixed on [-1, 1]", KAN, {"update_grid": False}),
+    "input": ("first layer on [-1, 1], hidden grids follow the data", InputDomainKAN, FOLLOW),
 }
 
 
@@ -37,14 +54,14 @@ def domain_rmse(model, target, points: torch.Tensor) -> float:
         return float((model(points) - target(points)).pow(2).mean().sqrt())
 
 
-def chain(function: str, width: list[int], seed: int, grids: list[int], options: dict, points) -> list[dict]:
+def chain(function: str, width, seed: int, grids: list[int], model_class, options: dict, points) -> list[dict]:
     target = get_function(function)
     data = create_dataset(target, n_var=target.n_var, train_num=1000, test_num=1000, seed=seed)
     rows, model = [], None
     for grid in grids:
         if model is None:
-            model, _ = best_of(
-                lambda s: KAN(width=width, grid=grid, k=3, seed=s),
+            model, _ = best_of(  # candidates one by one: the same numbers as a stack, and the class kept
+                lambda s: model_class(width=width, grid=grid, k=3, seed=s),
                 seed + 1,
                 4,
                 data,
@@ -83,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--grids", type=int, nargs="+", default=[3, 5, 10, 20, 50, 100, 200])
+    parser.add_argument("--conventions", nargs="+", default=list(CONVENTIONS), choices=list(CONVENTIONS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     points = {  # 2^17 scrambled Sobol points over [-1, 1]^d
@@ -91,9 +109,12 @@ def main() -> None:
     }
     print(f"torch {torch.__version__}, one thread; model seeds 0-{args.seeds - 1}; N = 1000; 200 steps a level\n")
     for function, width in CASES:
-        for label, options in CONVENTIONS.items():
+        for name in args.conventions:
+            label, model_class, options = CONVENTIONS[name]
             started = time.process_time()
-            chains = [chain(function, width, seed, args.grids, options, points) for seed in range(args.seeds)]
+            chains = [
+                chain(function, width, seed, args.grids, model_class, options, points) for seed in range(args.seeds)
+            ]
             seconds = time.process_time() - started
             stuck = sum(rows[min(3, len(rows) - 1)]["relative_train"] > 0.1 for rows in chains)
             print(f"## {function}, KAN {width}, {label}: {seconds:.0f} s CPU, {stuck} chains stuck\n")
