@@ -104,9 +104,13 @@ def median_rmse(model, x: torch.Tensor, y: torch.Tensor) -> float:
     boundary points with large errors dominate the mean, not the median. x: (N, width[0]); y: (N,
     width[-1]). torch.median takes the lower of the two middle values for even N (numpy's averages them).
     """
-    with torch.no_grad():
-        squared = (model(x) - y).pow(2).mean(dim=1)  # (N,) per-sample squared error
-        return float(squared.median().sqrt())
+    return float(squared_errors(model, x, y).median().sqrt())
+
+
+@torch.no_grad()
+def squared_errors(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each sample's squared error, averaged over the outputs: (N,) for x (N, width[0]), y (N, width[-1])."""
+    return (model(x) - y).pow(2).mean(dim=1)
 
 
 @torch.no_grad()
@@ -131,7 +135,7 @@ def range_split_errors(model, dataset: dict) -> dict:
     ``test_interior_rmse`` (the RMSE of the other points; NaN when there are none)."""
     x, y = dataset["test_input"], dataset["test_label"]
     outside = outside_training_range(model, dataset["train_input"], x)  # (N_test,)
-    squared = (model(x) - y).pow(2).mean(dim=1)  # (N_test,)
+    squared = squared_errors(model, x, y)  # (N_test,)
     total = float(squared.sum())
     inside = squared[~outside]
     return {
