@@ -36,6 +36,7 @@ _EXPORTS = {
     "median_rmse": "kanlib.training",
     "outside_training_range": "kanlib.training",
     "range_split_errors": "kanlib.training",
+    "validation_errors": "kanlib.training",
     "DivergenceError": "kanlib.training",
     "CheckpointError": "kanlib.checkpoint",
 }

@@ -12,11 +12,13 @@ from .devices import resolve_device, resolve_dtype
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
 
 
-def _split_seeds(seed: int) -> tuple[int, int]:
-    """Independent seeds for the train and the test split, so that the test set
-    depends on ``seed`` only (not on ``train_num``)."""
-    train_state, test_state = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
-    return int(train_state >> np.uint64(1)), int(test_state >> np.uint64(1))
+def _split_seeds(seed: int) -> tuple[int, int, int]:
+    """Independent seeds for the train, the test and the validation split, so that the test and the
+    validation set depend on ``seed`` only (not on ``train_num``). The first two are those of the
+    train and test split before the validation split existed (SeedSequence words are a stream)."""
+    states = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
+    train_seed, test_seed, val_seed = (int(state >> np.uint64(1)) for state in states)
+    return train_seed, test_seed, val_seed
 
 
 def _uniform(n: int, ranges: np.ndarray, seed: int, dtype) -> torch.Tensor:
@@ -54,6 +56,7 @@ def create_dataset(
     device="cpu",
     seed: int = 0,
     dtype=torch.float64,
+    val_num: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Sample inputs uniformly in ``ranges`` and label them with ``f`` (pykan's call).
 
@@ -61,10 +64,16 @@ def create_dataset(
     or one [lo, hi] per variable. Returns train/test inputs (n, n_var) and
     labels (n, n_out). Deterministic for a seed; the test set depends only on
     ``seed``, ``test_num`` and ``ranges``, not on ``train_num``.
+
+    ``val_num`` > 0 (not in pykan) adds ``val_input``/``val_label``: a validation set drawn like the
+    training set from its own stream (it depends only on ``seed``, ``val_num`` and ``ranges``), for
+    choosing a model (e.g. its grid size) without looking at the test set. The train and test
+    points are the same with and without it.
     """
     if not callable(f):
         raise ValueError(f"f must be callable; got {type(f).__name__}")
-    for name, value, minimum in (("n_var", n_var, 1), ("train_num", train_num, 1), ("test_num", test_num, 1)):
+    checked = (("n_var", n_var, 1), ("train_num", train_num, 1), ("test_num", test_num, 1), ("val_num", val_num, 0))
+    for name, value, minimum in checked:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     dtype = resolve_dtype(dtype)
@@ -73,20 +82,25 @@ def create_dataset(
         arr = np.tile(arr, (n_var, 1))
     if arr.shape != (n_var, 2) or not np.all(np.isfinite(arr)) or not np.all(arr[:, 0] < arr[:, 1]):
         raise ValueError(f"ranges must be [lo, hi] or one [lo, hi] per variable ({n_var}) with lo < hi; got {ranges!r}")
-    train_seed, test_seed = _split_seeds(int(seed))
-    train_input = _uniform(int(train_num), arr, train_seed, dtype)
-    test_input = _uniform(int(test_num), arr, test_seed, dtype)
-    train_label = _labels(f, train_input, "train")
-    test_label = _labels(f, test_input, "test")
+    sizes = {"train": int(train_num), "test": int(test_num), "val": int(val_num)}
+    inputs = {
+        split: _uniform(sizes[split], arr, split_seed, dtype)  # (n, n_var)
+        for split, split_seed in zip(("train", "test", "val"), _split_seeds(int(seed)))
+        if sizes[split] > 0
+    }
+    labels = {split: _labels(f, x, split) for split, x in inputs.items()}  # (n, n_out)
+    # normalised with the training split's statistics, as pykan does
     if normalize_input:
-        mean, std = train_input.mean(0, keepdim=True), train_input.std(0, keepdim=True)
-        train_input, test_input = (train_input - mean) / std, (test_input - mean) / std
+        mean, std = inputs["train"].mean(0, keepdim=True), inputs["train"].std(0, keepdim=True)
+        inputs = {split: (x - mean) / std for split, x in inputs.items()}
     if normalize_label:
-        mean, std = train_label.mean(0, keepdim=True), train_label.std(0, keepdim=True)
-        train_label, test_label = (train_label - mean) / std, (test_label - mean) / std
+        mean, std = labels["train"].mean(0, keepdim=True), labels["train"].std(0, keepdim=True)
+        labels = {split: (y - mean) / std for split, y in labels.items()}
     device = resolve_device(device)
-    dataset = dict(train_input=train_input, train_label=train_label, test_input=test_input, test_label=test_label)
-    return {key: value.to(device) for key, value in dataset.items()}
+    dataset = {}
+    for split in inputs:
+        dataset[f"{split}_input"], dataset[f"{split}_label"] = inputs[split].to(device), labels[split].to(device)
+    return dataset
 
 
 def validate_dataset(dataset, in_dim: int, out_dim: int) -> None:

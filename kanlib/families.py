@@ -288,7 +288,14 @@ class KANFamily(Family):
         return Job("kan", job.function, job.width, job.n_train, job.seed, settings)
 
     def hyperparameters(self, config) -> dict:
-        return {**{key: config[key] for key in self.TRAIN_KEYS}, **restarts_setting(config.get("restarts"))}
+        # spline_ends is left out at pykan's convention, as restarts at 1, so that the jobs of a sweep
+        # run before the key existed stay as they are
+        spline_ends = config.get("spline_ends", "pykan")
+        return {
+            **{key: config[key] for key in self.TRAIN_KEYS},
+            **restarts_setting(config.get("restarts")),
+            **({"spline_ends": spline_ends} if spline_ends != "pykan" else {}),
+        }
 
     def record(self, config, job) -> dict:
         return {
@@ -346,6 +353,8 @@ class KANFamily(Family):
             grid_eps=hp["grid_eps"],
             device=hp["device"],
             dtype=hp["dtype"],
+            # 'input_range': the first layer's grid starts on the inputs' domain and stays there
+            **({"spline_ends": "input_range", "grid_range": hp["input_range"]} if "spline_ends" in hp else {}),
         )
 
     def initialize(self, model, previous_checkpoint, train_input) -> None:

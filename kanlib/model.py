@@ -39,15 +39,27 @@ _IGNORED_PYKAN_OPTIONS = {
 }
 
 
+#: How grid updates set each layer's grid range (the splines' ends; beyond a grid's k extension
+#: intervals a B-spline is zero, so only the residual SiLU branch extrapolates there).
+SPLINE_ENDS = {
+    # pykan's convention: every layer's grid spans the range its training samples reach
+    "pykan": "every layer's grid follows its samples' range",
+    # the first layer's grid stays on grid_range (set it to the inputs' known domain), so test inputs
+    # in the gaps the sampled points leave at the domain's edges stay on the grid; hidden layers as pykan
+    "input_range": "the first layer's grid stays on grid_range; hidden layers' grids follow their samples",
+}
+
+
 @dataclass(frozen=True)
 class KANConfig(ConfigDict):
     """Everything that defines a KAN's architecture and initialisation; validated here, once.
 
     width: layer sizes (input, ..., output); grid: grid intervals G; k: spline order (3 = cubic);
     seed: the model's own random generator; grid_eps: 1.0 uniform grid updates, 0.0 sample
-    quantiles; grid_range: the initial grid [lower, upper]; noise_scale, scale_base_mu,
-    scale_base_sigma: initialisation as pykan's; sp_trainable / sb_trainable: whether the spline
-    and base scales are trained; dtype: 'float64' or 'float32'.
+    quantiles; grid_range: the initial grid [lower, upper]; spline_ends: how the grids' ranges
+    follow the data (:data:`SPLINE_ENDS`); noise_scale, scale_base_mu, scale_base_sigma:
+    initialisation as pykan's; sp_trainable / sb_trainable: whether the spline and base scales are
+    trained; dtype: 'float64' or 'float32'.
     """
 
     width: tuple[int, ...]
@@ -56,6 +68,7 @@ class KANConfig(ConfigDict):
     seed: int = 1
     grid_eps: float = 1.0
     grid_range: tuple[float, float] = (-1.0, 1.0)
+    spline_ends: str = "pykan"
     noise_scale: float = 1.0
     scale_base_mu: float = 0.0
     scale_base_sigma: float = 1.0
@@ -87,6 +100,8 @@ class KANConfig(ConfigDict):
         ):
             raise ValueError(f"grid_range must be [lower, upper] with finite lower < upper; got {grid_range!r}")
         normalised["grid_range"] = (float(grid_range[0]), float(grid_range[1]))
+        if self.spline_ends not in SPLINE_ENDS:
+            raise ValueError(f"spline_ends must be one of {sorted(SPLINE_ENDS)}; got {self.spline_ends!r}")
         for name in ("noise_scale", "scale_base_mu", "scale_base_sigma"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -109,6 +124,8 @@ class KAN(ModelStack):
     seed : seed of this model's own random generator.
     grid_eps : 1.0 = uniform grid updates, 0.0 = sample quantiles, in between mixes.
     grid_range : initial grid range [lower, upper].
+    spline_ends : 'pykan' (grid updates fit every layer's grid to its samples' range) or 'input_range'
+        (the first layer's grid stays on grid_range, the inputs' known domain); :data:`SPLINE_ENDS`.
     noise_scale, scale_base_mu, scale_base_sigma : initialisation, as pykan.
     device : 'cpu', 'cuda', 'cuda:N' or 'auto'. dtype : torch.float64 (default) or torch.float32.
 
@@ -133,6 +150,7 @@ class KAN(ModelStack):
         scale_base_sigma: float = 1.0,
         device="cpu",
         dtype=torch.float64,
+        spline_ends: str = "pykan",
         **pykan_options,
     ):
         super().__init__()
@@ -150,7 +168,7 @@ class KAN(ModelStack):
         if unsupported:
             raise ValueError(
                 f"unknown KAN argument(s) {sorted(unsupported)}; supported: width, grid, k, seed, "
-                "grid_eps, grid_range, noise_scale, scale_base_mu, scale_base_sigma, device, dtype"
+                "grid_eps, grid_range, noise_scale, scale_base_mu, scale_base_sigma, device, dtype, spline_ends"
             )
         if width is None:
             raise ValueError("width must be a list of at least 2 layer sizes (input, ..., output), e.g. [2, 1, 1]")
@@ -161,6 +179,7 @@ class KAN(ModelStack):
             seed=seed,
             grid_eps=grid_eps,
             grid_range=tuple(grid_range) if isinstance(grid_range, (list, tuple)) else grid_range,
+            spline_ends=spline_ends,
             noise_scale=noise_scale,
             scale_base_mu=scale_base_mu,
             scale_base_sigma=scale_base_sigma,
@@ -174,7 +193,7 @@ class KAN(ModelStack):
         config = configs[0]
         self.configs = configs
         self.width, self.k = list(config.width), config.k
-        self.grid_eps, self.grid_range = config.grid_eps, list(config.grid_range)
+        self.grid_eps, self.grid_range, self.spline_ends = config.grid_eps, list(config.grid_range), config.spline_ends
         generators = [torch.Generator().manual_seed(c.seed) for c in configs]  # each model draws its own values
         self.layers = nn.ModuleList(
             KANLayer(
@@ -286,10 +305,12 @@ class KAN(ModelStack):
 
     @torch.no_grad()
     def update_grids(self, x: torch.Tensor) -> None:
-        """:meth:`update_grid_from_samples` for x (S, N, width[0])."""
-        for layer in self.layers:
-            layer.update_grid_from_samples(x)
-            x = layer(x)
+        """:meth:`update_grid_from_samples` for x (S, N, width[0]); with spline_ends 'input_range' the
+        first layer's grid stays where it is (on grid_range)."""
+        for index, layer in enumerate(self.layers):
+            if index > 0 or self.spline_ends == "pykan":
+                layer.update_grid_from_samples(x)
+            x = layer(x)  # (S, N, width[index + 1])
 
     @torch.no_grad()
     def initialize_from_another_model(self, another_model: KAN, x: torch.Tensor) -> KAN:

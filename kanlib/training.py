@@ -27,6 +27,7 @@ __all__ = [
     "median_rmse",
     "outside_training_range",
     "range_split_errors",
+    "validation_errors",
     "regularization",
     "DivergenceError",
     "StackMemoryError",
@@ -143,6 +144,16 @@ def range_split_errors(model, dataset: dict) -> dict:
         "test_outside_mse_share": float(squared[outside].sum()) / total if total > 0 else 0.0,
         "test_interior_rmse": float(inside.mean().sqrt()) if inside.numel() else float("nan"),
     }
+
+
+def validation_errors(model, dataset: dict) -> dict:
+    """``val_rmse`` and ``val_median_rmse`` (root of the mean and of the median squared error) of one
+    model on the dataset's validation split (``create_dataset(val_num=...)``); NaN without one. A
+    model is chosen on these (e.g. the best grid size for a data size), never on the test split."""
+    if "val_input" not in dataset:
+        return {"val_rmse": float("nan"), "val_median_rmse": float("nan")}
+    squared = squared_errors(model, dataset["val_input"], dataset["val_label"])  # (N_val,)
+    return {"val_rmse": float(squared.mean().sqrt()), "val_median_rmse": float(squared.median().sqrt())}
 
 
 # ---- datasets ---------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ class JobError(RuntimeError):
 
 
 def make_dataset(target, *, n_var: int, n_train: int, test_num: int, seed: int, input_range, path) -> dict:
-    """Sample N training points and the seed's fixed test set of ``target``; write them to ``path``.
+    """Sample N training points, the seed's fixed test set and a validation set of the test set's size
+    (drawn like the training points) of ``target``; write them to ``path``.
 
     Labels are computed in float64 whatever the training dtype (train jobs cast). Returns the info
     stored beside the tensors.
@@ -37,8 +38,16 @@ def make_dataset(target, *, n_var: int, n_train: int, test_num: int, seed: int, 
     from ..data import create_dataset
 
     lower, upper = (float(v) for v in input_range)
+    # the validation split, as large as the test set, chooses models (e.g. each N's best grid) in the analysis
     dataset = create_dataset(
-        target, n_var=n_var, ranges=(lower, upper), train_num=n_train, test_num=test_num, seed=seed, dtype=torch.float64
+        target,
+        n_var=n_var,
+        ranges=(lower, upper),
+        train_num=n_train,
+        test_num=test_num,
+        val_num=test_num,
+        seed=seed,
+        dtype=torch.float64,
     )
     info = {
         "function": target.name,

@@ -36,6 +36,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "NUMERICS_COLUMNS",
     "RANGE_SPLIT_COLUMNS",
+    "VALIDATION_COLUMNS",
     "HISTORY_COLUMNS",
     "results_table",
     "history_table",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 RANGE_SPLIT_COLUMNS = ["test_outside_count", "test_outside_mse_share", "test_interior_rmse"]
+# the validation split's errors, on which a model is chosen (kanlib.training.validation_errors)
+VALIDATION_COLUMNS = ["val_rmse", "val_median_rmse"]
 RESULT_COLUMNS = [
     "function",
     "width",
@@ -68,6 +71,7 @@ RESULT_COLUMNS = [
     "learned_target",
     # the test points outside the training points' range at some layer (kanlib.training.range_split_errors)
     *RANGE_SPLIT_COLUMNS,
+    *VALIDATION_COLUMNS,
 ]
 # What a job's CPU computed with (metrics.json, the results table, and MLflow tags kanlib.<name>): the
 # sweep's cpu_code_path and the process's record (kanlib.reproducibility.describe).

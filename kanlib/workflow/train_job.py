@@ -34,7 +34,7 @@ from pathlib import Path
 from ..families import IDENTITY_COLUMNS, Job, get_family, learned_target
 from ..files import read_json, sha256_file, write_json
 from . import runlog, tracking
-from .results import NUMERICS_COLUMNS, RANGE_SPLIT_COLUMNS, load_dataset, read_history, write_history
+from .results import NUMERICS_COLUMNS, RANGE_SPLIT_COLUMNS, VALIDATION_COLUMNS, load_dataset, read_history, write_history
 from .sweep import job_key
 
 __all__ = ["JobIdentity", "TrainOutputs", "TrackingSettings", "TrainJobError", "run_train_jobs", "stack_reason"]
@@ -407,7 +407,7 @@ def _write_unsynced(
 
     ``stack_size`` > 1: the model was trained in a stack of that many (``wall_time_s`` is then its
     share of the stack's wall time, ``stack_wall_time_s`` the whole)."""
-    from ..training import median_rmse, range_split_errors
+    from ..training import median_rmse, range_split_errors, validation_errors
 
     unsynced.mkdir(parents=True, exist_ok=True)
     model.save(unsynced / "model.pt")  # model.pt first, metrics.json last
@@ -439,6 +439,8 @@ def _write_unsynced(
         # the test points outside the training points' range at some layer, their share of the test MSE,
         # and the RMSE of the others (kanlib.training.range_split_errors)
         **range_split_errors(model, dataset),
+        # the validation split's (drawn like the training set), on which the analysis chooses a model
+        **validation_errors(model, dataset),
         "n_evals": sum(fit["n_evals"]),
         "wall_time_s": fit["wall_time_s"] / stack_size,
         "stack_size": stack_size,
@@ -534,7 +536,7 @@ def _log_run(
                     "judged_relative_train_rmse": metrics["judged_relative_train_rmse"],
                     "min_test_rmse": metrics["min_test_rmse"],
                     "final_test_median_rmse": metrics["test_median_rmse"],
-                    **{name: metrics[name] for name in RANGE_SPLIT_COLUMNS},
+                    **{name: metrics[name] for name in RANGE_SPLIT_COLUMNS + VALIDATION_COLUMNS},
                     "n_params": metrics["n_params"],
                     "total_evals": metrics["n_evals"],
                     "wall_time_s": metrics["wall_time_s"],

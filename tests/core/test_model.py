@@ -271,3 +271,42 @@ def test_update_grid_from_samples_casts_the_samples_like_fit_does():
     reference.update_grid_from_samples(x.double())
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
     assert model(x.double()).dtype == torch.float64  # the model still works in its own dtype
+
+
+@pytest.mark.parametrize("spline_ends", ["pykan", "input_range"])
+def test_spline_ends_set_where_each_layers_grid_lies_and_the_model_is_the_same_spline(spline_ends, tmp_path):
+    """Training inputs in [-0.6, 0.8]^2 inside the domain [-1, 1]^2: pykan's convention moves the first
+    layer's grid onto the samples' range, 'input_range' keeps it on [-1, 1]; hidden grids follow their
+    samples in both. Either way the model is the KAN formula on its own grids (scipy reference), also
+    on test inputs beyond the training range, after a grid extension and after a checkpoint."""
+    G = 5
+    f = lambda x: torch.exp(torch.sin(torch.pi * x[:, 0]) + x[:, 1] ** 2)  # noqa: E731
+    data = create_dataset(f, n_var=2, ranges=[-0.6, 0.8], train_num=300, test_num=50, seed=0)
+    model = KAN(width=[2, 2, 1], grid=G, k=3, seed=0, spline_ends=spline_ends)
+    model.fit(data, steps=6, update_grid=True, grid_update_num=2, stop_grid_update_step=4)
+    x = data["train_input"]
+    model.update_grid_from_samples(x)  # fit's grid update, once more on the final weights
+    lows, highs = model.layers[0].grid[0, :, 0], model.layers[0].grid[0, :, -1]
+    if spline_ends == "pykan":
+        torch.testing.assert_close(lows, x.min(0).values, rtol=0, atol=1e-12)
+        torch.testing.assert_close(highs, x.max(0).values, rtol=0, atol=1e-12)
+    else:
+        torch.testing.assert_close(model.layers[0].grid[0], torch.linspace(-1, 1, G + 1, dtype=F64).expand(2, -1))
+    with torch.no_grad():
+        hidden = model.layers[0](x.unsqueeze(0))[0]  # (N, 2): the hidden layer's training inputs
+    torch.testing.assert_close(model.layers[1].grid[0, :, 0], hidden.min(0).values, rtol=0, atol=1e-9)
+    torch.testing.assert_close(model.layers[1].grid[0, :, -1], hidden.max(0).values, rtol=0, atol=1e-9)
+
+    domain = np.random.default_rng(1).uniform(-1, 1, (400, 2))  # beyond the training range too
+    for candidate in (model, model.refine(2 * G), KAN.load(model.save(tmp_path / "model.pt"))):
+        assert candidate.spline_ends == spline_ends
+        with torch.no_grad():
+            ours = candidate(torch.tensor(domain)).numpy()
+        np.testing.assert_allclose(ours, reference_forward(candidate, domain), atol=1e-10)
+    if spline_ends == "input_range":  # grid extension refines the grid on the same range
+        torch.testing.assert_close(model.refine(2 * G).layers[0].grid[0, :, [0, -1]], torch.tensor([[-1.0, 1.0]] * 2, dtype=F64))
+
+
+def test_spline_ends_names_the_allowed_values():
+    with pytest.raises(ValueError, match=r"spline_ends must be one of \['input_range', 'pykan'\]"):
+        KAN(width=[2, 1], spline_ends="clamped")

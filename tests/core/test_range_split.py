@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from kanlib import KAN, MLP, outside_training_range, range_split_errors
+from kanlib import KAN, MLP, create_dataset, outside_training_range, range_split_errors, validation_errors
 
 
 def silu(x: float) -> float:
@@ -77,3 +77,20 @@ def test_a_kan_counts_its_first_layers_inputs_and_every_hidden_layers():
     got = outside_training_range(model, train, test)
     assert torch.equal(got, expected)
     assert 0 < int(got.sum()) < 300
+
+
+def test_the_validation_split_is_drawn_like_the_training_set_and_scored_on_its_own():
+    f = lambda x: x[:, 0] ** 2  # noqa: E731
+    plain = create_dataset(f, n_var=1, train_num=200, test_num=50, seed=4)
+    with_val = create_dataset(f, n_var=1, train_num=200, test_num=50, seed=4, val_num=4000)
+    for key, tensor in plain.items():  # adding it leaves the train and test points as they were
+        assert torch.equal(with_val[key], tensor)
+    x = with_val["val_input"][:, 0].numpy()
+    assert x.min() >= -1 and x.max() <= 1 and abs(x.mean()) < 0.05 and abs(x.var() - 1 / 3) < 0.02  # uniform
+    assert not np.isin(x, with_val["train_input"][:, 0].numpy()).any()
+    model = hand_set_mlp()  # 2 silu(3x) + 0.5 against x^2: errors computed directly
+    errors = (2 * torch.nn.functional.silu(3 * with_val["val_input"]) + 0.5 - with_val["val_label"]).pow(2)[:, 0]
+    scores = validation_errors(model, with_val)
+    assert math.isclose(scores["val_rmse"], float(errors.mean().sqrt()), rel_tol=1e-12)
+    assert math.isclose(scores["val_median_rmse"], float(np.sqrt(np.median(errors.numpy()))), rel_tol=1e-2)
+    assert all(math.isnan(value) for value in validation_errors(model, plain).values())
