@@ -34,7 +34,14 @@ from pathlib import Path
 from ..families import IDENTITY_COLUMNS, Job, get_family, learned_target
 from ..files import read_json, sha256_file, write_json
 from . import runlog, tracking
-from .results import NUMERICS_COLUMNS, RANGE_SPLIT_COLUMNS, VALIDATION_COLUMNS, load_dataset, read_history, write_history
+from .results import (
+    NUMERICS_COLUMNS,
+    RANGE_SPLIT_COLUMNS,
+    VALIDATION_COLUMNS,
+    load_dataset,
+    read_history,
+    write_history,
+)
 from .sweep import job_key
 
 __all__ = ["JobIdentity", "TrainOutputs", "TrackingSettings", "TrainJobError", "run_train_jobs", "stack_reason"]

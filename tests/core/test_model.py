@@ -304,7 +304,9 @@ def test_spline_ends_set_where_each_layers_grid_lies_and_the_model_is_the_same_s
             ours = candidate(torch.tensor(domain)).numpy()
         np.testing.assert_allclose(ours, reference_forward(candidate, domain), atol=1e-10)
     if spline_ends == "input_range":  # grid extension refines the grid on the same range
-        torch.testing.assert_close(model.refine(2 * G).layers[0].grid[0, :, [0, -1]], torch.tensor([[-1.0, 1.0]] * 2, dtype=F64))
+        torch.testing.assert_close(
+            model.refine(2 * G).layers[0].grid[0, :, [0, -1]], torch.tensor([[-1.0, 1.0]] * 2, dtype=F64)
+        )
 
 
 def test_spline_ends_names_the_allowed_values():
