@@ -46,6 +46,7 @@ __all__ = [
     "plot_rmse_heatmap",
     "plot_fitted_power_laws",
     "plot_family_comparison",
+    "plot_frontier",
 ]
 
 #: Axis label of each metric column.
@@ -652,3 +653,108 @@ def _scatter_used(ax, frame: pd.DataFrame, color, marker: str, label: str) -> No
         color=color,
         label=None if used.size else label,
     )
+
+
+def plot_frontier(results: pd.DataFrame, report) -> Figure:
+    """The data axis of one function. Left (the KAN chain): geometric mean test RMSE over (N, G), the
+    best G chosen on validation at each N (by the RMSE, circles; by the median, squares) and the
+    threshold line where a KAN has as many parameters as training points. Right: each family's best
+    test RMSE against N (seeds faint, geometric mean solid), its fitted N^-gamma law (dashed), and
+    the prediction for the largest N from the other sizes with its interval (error bar).
+
+    results: one function's results; report: :func:`kanlib.analysis.frontier.frontier_report` of it.
+    """
+    from .fits import geometric_mean, learnt_rows
+
+    if report.empty:
+        raise ValueError("no data law to draw (a sweep with one N, or no validation errors)")
+    if results["function"].nunique() != 1:
+        raise ValueError(f"results must hold one function, found {sorted(results['function'].unique())}")
+    figure = Figure(figsize=(12.8, 4.8), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    kan = learnt_rows(results[results["family"].isin(chained_families())])
+    if not kan.empty:
+        cells = kan.groupby(["grid_size", "n_train"])["test_rmse"].agg(geometric_mean).unstack()  # G x N
+        grids, sizes = cells.index.to_numpy(float), cells.columns.to_numpy(float)
+
+        def edges(values):  # cell edges at geometric midpoints
+            inner = np.sqrt(values[1:] * values[:-1])
+            return np.concatenate([[values[0] ** 2 / inner[0]], inner, [values[-1] ** 2 / inner[-1]]])
+
+        mesh = left.pcolormesh(edges(sizes), edges(grids), np.log10(cells.to_numpy(float)), cmap="viridis_r")
+        figure.colorbar(mesh, ax=left, label="log10 test RMSE (geometric mean over seeds)")
+        for measure, marker in (("mean", "o"), ("median", "s")):
+            chosen = report.points[
+                (report.points["measure"] == measure) & report.points["family"].isin(chained_families())
+            ]
+            best = chosen.groupby("n_train")["size"].agg(geometric_mean)
+            left.plot(
+                best.index,
+                best.to_numpy(),
+                marker=marker,
+                color="white",
+                markeredgecolor="black",
+                label=f"best G on validation ({'RMSE' if measure == 'mean' else 'median'})",
+            )
+        width = [int(w) for w in str(kan["width"].iloc[0]).split("-")]
+        k = int(kan["k"].iloc[0])
+        edges_count = sum(a * b for a, b in zip(width, width[1:]))
+        n_line = np.geomspace(sizes.min(), sizes.max(), 50)
+        # parameters = edges (G + k + 2) = N
+        left.plot(n_line, n_line / edges_count - k - 2, "--", color="red", label="parameters = N")
+        left.set(
+            xscale="log",
+            yscale="log",
+            xlabel="training points N",
+            ylabel="grid size G",
+            ylim=(grids.min() * 0.8, grids.max() * 1.25),
+            title="KAN: test RMSE over (N, G)",
+        )
+        left.legend(fontsize="small", loc="upper left")
+    else:
+        left.set_axis_off()
+    points = report.points[report.points["measure"] == "mean"]
+    for family, rows in points.groupby("family"):
+        color = describe(family).color
+        for _, seed_rows in rows.groupby("seed"):
+            right.plot(seed_rows["n_train"], seed_rows["test"], "-", color=color, alpha=0.2)
+        mean = rows.groupby("n_train")["test"].agg(geometric_mean)
+        right.plot(
+            mean.index, mean.to_numpy(), "o-", color=color, label=f"{describe(family).label}, best on validation"
+        )
+        fit = report.fits[(report.fits["family"] == family) & (report.fits["measure"] == "mean")]
+        if not fit.empty and np.isfinite(fit["gamma"].iloc[0]):
+            f = fit.iloc[0]
+            n = np.geomspace(rows["n_train"].min(), rows["n_train"].max(), 50)
+            right.plot(
+                n,
+                f["error_prefactor"] * n ** (-f["gamma"]),
+                "--",
+                color=color,
+                label=f"N^-γ, γ = {f['gamma']:.2f} [{f['gamma_low']:.2f}, {f['gamma_high']:.2f}]",
+            )
+        held = report.held_out
+        if not held.empty:
+            check = held[(held["family"] == family) & (held["measure"] == "mean") & (held["method"] == "frontier")]
+            for c in check.to_dict("records"):
+                right.errorbar(
+                    c["held_out_n"] * 1.08,
+                    c["predicted_test"],
+                    yerr=[
+                        [c["predicted_test"] - c["predicted_test_low"]],
+                        [c["predicted_test_high"] - c["predicted_test"]],
+                    ],
+                    fmt="x",
+                    color=color,
+                    capsize=4,
+                    label=f"predicted without N={c['held_out_n']}",
+                )
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training points N",
+        ylabel="test RMSE of the chosen model",
+        title=f"{results['function'].iloc[0]}: best test RMSE against N",
+    )
+    right.legend(fontsize="small")
+    return figure

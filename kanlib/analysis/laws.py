@@ -53,6 +53,15 @@ Fields
     ``confidence``, ``ci_method``, ``theory_alpha`` (k+1 for KANs, (k+1)/d for MLPs), ``n_points``,
     ``n_seeds``, ``points_used`` (``[{"label", "n_params", "test_rmse"}, ...]`` by increasing P),
     ``best_test_rmse``, ``best_n_params``, ``target_rmse``, ``params_at_target`` and ``note``.
+``data_laws``
+    The data axis (:mod:`kanlib.analysis.frontier`; empty lists for a sweep with one N):
+    ``laws``, one object per (function, family, measure): ``delta`` (best size ∝ N^delta; size
+    ``size_column``: ``grid_size`` or ``n_params``) and ``gamma`` (best test error ∝ N^-gamma), each
+    with ``_low``/``_high``, ``size_prefactor``, ``error_prefactor``, ``theory_gamma`` ((k+1) delta),
+    ``ci_method`` (``"seed-lines-t"``: mean of the seeds' exponents, Student t over seeds; ``"ols-t"``
+    for one seed), ``n_sizes``, ``n_seeds``, ``at_size_end`` (lower bounds), ``still_improving``;
+    ``held_out``, the laws refitted without the largest N against what it measured there;
+    ``recommendations``, the size and expected test error per N.
 
 Example (the default sweep, ``make run``; one of its 20 laws, shortened)::
 
@@ -222,12 +231,15 @@ def laws_document(
     git_commit: str,
     comparison: pd.DataFrame | None = None,
     family_points: pd.DataFrame | None = None,
+    frontier=None,
 ) -> dict:
     """The laws file's content (fields: the module docstring).
 
     ``exponents``: :func:`kanlib.analysis.tables.exponent_table` of ``results`` (KAN rows);
     ``comparison`` and ``family_points``: :func:`kanlib.analysis.tables.family_comparison` when the
-    sweep has MLPs; ``config``: the sweep's config (hashed); ``git_commit``: the source tree's commit.
+    sweep has MLPs; ``frontier``: :func:`kanlib.analysis.frontier.frontier_report` (its laws,
+    held-out check and recommendations go under ``data_laws``); ``config``: the sweep's config
+    (hashed); ``git_commit``: the source tree's commit.
     """
     return {
         "format": FORMAT,
@@ -238,6 +250,23 @@ def laws_document(
         "settings": {key: _value(settings[key]) for key in ("confidence", "divergence_factor", "n_boot")},
         "laws": _kan_laws(results, exponents),
         "family_laws": _family_laws(comparison, family_points),
+        "data_laws": _data_laws(frontier),
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{key: _value(value) for key, value in row.items()} for row in frame.to_dict("records")]
+
+
+def _data_laws(frontier) -> dict:
+    """The data axis (:mod:`kanlib.analysis.frontier`): delta and gamma per function, family and
+    measure, the held-out predictions and the recommendations; empty lists without one."""
+    if frontier is None or frontier.empty:
+        return {"laws": [], "held_out": [], "recommendations": []}
+    return {
+        "laws": _records(frontier.fits),
+        "held_out": _records(frontier.held_out),
+        "recommendations": _records(frontier.recommendations),
     }
 
 

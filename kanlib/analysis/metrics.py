@@ -17,7 +17,7 @@ import pandas as pd
 from ..functions import function_slug
 from .tables import configurations
 
-__all__ = ["alpha_metric_name", "mlflow_metrics", "family_mlflow_metrics"]
+__all__ = ["alpha_metric_name", "mlflow_metrics", "family_mlflow_metrics", "frontier_mlflow_metrics"]
 
 _X_SHORT = {"grid_size": "grid", "n_params": "params"}
 
@@ -79,4 +79,17 @@ def family_mlflow_metrics(comparison: pd.DataFrame) -> dict[str, float]:
         ):
             if _finite(value):
                 metrics[name] = float(value)
+    return metrics
+
+
+def frontier_mlflow_metrics(fits: pd.DataFrame) -> dict[str, float]:
+    """``gamma_<measure>_<family>_<function>`` and ``delta_<measure>_<family>_<function>`` (and
+    ``_ci_low`` / ``_ci_high``) of :func:`kanlib.analysis.frontier.fit_frontier`'s table."""
+    metrics: dict[str, float] = {}
+    for row in fits.to_dict("records"):
+        tail = f"{row['measure']}_{row['family']}_{function_slug(row['function'])}"
+        for law in ("gamma", "delta"):
+            for suffix, column in (("", law), ("_ci_low", f"{law}_low"), ("_ci_high", f"{law}_high")):
+                if _finite(row.get(column)):
+                    metrics[f"{law}_{tail}{suffix}"] = float(row[column])
     return metrics

@@ -24,9 +24,10 @@ from ..functions import function_slug
 from .catalog import FIGURES
 from .document import Document, to_html, to_markdown, to_rst
 from .families import COMPARISON_COLUMNS, has_families
+from .frontier import frontier_report
 from .laws import laws_document
 from .laws import laws_json as laws_text
-from .metrics import family_mlflow_metrics, mlflow_metrics
+from .metrics import family_mlflow_metrics, frontier_mlflow_metrics, mlflow_metrics
 from .summary import answer_document, build_summary
 from .tables import (
     config_dir,
@@ -59,6 +60,8 @@ __all__ = [
     "has_families",
     "mlflow_metrics",
     "family_mlflow_metrics",
+    "frontier_mlflow_metrics",
+    "write_frontier_figure",
 ]
 
 
@@ -145,6 +148,24 @@ def write_family_figure(results_csv, function: str, settings: dict, png_path) ->
     save_figure(figure, png_path)
 
 
+def write_frontier_figure(results_csv, history_csv, function: str, settings: dict, png_path) -> None:
+    """The data-axis figure of one function (:func:`kanlib.analysis.figures.plot_frontier`; PNG + PDF)."""
+    from .figures import plot_frontier, save_figure
+
+    results = read_results(results_csv)
+    results = results[results["function"].astype(str) == str(function)]
+    if results.empty:
+        raise ValueError(f"results.csv has no rows for function {function!r}")
+    history = read_results(history_csv)
+    history = history[history["function"].astype(str) == str(function)]
+    report = frontier_report(results, history, settings["confidence"], settings["target_rmse"])
+    try:
+        figure = plot_frontier(results, report)
+    except (ValueError, KeyError, IndexError) as error:
+        figure = _placeholder(f"{function}: the data axis", error)
+    save_figure(figure, png_path)
+
+
 # ---- the summary and the tables beside it -------------------------------------------------------------------
 
 
@@ -168,6 +189,17 @@ def summary_links(
             function: link(function_slug(function), "families.png") for function in comparison["function"].unique()
         }
     return figures, families
+
+
+def frontier_links(results: pd.DataFrame, frontier, report_folder: str, summary_folder: str) -> dict:
+    """function -> ``<report>/<function>/frontier.png`` relative to the summary, for the functions
+    with a data axis (none for a sweep with one N)."""
+    if frontier.empty:
+        return {}
+    return {
+        function: os.path.relpath(os.path.join(report_folder, function_slug(function), "frontier.png"), summary_folder)
+        for function in frontier.points["function"].unique()
+    }
 
 
 def _check_links(figures: dict, families: dict | None, inputs: Iterable[str], summary_folder: str) -> None:
@@ -200,6 +232,9 @@ def write_summary(
     laws_json=None,
     config=None,
     git_commit: str = "unknown",
+    history_csv=None,
+    frontier_csv=None,
+    frontier_points_csv=None,
 ) -> pd.DataFrame:
     """The exponent table (CSV) and the summary (Markdown and HTML) of a sweep; returns the table.
 
@@ -216,6 +251,11 @@ def write_summary(
 
     laws_json: where the fitted laws go (:mod:`kanlib.analysis.laws`), with the hash of ``config``
     (the sweep's config, required with it) and ``git_commit`` (of the source tree) in them.
+
+    frontier_csv, frontier_points_csv: the data axis's laws and points
+    (:func:`kanlib.analysis.frontier.frontier_report`, with ``history_csv`` for which chosen models
+    were still improving; header-less empty files for a sweep with one N). Its figures are
+    report/<function>/frontier.png.
     """
     if laws_json is not None and config is None:
         raise ValueError("the laws file names the sweep's config by its hash: pass config with laws_json")
@@ -224,7 +264,10 @@ def write_summary(
     comparison, points = family_comparison(results, settings) if has_families(results) else (None, None)
     summary_folder = os.path.dirname(summary_md)
     figures, families = summary_links(results, comparison, os.path.dirname(summary_html), summary_folder)
-    _check_links(figures, families, figure_pngs, summary_folder)
+    history = read_results(history_csv) if history_csv is not None else None
+    frontier = frontier_report(results, history, settings["confidence"], settings["target_rmse"])
+    frontier_figures = frontier_links(results, frontier, os.path.dirname(summary_html), summary_folder)
+    _check_links(figures, {**(families or {}), **frontier_figures}, figure_pngs, summary_folder)
     document = build_summary(
         results,
         exponents,
@@ -233,7 +276,13 @@ def write_summary(
         divergence_factor=settings["divergence_factor"],
         comparison=comparison,
         family_figures=families,
+        frontier=frontier,
+        frontier_figures=frontier_figures,
     )
+    if frontier_csv is not None:
+        atomic_write_text(frontier_csv, _csv(frontier.fits))
+    if frontier_points_csv is not None:
+        atomic_write_text(frontier_points_csv, _csv(frontier.points))
     if families_csv is not None:
         atomic_write_text(
             families_csv, _csv(comparison if comparison is not None else pd.DataFrame(columns=COMPARISON_COLUMNS))
@@ -241,7 +290,7 @@ def write_summary(
     atomic_write_text(exponents_csv, _csv(exponents))
     atomic_write_text(summary_md, to_markdown(document))
     atomic_write_text(summary_html, to_html(document, f"KAN scaling sweep {sweep}"))
-    answer = answer_document(results, exponents, tables=True, comparison=comparison)
+    answer = answer_document(results, exponents, tables=True, comparison=comparison, frontier=frontier)
     if answer_md is not None:
         atomic_write_text(answer_md, to_markdown(answer))
     if front_rst is not None:
@@ -257,6 +306,7 @@ def write_summary(
             git_commit=git_commit,
             comparison=comparison,
             family_points=points,
+            frontier=frontier,
         )
         atomic_write_text(laws_json, laws_text(laws))
     return exponents

@@ -304,7 +304,8 @@ def _data_scaling_section(document: Document, results: pd.DataFrame) -> None:
         for m, p in zip(per_grid["monotone_non_increasing"], per_grid["n_points"])
     ]
     document.paragraph(
-        "No power law in N is fitted (the seed shows no clean one either). Per grid size: test RMSE at each N, "
+        "At a fixed grid no power law in N is fitted (the seed shows no clean one either; the data axis "
+        "section fits the best model at each N). Per grid size: test RMSE at each N, "
         "the ratio of the RMSE at the largest N to that at the smallest (below 1: more data helped) "
         "and whether it never rises as N grows."
     )
@@ -571,11 +572,17 @@ def numerics_paragraph(results: pd.DataFrame) -> str:
 
 
 def answer_document(
-    results: pd.DataFrame, exponents: pd.DataFrame, tables: bool = False, comparison: pd.DataFrame | None = None
+    results: pd.DataFrame,
+    exponents: pd.DataFrame,
+    tables: bool = False,
+    comparison: pd.DataFrame | None = None,
+    frontier=None,
 ) -> Document:
     """The answer: one sentence per configuration, and with ``tables`` each configuration's exponent
     table after it (the MLflow parent run's description and the report's front page). With a family
-    ``comparison`` (:func:`kanlib.analysis.tables.family_comparison`), its answer per function comes first."""
+    ``comparison`` (:func:`kanlib.analysis.tables.family_comparison`), its answer per function comes
+    first; with a ``frontier`` (:func:`kanlib.analysis.frontier.frontier_report`), the data axis's
+    answer per function and family follows the grid's."""
     document = Document()
     configs = configurations(results)
     if not configs:
@@ -597,6 +604,10 @@ def answer_document(
     else:
         document.paragraph("**Answer.**")
         document.bullets(answers)
+    data_axis = frontier_answers(frontier) if frontier is not None and not frontier.empty else []
+    if data_axis:
+        document.paragraph("**Data axis** (the best model at each N, chosen on a validation split):")
+        document.bullets(data_axis)
     if tables:
         for configuration in configs:
             document.paragraph(f"**Exponents α (RMSE ∝ x^-α), 95% CI: {config_label(*configuration)}**")
@@ -612,6 +623,8 @@ def build_summary(
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
     comparison: pd.DataFrame | None = None,
     family_figures: dict[str, str] | None = None,
+    frontier=None,
+    frontier_figures: dict[str, str] | None = None,
 ) -> Document:
     """The sweep's summary (see the module docstring for its parts).
 
@@ -632,6 +645,9 @@ def build_summary(
         :func:`kanlib.analysis.tables.family_comparison`'s table when the sweep has MLPs: its answer
         opens the summary and its section follows, with ``family_figures`` (function -> figure path)
         embedded.
+    frontier : kanlib.analysis.frontier.FrontierReport, optional
+        The data axis of a sweep with several N: its answer and section, with ``frontier_figures``
+        (function -> figure path) embedded.
     """
     document = Document()
     document.heading(1, f"KAN scaling sweep `{sweep}`: summary")
@@ -639,9 +655,11 @@ def build_summary(
     if not configs:
         document.paragraph(_EMPTY)
         return document
-    document.blocks += answer_document(results, exponents, comparison=comparison).blocks  # the answer first
+    document.blocks += answer_document(results, exponents, comparison=comparison, frontier=frontier).blocks
     if comparison is not None and not comparison.empty:
         _family_section(document, comparison, family_figures)
+    if frontier is not None and not frontier.empty:
+        _frontier_section(document, frontier, frontier_figures)
     numerics = numerics_paragraph(results)
     results = chain_rows(results)  # the sections below are the KAN family's
     document.paragraph(_sweep_paragraph(results, configs))
@@ -742,3 +760,202 @@ def _family_section(document: Document, comparison: pd.DataFrame, figure_paths: 
             document.paragraph(f"Note: {row.note}.")
     for function, path in (figure_paths or {}).items():
         document.image(path, f"{function}: test RMSE against the parameter count, KAN and MLP")
+
+
+# ---- the data axis: kanlib.analysis.frontier -----------------------------------------------------------------
+
+_MEASURE_WORDS = {"mean": "the RMSE", "median": "the median squared error"}
+
+
+def _interval(row, name: str) -> str:
+    return f"{_number(row[name])} [{_number(row[name + '_low'])}, {_number(row[name + '_high'])}]"
+
+
+def _size_word(row) -> str:
+    return "G" if row["size_column"] == "grid_size" else "P"
+
+
+def frontier_answers(report) -> list[str]:
+    """One sentence per (function, family) with a data law: gamma and delta by the RMSE, the median's
+    beside them, and the held-out check at the largest N."""
+    answers = []
+    fits = report.fits.dropna(subset=["gamma"]) if "gamma" in report.fits else report.fits.iloc[0:0]
+    for (function, family), rows in fits.groupby(["function", "family"], sort=False):
+        rows = rows.set_index("measure")
+        if "mean" not in rows.index:
+            continue
+        mean, size = rows.loc["mean"], _size_word(rows.loc["mean"])
+        sentence = (
+            f"{function}, {describe(family).label}: grown together, test RMSE falls as N^-γ with γ = "
+            f"{_interval(mean, 'gamma')} at best {size} ≈ {_number(mean['size_prefactor'])}·N^δ, δ = "
+            f"{_interval(mean, 'delta')}"
+        )
+        if _finite(mean.get("theory_gamma")):
+            sentence += f" (splines below the threshold: γ = (k+1)δ = {_number(mean['theory_gamma'])})"
+        if "median" in rows.index:
+            median = rows.loc["median"]
+            sentence += (
+                f"; by the median squared error γ = {_interval(median, 'gamma')}, δ = {_interval(median, 'delta')}"
+            )
+        held = report.held_out
+        if not held.empty:
+            check = held[
+                (held["function"] == function)
+                & (held["family"] == family)
+                & (held["measure"] == "mean")
+                & (held["method"] == "frontier")
+            ]
+            if not check.empty:
+                c = check.iloc[0]
+                verdict = "inside" if c["test_inside"] else "outside"
+                sentence += (
+                    f". Fitted without N={int(c['held_out_n'])}, the law predicts its best test RMSE "
+                    f"{_rmse(c['predicted_test'])} "
+                    f"[{_rmse(c['predicted_test_low'])}, {_rmse(c['predicted_test_high'])}]; "
+                    f"measured {_rmse(c['measured_test'])}, {verdict} the interval"
+                )
+        answers.append(sentence + ".")
+    return answers
+
+
+def _frontier_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Per function, family and N: the best size and its test errors, geometric means over seeds."""
+    from .fits import geometric_mean
+
+    rows = []
+    for (function, family, n), group in points.groupby(["function", "family", "n_train"], sort=False):
+        by = {m: g for m, g in group.groupby("measure")}
+        mean = by.get("mean", group.iloc[0:0])
+        median = by.get("median", group.iloc[0:0])
+        size = _size_word(group.iloc[0])
+        rows.append(
+            {
+                "function": function,
+                "family": describe(family).label,
+                "N": int(n),
+                f"best {size} (RMSE)": _number(geometric_mean(mean["size"]), 1) if len(mean) else "n/a",
+                "test RMSE": _rmse(geometric_mean(mean["test"])) if len(mean) else "n/a",
+                "interior test RMSE": _rmse(geometric_mean(mean["test_interior_rmse"]))
+                if "test_interior_rmse" in mean and len(mean)
+                else "n/a",
+                "outside share": _number(mean["test_outside_mse_share"].median())
+                if "test_outside_mse_share" in mean and len(mean)
+                else "n/a",
+                f"best {size} (median)": _number(geometric_mean(median["size"]), 1) if len(median) else "n/a",
+                "test median-RMSE": _rmse(geometric_mean(median["test"])) if len(median) else "n/a",
+                "lower bounds": int(group["at_size_end"].sum()),
+                "still improving": int(group["still_improving"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _frontier_fits_display(fits: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for row in fits.to_dict("records"):
+        fitted = _finite(row.get("gamma"))
+        rows.append(
+            {
+                "function": row["function"],
+                "family": describe(row["family"]).label,
+                "measure": row["measure"],
+                "δ (size ∝ N^δ)": _interval(row, "delta") if fitted else "n/a",
+                "γ (error ∝ N^-γ)": _interval(row, "gamma") if fitted else "n/a",
+                "(k+1)δ": _number(row.get("theory_gamma")),
+                "sizes × seeds": f"{row['n_sizes']} × {row['n_seeds']}",
+                "note": row.get("note") or "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _held_out_display(held: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for row in held.to_dict("records"):
+        interval = row["method"] == "frontier"
+        rows.append(
+            {
+                "function": row["function"],
+                "family": describe(row["family"]).label,
+                "measure": row["measure"],
+                "held-out N": int(row["held_out_n"]),
+                "model": "power laws" if interval else "error surface",
+                "predicted size": _number(row["predicted_size"], 1)
+                + (
+                    f" [{_number(row['predicted_size_low'], 1)}, {_number(row['predicted_size_high'], 1)}]"
+                    if interval
+                    else ""
+                ),
+                "measured size": _number(row["measured_size"], 1),
+                "predicted test": _rmse(row["predicted_test"])
+                + (f" [{_rmse(row['predicted_test_low'])}, {_rmse(row['predicted_test_high'])}]" if interval else ""),
+                "measured test": _rmse(row["measured_test"]),
+                "inside": ("yes" if row["test_inside"] else "no") if interval else "",
+                "log10 error": _number(row["log10_error"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _frontier_section(document: Document, report, figure_paths: dict[str, str] | None) -> None:
+    document.heading(2, "Data axis: the best model at each training-set size N")
+    document.paragraph(
+        "For each function, family, N and seed the model with the lowest validation error is kept (the "
+        "validation split is drawn like the training set; the test set plays no part in the choice), among "
+        "the models of chains that learnt their target: a KAN's grid levels, an MLP's widths. Its test error "
+        "measures the choice. By the RMSE, models are chosen on the validation RMSE and scored by the test "
+        "RMSE; by the median, on the validation and test median squared error. Over N, best size ∝ N^δ "
+        "(G for KANs, parameters P for MLPs) and best test error ∝ N^-γ are fitted per seed and combined: "
+        "the mean of the seeds' exponents with a 95% Student t interval over seeds (one seed: OLS over N). "
+        "For splines of order k, γ = (k+1)δ below the interpolation threshold. A best size at the largest "
+        "size trained is a lower bound ('lower bounds'); 'still improving' counts chosen models whose "
+        "training RMSE still fell over their last steps."
+    )
+    document.table(_frontier_fits_display(report.fits))
+    document.paragraph(
+        "Frontier points, geometric means over seeds ('outside share': median share of the test MSE "
+        "from test points outside the training range):"
+    )
+    document.table(_frontier_table(report.points))
+    if not report.held_out.empty:
+        document.paragraph(
+            "Held-out check: the laws refitted without the largest N predict its best size and test error "
+            "(power laws: 95% prediction interval for the mean over the same seeds), beside a joint model of "
+            "the test error over (G, N), A·G^-a + B·(G/N)^b fitted robustly on log values (KANs). log10 error: "
+            "log10(predicted / measured)."
+        )
+        document.table(_held_out_display(report.held_out))
+    if not report.recommendations.empty:
+        rec = report.recommendations[report.recommendations["measure"] == "mean"]
+        document.paragraph("Recommendations by the RMSE (interval: what one new seed may expect):")
+        document.table(
+            pd.DataFrame(
+                {
+                    "function": rec["function"],
+                    "family": [describe(f).label for f in rec["family"]],
+                    "N": rec["n_train"].astype(int),
+                    "use size ≈": [f"{_size_word(r)} ≈ {_number(r['size'], 1)}" for _, r in rec.iterrows()],
+                    "expected test RMSE": [
+                        f"{_rmse(r['test'])} [{_rmse(r['test_low'])}, {_rmse(r['test_high'])}]"
+                        for _, r in rec.iterrows()
+                    ],
+                    "extrapolated": ["yes" if e else "" for e in rec["extrapolated"]],
+                }
+            )
+        )
+    if not report.targets.empty:
+        targets = report.targets[report.targets["measure"] == "mean"]
+        lines = []
+        for row in targets.to_dict("records"):
+            needed = (
+                f"N ≈ {_integer(row['n_needed'])} [{_integer(row['n_needed_low'])}, {_integer(row['n_needed_high'])}]"
+                + (" (extrapolated)" if row.get("extrapolated") else "")
+                if _finite(row["n_needed"])
+                else "never, by its law"
+            )
+            lines.append(f"{row['function']}, {describe(row['family']).label}: {needed}")
+        if lines:
+            document.paragraph(f"Training points needed for a best test RMSE of {_rmse(targets['target'].iloc[0])}:")
+            document.bullets(lines)
+    for function, path in (figure_paths or {}).items():
+        document.image(path, f"{function}: the frontier over (N, G) and the best test RMSE against N")

@@ -156,17 +156,18 @@ def log_report(
     answer_md=None,
     families_csv=None,
     laws_json=None,
+    frontier_csv=None,
 ) -> dict:
     """Log the figures, the summary, the exponent table and the laws (``laws_json``) to the sweep's
     parent run (folder report/), each fitted exponent as a metric (with ``families_csv``, each
-    family's exponent in the parameter count too), set the parent FINISHED, and record what was
-    logged in ``path``.
+    family's exponent in the parameter count too; with ``frontier_csv``, the data axis's gamma and
+    delta), set the parent FINISHED, and record what was logged in ``path``.
 
     The sweep is complete once this runs (its inputs need every grid level): FINISHED, also after a
     failed invocation's onerror handler set it FAILED. An unreachable store raises JobError; the report
     files are other rules' outputs and stay.
     """
-    from ..analysis.report import family_mlflow_metrics, mlflow_metrics, read_results
+    from ..analysis.report import family_mlflow_metrics, frontier_mlflow_metrics, mlflow_metrics, read_results
 
     parent = read_json(parent_file)
     uri = tracking.resolve_tracking_uri(config["mlflow"]["tracking_uri"])
@@ -178,7 +179,7 @@ def log_report(
     ]
     artifacts += [
         (file, "report")
-        for file in (summary_md, summary_html, exponents_csv, families_csv, answer_md, laws_json)
+        for file in (summary_md, summary_html, exponents_csv, families_csv, answer_md, laws_json, frontier_csv)
         if file
     ]
     metrics = mlflow_metrics(read_results(exponents_csv))
@@ -186,6 +187,8 @@ def log_report(
         families = read_results(families_csv)
         if not families.empty:
             metrics.update(family_mlflow_metrics(families))
+    if frontier_csv is not None and os.path.getsize(frontier_csv) > 1:
+        metrics.update(frontier_mlflow_metrics(read_results(frontier_csv)))
     note = None
     if answer_md is not None:  # the run's description in the MLflow UI: the answer first
         note = Path(answer_md).read_text(encoding="utf-8")

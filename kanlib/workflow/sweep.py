@@ -381,6 +381,14 @@ def compared_functions(config: dict) -> list[str]:
     return [slug for slug, names in families.items() if len(names) > 1]
 
 
+def frontier_functions(config: dict) -> list[str]:
+    """The slugs of the functions with a data axis (the report's frontier): every one, when the sweep
+    has several training-set sizes."""
+    if len(config["data_sizes"]) < 2:
+        return []
+    return list(dict.fromkeys(function_slug(job.function) for job in jobs(config)))
+
+
 def datasets(config: dict) -> list[tuple[str, int, int]]:
     """(function name, N, seed) of every dataset file (several widths and every family share one)."""
     return list(dict.fromkeys((job.function, job.n_train, job.seed) for job in jobs(config)))

@@ -7,6 +7,7 @@ config/paper_fig3_1.yaml (the KAN paper's Fig. 2.3 and Fig. 3.1).
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -85,6 +87,18 @@ def test_paper_fig3_1_laptop_overlay_drops_only_the_largest_mlps(tmp_path):
         dropped = [w for w in whole["mlp_widths"] if w not in small["mlp_widths"]]
         assert all(w in whole["mlp_widths"] for w in small["mlp_widths"])
         assert sorted(w[1:-1] for w in dropped) == [[50] * 4, [100] * 2, [100] * 3, [100] * 4]
+
+
+def test_data_scaling_preset_dag(tmp_path):
+    # 3 functions x 7 N x 5 seeds: 105 datasets; per (function, N) 14 grid levels and 4 MLPs, the 5 seeds
+    # of each in one job; a data-axis figure per function
+    counts = dry_run_counts(tmp_path, "data_scaling")
+    assert counts["dataset"] == 105 and counts["train_seeds"] == 3 * 7 * (14 + 4)
+    assert counts["report_frontier"] == 3 and counts["report_families"] == 3
+    config = yaml.safe_load((REPO / "config/data_scaling.yaml").read_text())
+    sizes, grids = config["data_sizes"], config["grids"]
+    assert sizes[0] == 100 and sizes[-1] >= 6400 and len(sizes) >= 7 and len(config["seeds"]) >= 5
+    assert grids[0] == 3 and max(b / a for a, b in zip(grids, grids[1:])) <= 1.5
 
 
 # ---- miniatures: each paper preset as it is, overridden to tiny grids, steps and sizes, end to end ----------
@@ -176,3 +190,41 @@ def test_paper_fig3_1_miniature_end_to_end(tmp_path):
     numbers = paper_numbers(work / "results/paper_fig3_1")
     for function in results["function"].unique():  # a KAN and an MLP row per function, and the per-P comparison
         assert f"| {function} | " in numbers and numbers.count(f"| {function} | ") >= 3
+
+
+def test_data_scaling_miniature_end_to_end(tmp_path):
+    overrides = {
+        "grids": [3, 5, 8],
+        "steps": 20,
+        "data_sizes": [100, 200, 400],
+        "seeds": [0, 1],
+        "test_num": 200,
+        "restarts": 1,
+        "functions": [
+            {"name": "exp_sin_pi_x_plus_y2", "widths": [[2, 1, 1]], "mlp_widths": [[2, 8, 1]]},
+            {"name": "xy", "widths": [[2, 2, 1]], "mlp_widths": [[2, 8, 1]]},
+        ],
+        "mlp": {"widths": [], "activations": ["silu"], "steps": 20},
+    }
+    work, _ = run_miniature(tmp_path, "data_scaling", overrides)
+    folder = work / "results/data_scaling"
+    results = pd.read_csv(folder / "results.csv", dtype={"width": str})
+    assert len(results) == 2 * 3 * 2 * (3 + 1) and results["val_rmse"].notna().all()
+    # one frontier point per (function, family, N, seed) with a chain that learnt, by each measure
+    learnt = learnt_rows(results).groupby(["function", "family", "n_train", "seed"]).ngroups
+    points = pd.read_csv(folder / "report/frontier_points.csv")
+    assert len(points) == 2 * learnt and set(points["measure"]) == {"mean", "median"}
+    keys = ["function", "family", "n_train", "seed"]
+    chosen = points[points["measure"] == "mean"].set_index(keys)["val"]  # chosen on validation: its minimum
+    best = learnt_rows(results).groupby(keys)["val_rmse"].min()
+    np.testing.assert_allclose(chosen, best.loc[chosen.index], rtol=1e-5)
+    laws = json.loads((folder / "report/laws.json").read_text())["data_laws"]
+    fits = pd.read_csv(folder / "report/frontier.csv")
+    assert len(laws["laws"]) == len(fits) >= 1
+    for function in results["function"].unique():
+        assert (folder / f"report/{function}/frontier.png").is_file()
+    assert "Data axis: the best model at each training-set size N" in (folder / "summary.md").read_text()
+    metrics = json.loads((folder / "report/mlflow.json").read_text())["metrics"]
+    fitted = fits.dropna(subset=["gamma"])
+    for row in fitted.itertuples():
+        assert metrics[f"gamma_{row.measure}_{row.family}_{row.function}"] == pytest.approx(row.gamma, rel=1e-5)

@@ -45,6 +45,7 @@ localrules:
     aggregate,
     report_figures,
     report_families,
+    report_frontier,
     report_summary,
     report_mlflow,
 

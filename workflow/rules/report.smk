@@ -32,7 +32,11 @@ REPORT_PNGS = [
 ]
 # KAN against MLP: one figure per function, when the sweep has MLPs (kanlib.analysis.families)
 FAMILY_PNGS = [f"{REPORT}/{slug}/families.png" for slug in sweep.compared_functions(config)]
-REPORT_PDFS = [path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS + FAMILY_PNGS]
+# The data axis: one figure per function, when the sweep has several N (kanlib.analysis.frontier)
+FRONTIER_PNGS = [f"{REPORT}/{slug}/frontier.png" for slug in sweep.frontier_functions(config)]
+REPORT_PDFS = [
+    path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS + FAMILY_PNGS + FRONTIER_PNGS
+]
 
 
 rule report_figures:
@@ -98,12 +102,43 @@ rule report_families:
         "../scripts/report_families.py"
 
 
+rule report_frontier:
+    """The data axis of one function: test RMSE over (N, G) with the best grid chosen on validation
+    and the threshold line, and each family's best test RMSE against N with its law (PNG + PDF)."""
+    input:
+        results=f"{RESULTS}/results.csv",
+        history=f"{RESULTS}/history.csv",
+    output:
+        png=report(
+            f"{REPORT}/{{function}}/frontier.png",
+            caption="../report/frontier.rst",
+            category="0. Data axis",
+            subcategory="{function}",
+            labels={"figure": "best model per N"},
+        ),
+        pdf=f"{REPORT}/{{function}}/frontier.pdf",
+    log:
+        f"{LOGS}/report/{{function}}/frontier.log",
+    wildcard_constraints:
+        function=WILDCARDS["function"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        function=function_name,
+        settings=REPORT_SETTINGS,
+    script:
+        "../scripts/report_frontier.py"
+
+
 rule report_summary:
     """The exponent table, the summary (Markdown, and HTML for the report) and the fitted laws
     (laws.json, for other tools) of the whole sweep."""
     input:
         results=f"{RESULTS}/results.csv",
-        figures=REPORT_PNGS + FAMILY_PNGS,
+        history=f"{RESULTS}/history.csv",
+        figures=REPORT_PNGS + FAMILY_PNGS + FRONTIER_PNGS,
         front_template=os.path.join(workflow.basedir, "workflow/report/workflow.rst"),
     output:
         summary_html=report(
@@ -134,6 +169,9 @@ rule report_summary:
         front=f"{REPORT}/front.rst",
         # every fitted law at full precision, with the config hash and code version (kanlib.analysis.laws)
         laws=f"{REPORT}/laws.json",
+        # the data axis (kanlib.analysis.frontier): its laws per function, family and measure, and its points
+        frontier=f"{REPORT}/frontier.csv",
+        frontier_points=f"{REPORT}/frontier_points.csv",
     log:
         f"{LOGS}/report/summary.log",
     threads: 1
@@ -153,7 +191,7 @@ rule report_mlflow:
     Fails, naming the URI, when the store is unreachable: the report files (other rules' outputs)
     stay, and the same command logs them once the store is back."""
     input:
-        pngs=REPORT_PNGS + FAMILY_PNGS,
+        pngs=REPORT_PNGS + FAMILY_PNGS + FRONTIER_PNGS,
         pdfs=REPORT_PDFS,
         summary=f"{RESULTS}/summary.md",
         summary_html=f"{REPORT}/summary.html",
@@ -161,6 +199,7 @@ rule report_mlflow:
         families=f"{REPORT}/families.csv",
         answer=f"{REPORT}/answer.md",
         laws=f"{REPORT}/laws.json",
+        frontier=f"{REPORT}/frontier.csv",
         parent=ancient(PARENT_JSON),
     output:
         f"{REPORT}/mlflow.json",
@@ -178,6 +217,7 @@ rule report_mlflow:
 REPORT_OUTPUTS = [
     *REPORT_PNGS,
     *FAMILY_PNGS,
+    *FRONTIER_PNGS,
     *REPORT_PDFS,
     f"{RESULTS}/summary.md",
     f"{REPORT}/summary.html",
@@ -186,5 +226,7 @@ REPORT_OUTPUTS = [
     f"{REPORT}/answer.md",
     f"{REPORT}/front.rst",
     f"{REPORT}/laws.json",
+    f"{REPORT}/frontier.csv",
+    f"{REPORT}/frontier_points.csv",
     f"{REPORT}/mlflow.json",
 ]

@@ -19,6 +19,7 @@ try:
         families_csv=inputs.families,
         answer_md=inputs.answer,
         laws_json=inputs.laws,
+        frontier_csv=inputs.frontier,
         path=snakemake.output[0],
     )
 except JobError as error:

@@ -22,6 +22,9 @@ try:
         front_rst=out.front,
         front_template=snakemake.input.front_template,
         laws_json=out.laws,
+        history_csv=snakemake.input.history,
+        frontier_csv=out.frontier,
+        frontier_points_csv=out.frontier_points,
         # read here, not a param: a change of config that leaves results.csv alone reruns nothing
         config=snakemake.config,
         git_commit=git_commit(),
