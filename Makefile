@@ -56,7 +56,7 @@ format: setup
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 test: setup browser
-	$(BIN)/python -m pytest -q -m "not cluster"
+	$(BIN)/python -m pytest -q -m "not cluster" --durations=15
 
 test-cluster: setup slurm-start
 	$(BIN)/python -m pytest -q -m cluster tests/cluster/test_cluster.py

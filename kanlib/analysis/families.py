@@ -17,8 +17,8 @@ Conventions, stated once:
      test RMSE reachable at each parameter count, and it ends at the family's minimum test RMSE
      (past it, more parameters did not help: the family's interpolation threshold).
 
-  With one seed the interval is the OLS one (Student t); with several, a bootstrap over seeds of
-  the per-seed RMSEs at the envelope's points (:func:`kanlib.analysis.fits.bootstrap_power_law`).
+  With one seed the interval is the OLS one (Student t); with several, a Student t interval over
+  the seeds' own exponents at the envelope's points (:func:`kanlib.analysis.fits.seed_lines_power_law`).
 * Reference rates (the KAN paper, Sec. 3.1): α = k+1 for KANs with splines of order k, and the
   Sharma-Kaplan rate α = (k+1)/d for MLPs on d inputs (the paper draws 4 and 4/d).
 * "Parameters to reach" an RMSE: the smallest P among the family's points whose seed-averaged
@@ -35,11 +35,11 @@ import pandas as pd
 from ..families import REGISTRY, chained_families, describe
 from .fits import (
     DEFAULT_DIVERGENCE_FACTOR,
-    bootstrap_power_law,
     chain_rows,
     fit_power_law,
     fit_scaling_laws,
     geometric_mean,
+    seed_lines_power_law,
 )
 
 __all__ = [
@@ -124,7 +124,7 @@ def family_points(
     kan = chain_rows(results)
     if not kan.empty:
         chain_fits = fit_scaling_laws(
-            kan, x="n_params", metric="test_rmse", confidence=confidence, divergence_factor=divergence_factor, n_boot=10
+            kan, x="n_params", metric="test_rmse", confidence=confidence, divergence_factor=divergence_factor
         )
         for fit in chain_fits.itertuples(index=False):
             used = {float(g) for g in str(fit.points_used).split(",") if g}
@@ -179,9 +179,7 @@ def params_to_reach(points: pd.DataFrame, rmse: float) -> float:
     return float(reached["n_params"].min()) if not reached.empty else float("nan")
 
 
-def _fit_family(
-    group: pd.DataFrame, envelope: pd.DataFrame, confidence: float, n_boot: int, generator
-) -> tuple[dict, list[str]]:
+def _fit_family(group: pd.DataFrame, envelope: pd.DataFrame, confidence: float) -> tuple[dict, list[str]]:
     """The power-law fit over the envelope's points (per-seed rows when several seeds)."""
     notes = []
     if len(envelope) < 2:
@@ -191,13 +189,11 @@ def _fit_family(
     seeds = selected["seed"].nunique()
     try:
         if seeds >= 2:
-            fit = bootstrap_power_law(
+            fit = seed_lines_power_law(
                 selected["n_params"].to_numpy(float),
                 selected["test_rmse"].to_numpy(float),
                 selected["seed"].to_numpy(),
-                n_boot=n_boot,
                 confidence=confidence,
-                rng=generator,
             )
         else:
             fit = fit_power_law(envelope["n_params"].to_numpy(float), envelope["test_rmse"].to_numpy(float), confidence)
@@ -220,9 +216,7 @@ def compare_families(
     results: pd.DataFrame,
     confidence: float = 0.95,
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
-    n_boot: int = 1000,
     target_rmse: float = 1e-4,
-    rng: np.random.Generator | int | None = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each family's exponent in P per (function, N), and the points with their role in the fit.
 
@@ -233,7 +227,6 @@ def compare_families(
     RMSE (the largest of the families' best RMSEs: the lowest level every family reaches).
     ``points`` is :func:`family_points` plus ``on_envelope`` and ``used`` (in the fit).
     """
-    generator = np.random.default_rng(rng)
     frame = results.copy()
     if "family" not in frame.columns:
         frame["family"] = "kan"  # (a table written before the MLP family existed: all KANs)
@@ -258,7 +251,7 @@ def compare_families(
                     points.at[index, "reason"] = reason
             group = frame[(frame["family"] == family) & (frame["function"] == function) & (frame["n_train"] == n_train)]
             group = group[np.isfinite(group["test_rmse"].astype(float)) & (group["test_rmse"].astype(float) > 0)]
-            fit, notes = _fit_family(group, envelope, confidence, n_boot, generator)
+            fit, notes = _fit_family(group, envelope, confidence)
             if fit:
                 points.loc[envelope.index, "used"] = True
             k = int(members["k"].iloc[0]) if family in chained_families() else spline_order

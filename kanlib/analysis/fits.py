@@ -49,7 +49,6 @@ __all__ = [
     "DataScalingSummary",
     "drop_nonfinite_points",
     "fit_power_law",
-    "bootstrap_power_law",
     "seed_lines_power_law",
     "predict_over_seeds",
     "find_interpolation_threshold",
@@ -95,12 +94,12 @@ class PowerLawFit:
         cannot be estimated (exactly two points: the line goes through both and
         no residual is left to estimate the error from).
     alpha_stderr : float
-        Standard error of the slope (OLS); NaN for bootstrap fits and for
+        Standard error of the slope (OLS; over seeds: of the mean of the seeds' slopes); NaN for
         two-point fits.
     prefactor : float
         ``C`` in ``y = C x**(-alpha)``, i.e. ``10**intercept``.
     n_points : int
-        Number of (x, y) points in the fit (all seeds counted for bootstrap).
+        Number of (x, y) points in the fit (all seeds counted).
     r_squared : float
         Coefficient of determination in log space. NaN when all ``y`` are
         equal (total variance zero).
@@ -109,14 +108,11 @@ class PowerLawFit:
     confidence : float
         Level of the interval, e.g. 0.95.
     ci_method : str
-        ``"ols-t"`` (standard error with Student t, ``n - 2`` dof) or
-        ``"bootstrap-seeds"`` (percentile interval over resampled seeds) or ``"seed-lines-t"``
-        (mean of the seeds' own exponents with a Student t interval).
+        ``"ols-t"`` (one seed: standard error with Student t, ``n - 2`` dof) or ``"seed-lines-t"``
+        (several: the mean of the seeds' own exponents with a Student t interval over seeds).
     log10_x_center, log10_y_center : float
         Centroid of the data in log10 space; the fitted line passes through it.
         Used as the pivot of :meth:`band`.
-    n_boot : int
-        Number of valid bootstrap replicates (0 for OLS fits).
     """
 
     alpha: float
@@ -131,7 +127,6 @@ class PowerLawFit:
     ci_method: str
     log10_x_center: float
     log10_y_center: float
-    n_boot: int = 0
 
     @property
     def exponent(self) -> float:
@@ -322,98 +317,6 @@ def fit_power_law(
     )
 
 
-def bootstrap_power_law(
-    x: np.ndarray | Sequence[float],
-    y: np.ndarray | Sequence[float],
-    groups: np.ndarray | Sequence,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    rng: np.random.Generator | int | None = None,
-) -> PowerLawFit:
-    """Fit a power law to pooled seeds and bootstrap its exponent over seeds.
-
-    The point estimate is the OLS fit to all points pooled (with every seed
-    present at every ``x`` this equals the fit to the per-``x`` geometric
-    means). Each bootstrap replicate draws as many groups as there are, with
-    replacement, pools their points and refits; the interval is the
-    percentile interval of the replicate exponents. Resampling whole groups
-    keeps each seed's correlated points together.
-
-    Note that with few groups the interval is coarse (3 seeds give only 10
-    distinct resamples); it reflects seed-to-seed variation, not the scatter
-    of points about the line within one seed.
-
-    Parameters
-    ----------
-    x, y : array_like
-        Positive, finite, same-length arrays (one point per seed and x).
-    groups : array_like
-        Group label of each point (e.g. the seed). At least 2 groups.
-    n_boot : int, default 1000
-        Number of bootstrap replicates.
-    confidence : float, default 0.95
-        Level of the percentile interval.
-    rng : numpy.random.Generator or int or None
-        Random generator or seed, passed to :func:`numpy.random.default_rng`.
-
-    Returns
-    -------
-    PowerLawFit
-        With ``ci_method="bootstrap-seeds"``, ``alpha_stderr`` NaN and
-        ``n_boot`` the number of replicates with a defined slope.
-    """
-    _check_confidence(confidence)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    point_estimate = fit_power_law(x, y, confidence=confidence)
-    x_array, y_array = _validate_points(x, y)
-    group_array = np.asarray(groups)
-    if group_array.shape != x_array.shape:
-        raise ValueError(f"groups must have the same length as x, got {group_array.size} and {x_array.size}")
-    group_labels, group_index = np.unique(group_array, return_inverse=True)
-    n_groups = group_labels.size
-    if n_groups < 2:
-        raise ValueError(f"bootstrap over groups needs at least 2 groups, got {n_groups}")
-
-    generator = np.random.default_rng(rng)
-    # Written out rather than scipy.stats.bootstrap, which resamples single observations: here whole
-    # seeds are drawn (a seed's points are correlated), and all replicates are fitted at once.
-    # Drawing n_groups groups with replacement == multinomial counts per group;
-    # pooling the drawn groups == weighted OLS with those counts as weights.
-    counts = generator.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
-    weights = counts[:, group_index].astype(float)  # (n_boot, n_points)
-    log_x = np.log10(x_array)
-    log_y = np.log10(y_array)
-    total = weights.sum(axis=1)
-    mean_x = weights @ log_x / total
-    mean_y = weights @ log_y / total
-    dx = log_x[None, :] - mean_x[:, None]
-    dy = log_y[None, :] - mean_y[:, None]
-    sxx = np.sum(weights * dx * dx, axis=1)
-    sxy = np.sum(weights * dx * dy, axis=1)
-    valid = sxx > 1e-12 * max(float(np.ptp(log_x)) ** 2, 1e-300)
-    if not np.any(valid):
-        raise ValueError("no bootstrap replicate had two distinct x values; cannot bootstrap")
-    alphas = -sxy[valid] / sxx[valid]
-    tail = (1.0 - confidence) / 2.0
-    alpha_low, alpha_high = np.quantile(alphas, [tail, 1.0 - tail])
-    return PowerLawFit(
-        alpha=point_estimate.alpha,
-        alpha_low=float(alpha_low),
-        alpha_high=float(alpha_high),
-        alpha_stderr=float("nan"),
-        prefactor=point_estimate.prefactor,
-        n_points=point_estimate.n_points,
-        r_squared=point_estimate.r_squared,
-        x_used=point_estimate.x_used,
-        confidence=confidence,
-        ci_method="bootstrap-seeds",
-        log10_x_center=point_estimate.log10_x_center,
-        log10_y_center=point_estimate.log10_y_center,
-        n_boot=int(valid.sum()),
-    )
-
-
 def _seed_lines(x, y, groups) -> tuple[list, float, int, np.ndarray, np.ndarray]:
     """Each group's OLS line of log10 y on log10 x, as (slope, intercept, mean log10 x, Sxx, n) per
     group, the pooled residual variance about the lines and its degrees of freedom, log10 x and
@@ -449,11 +352,12 @@ def seed_lines_power_law(
     groups' exponents, its interval ``mean +- t_{S-1} * sd / sqrt(S)`` over the S groups (the
     two-stage, summary-statistics interval of repeated measures).
 
-    Why not :func:`bootstrap_power_law` here: with 5 seeds a percentile bootstrap over seeds covers
-    the true exponent in ~85% of synthetic draws at a nominal 95% (5 seeds have only 126 distinct
-    resamples, and the resampled spread is biased low by (S - 1) / S), this interval in 94-96%
-    (benchmarks/frontier_coverage.py). Groups with fewer than 2 distinct x are left out. The line
-    passes through the data's centroid with the mean slope.
+    Why not a percentile bootstrap over seeds: at a nominal 95% it covers the true exponent in 74%
+    of synthetic draws with 3 seeds, 84% with 5 and 89-91% with 10 (few seeds have few distinct
+    resamples, and the resampled spread is biased low by (S - 1) / S); this interval in 94.5-95.4%
+    at 3, 5 and 10 seeds (benchmarks/frontier_coverage.py, benchmarks/results/frontier_coverage.log).
+    Groups with fewer than 2 distinct x are left out. The line passes through the data's centroid
+    with the mean slope.
     """
     _check_confidence(confidence)
     lines, _, _, log_x, log_y = _seed_lines(x, y, groups)
@@ -965,8 +869,6 @@ def fit_scaling_laws(
     metric: Literal["test_rmse", "train_rmse"] = "test_rmse",
     confidence: float = 0.95,
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
-    n_boot: int = 1000,
-    rng: np.random.Generator | int | None = 0,
 ) -> pd.DataFrame:
     """Fit ``metric ~ x**(-alpha)`` for every scaling curve in a results table.
 
@@ -980,8 +882,8 @@ def fit_scaling_laws(
        so train and test fits cover the same regime.
     4. The power law is fitted on the used points: with one seed by
        :func:`fit_power_law` (``ci_method="ols-t"``); with two or more seeds
-       by :func:`bootstrap_power_law` on the per-seed rows
-       (``ci_method="bootstrap-seeds"``).
+       by :func:`seed_lines_power_law` on the per-seed rows
+       (``ci_method="seed-lines-t"``).
 
     A group with fewer than 2 usable points (or any other fitting problem)
     gets NaN ``alpha`` and the reason in ``note`` instead of raising.
@@ -998,10 +900,6 @@ def fit_scaling_laws(
         Level of the exponent's interval.
     divergence_factor : float, default 10
         Passed to :func:`find_interpolation_threshold`.
-    n_boot : int, default 1000
-        Bootstrap replicates for multi-seed groups.
-    rng : numpy.random.Generator or int or None, default 0
-        Seed for the bootstrap (fixed by default so tables are reproducible).
 
     Returns
     -------
@@ -1026,7 +924,6 @@ def fit_scaling_laws(
     if x == "n_params":
         required.append("n_params")
     _require_columns(results, list(dict.fromkeys(required)), "results")
-    generator = np.random.default_rng(rng)
 
     rows = []
     for key, group in results.groupby(list(GROUP_COLUMNS), sort=True):
@@ -1087,13 +984,11 @@ def fit_scaling_laws(
         else:
             try:
                 if n_seeds_used >= 2:
-                    fit = bootstrap_power_law(
+                    fit = seed_lines_power_law(
                         fit_rows[x].to_numpy(dtype=float),
                         fit_rows[metric].to_numpy(dtype=float),
                         fit_rows["seed"].to_numpy(),
-                        n_boot=n_boot,
                         confidence=confidence,
-                        rng=generator,
                     )
                 else:
                     used_averaged = averaged[averaged["grid_size"].astype(float).isin(used_grids)]

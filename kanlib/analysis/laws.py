@@ -8,7 +8,7 @@ threshold) are ``null``.
 Fields
 ------
 ``format``
-    ``"kanlib-laws/1"``: the name and version of this layout (a reader checks it).
+    ``"kanlib-laws/2"``: the name and version of this layout (a reader checks it).
 ``sweep``
     The sweep's name (``results/<sweep>/``).
 ``config_hash``
@@ -23,7 +23,7 @@ Fields
     ``"y = prefactor * x ** -alpha"``.
 ``settings``
     ``confidence`` (level of the intervals), ``divergence_factor`` (test/train RMSE ratio above which
-    a point counts as interpolating) and ``n_boot`` (bootstrap replicates over seeds).
+    a point counts as interpolating).
 ``laws``
     One object per fit (a row of ``exponents.csv``), per configuration, scaling variable, error and N:
 
@@ -33,8 +33,8 @@ Fields
       ``"test_median_rmse"`` or ``"test_interior_rmse"`` (the test points inside the training
       points' range at every layer);
     - ``alpha``, ``alpha_low``, ``alpha_high``: the exponent and its interval at ``confidence``;
-      ``ci_method``: ``"ols-t"`` (one seed: OLS standard error with Student t), ``"bootstrap-seeds"``
-      (percentile interval over resampled seeds) or ``""`` (no fit);
+      ``ci_method``: ``"ols-t"`` (one seed: OLS standard error with Student t), ``"seed-lines-t"``
+      (several: the mean of the seeds' own exponents, Student t over seeds) or ``""`` (no fit);
     - ``theory_alpha`` (k+1), ``prefactor``, ``r_squared`` (log-log), ``x_pivot`` (geometric mean of
       the used x: where the line is pinned best);
     - ``n_points`` (points in the fit, every seed counted), ``n_seeds``;
@@ -65,11 +65,11 @@ Fields
 
 Example (the default sweep, ``make run``; one of its 20 laws, shortened)::
 
-    {"format": "kanlib-laws/1", "sweep": "seed",
+    {"format": "kanlib-laws/2", "sweep": "seed",
      "config_hash": "sha256:20110848f181482ff436497419bcf636926610dbee44cc9154a576f981240cc1",
      "code_version": {"kanlib": "0.2.0", "git_commit": "<40 hex digits>"},
      "law": "y = prefactor * x ** -alpha",
-     "settings": {"confidence": 0.95, "divergence_factor": 10.0, "n_boot": 1000},
+     "settings": {"confidence": 0.95, "divergence_factor": 10.0},
      "laws": [..., {"function": "exp_sin_pi_x_plus_y2", "width": "2-1-1", "k": 3, "n_train": 3000,
                "x": "grid_size", "metric": "test_rmse", "alpha": 4.124972571732293,
                "alpha_low": 4.0283280676624305, "alpha_high": 4.221617075802156, "confidence": 0.95,
@@ -97,7 +97,7 @@ from .fits import GROUP_COLUMNS, chain_rows, fit_points
 
 __all__ = ["FORMAT", "config_hash", "code_version", "laws_document", "laws_json"]
 
-FORMAT = "kanlib-laws/1"
+FORMAT = "kanlib-laws/2"
 LAW = "y = prefactor * x ** -alpha"
 
 _LAW_FIELDS = (
@@ -247,7 +247,7 @@ def laws_document(
         "config_hash": config_hash(config),
         "code_version": code_version(git_commit),
         "law": LAW,
-        "settings": {key: _value(settings[key]) for key in ("confidence", "divergence_factor", "n_boot")},
+        "settings": {key: _value(settings[key]) for key in ("confidence", "divergence_factor")},
         "laws": _kan_laws(results, exponents),
         "family_laws": _family_laws(comparison, family_points),
         "data_laws": _data_laws(frontier),

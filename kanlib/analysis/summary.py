@@ -515,7 +515,7 @@ def _sweep_paragraph(results: pd.DataFrame, configs: list) -> str:
 
 def _method_paragraph(several_seeds: bool, divergence_factor: float) -> str:
     ci_method = (
-        "bootstrap over seeds (percentile interval)"
+        "Student t interval over the seeds' own exponents"
         if several_seeds
         else "OLS standard error with Student t (one seed)"
     )
@@ -897,6 +897,21 @@ def _held_out_display(held: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _held_out_verdicts(held: pd.DataFrame) -> list[str]:
+    """Per (function, family, measure): which model predicted the held-out best test error closer."""
+    lines = []
+    for (function, family, measure), rows in held.groupby(["function", "family", "measure"], sort=False):
+        errors = rows.set_index("method")["log10_error"].abs()
+        if len(errors) < 2:
+            continue
+        better = "the power laws" if errors.idxmin() == "frontier" else "the error surface"
+        lines.append(
+            f"{function}, {describe(family).label}, by {_MEASURE_WORDS[measure]}: {better} predicted closer "
+            f"(|log10 error| {_number(errors.get('frontier'))} against {_number(errors.get('surface'))})"
+        )
+    return lines
+
+
 def _frontier_section(document: Document, report, figure_paths: dict[str, str] | None) -> None:
     document.heading(2, "Data axis: the best model at each training-set size N")
     document.paragraph(
@@ -925,6 +940,7 @@ def _frontier_section(document: Document, report, figure_paths: dict[str, str] |
             "log10(predicted / measured)."
         )
         document.table(_held_out_display(report.held_out))
+        document.bullets(_held_out_verdicts(report.held_out))
     if not report.recommendations.empty:
         rec = report.recommendations[report.recommendations["measure"] == "mean"]
         document.paragraph("Recommendations by the RMSE (interval: what one new seed may expect):")

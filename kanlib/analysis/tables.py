@@ -101,7 +101,6 @@ def exponent_table(
     results: pd.DataFrame,
     confidence: float = 0.95,
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR,
-    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Every fit of :data:`FIT_SPECS` for every (function, width, k, N) of ``results``.
 
@@ -113,9 +112,7 @@ def exponent_table(
     """
     results = learnt_rows(chain_rows(results))  # a chain that did not learn its target measures no law
     frames = [
-        fit_scaling_laws(
-            results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor, n_boot=n_boot
-        )
+        fit_scaling_laws(results, x=x, metric=metric, confidence=confidence, divergence_factor=divergence_factor)
         for x, metric in FIT_SPECS
         if metric not in OPTIONAL_METRICS or (metric in results.columns and results[metric].notna().any())
     ]
@@ -127,12 +124,11 @@ def exponent_table(
 
 
 def report_exponents(results: pd.DataFrame, settings: dict) -> pd.DataFrame:
-    """:func:`exponent_table` with the report's settings (confidence, divergence_factor, n_boot)."""
+    """:func:`exponent_table` with the report's settings (confidence, divergence_factor)."""
     return exponent_table(
         results,
         confidence=settings["confidence"],
         divergence_factor=settings["divergence_factor"],
-        n_boot=settings["n_boot"],
     )
 
 
@@ -148,7 +144,6 @@ def family_comparison(results: pd.DataFrame, settings: dict) -> tuple[pd.DataFra
         learnt_rows(results),
         confidence=settings["confidence"],
         divergence_factor=settings["divergence_factor"],
-        n_boot=settings["n_boot"],
         target_rmse=settings.get("target_rmse", 1e-4),
     )
 

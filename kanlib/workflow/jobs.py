@@ -328,7 +328,7 @@ def partial_report(config: dict, *, folder=None) -> dict | None:
     history = history_table(histories)
     write_table(table, folder / "results.csv")
     # report.smk's REPORT_SETTINGS
-    settings = {"confidence": 0.95, "divergence_factor": 10.0, "n_boot": 1000, "target_rmse": 1e-4}
+    settings = {"confidence": 0.95, "divergence_factor": 10.0, "target_rmse": 1e-4}
     exponents = report.report_exponents(table, settings)
     comparison = report.family_comparison(table, settings)[0] if report.has_families(table) else None
     figure_paths = {}

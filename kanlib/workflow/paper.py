@@ -259,7 +259,7 @@ def fig3_1_numbers(folder: Path) -> list[str]:
     lines = [f"## Fig. 3.1 measured on `{folder}`", ""]
     lines += [
         "α: test RMSE ∝ P^-α over each family's lower envelope below its interpolation threshold "
-        "(kanlib.analysis.families; interval: bootstrap over seeds). Reference: α = k+1 = 4 (the "
+        "(kanlib.analysis.families; interval: Student t over the seeds' own exponents). Reference: α = k+1 = 4 (the "
         "paper's KAN theory) and 4/d (Sharma & Kaplan's, for a d-input function).",
         "",
         *FAMILY_HEADER,
@@ -270,7 +270,7 @@ def fig3_1_numbers(folder: Path) -> list[str]:
         by_median, _ = compare_families(results.assign(test_rmse=results["test_median_rmse"]))
         lines += [
             "",
-            "The same by the square root of the median squared test error (seeds and bootstrap as above):",
+            "The same by the square root of the median squared test error (seeds and intervals as above):",
             "",
             *FAMILY_HEADER,
         ]

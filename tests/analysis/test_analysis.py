@@ -10,7 +10,6 @@ import pytest
 from scipy import stats
 
 from kanlib.analysis.fits import (
-    bootstrap_power_law,
     data_scaling_table,
     drop_nonfinite_points,
     find_interpolation_threshold,
@@ -18,6 +17,7 @@ from kanlib.analysis.fits import (
     fit_scaling_laws,
     geometric_mean,
     rmse_pivot,
+    seed_lines_power_law,
     summarize_over_seeds,
 )
 from kanlib.analysis.reference import (
@@ -242,7 +242,7 @@ def test_drop_nonfinite_points_reports_and_enables_fit():
 
 
 # --------------------------------------------------------------------------
-# bootstrap_power_law
+# seed_lines_power_law (intervals over seeds; coverage: tests/analysis/test_frontier.py)
 # --------------------------------------------------------------------------
 
 
@@ -257,50 +257,39 @@ def multi_seed_points(alpha: float, n_seeds: int, rng: np.random.Generator, seed
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
 
 
-def test_bootstrap_recovers_exponent_inside_interval():
+def test_seed_lines_interval_is_the_t_interval_of_the_seeds_own_exponents():
     rng = np.random.default_rng(99)
     x, y, groups = multi_seed_points(alpha=4.0, n_seeds=8, rng=rng)
-    fit = bootstrap_power_law(x, y, groups, n_boot=2000, rng=1)
-    assert fit.ci_method == "bootstrap-seeds"
-    assert fit.n_boot == 2000
+    fit = seed_lines_power_law(x, y, groups)
+    slopes = np.array([-stats.linregress(np.log10(x[groups == g]), np.log10(y[groups == g])).slope for g in range(8)])
+    half = stats.t.ppf(0.975, 7) * slopes.std(ddof=1) / np.sqrt(8)
+    assert fit.ci_method == "seed-lines-t" and fit.n_points == 40
+    assert fit.alpha == pytest.approx(slopes.mean(), rel=1e-12)
+    assert (fit.alpha_low, fit.alpha_high) == pytest.approx((slopes.mean() - half, slopes.mean() + half), rel=1e-12)
     assert fit.alpha_low < 4.0 < fit.alpha_high
-    assert fit.alpha_low <= fit.alpha <= fit.alpha_high
-    assert fit.alpha == pytest.approx(4.0, abs=0.15)
-    assert math.isnan(fit.alpha_stderr)
 
 
-def test_bootstrap_point_estimate_equals_fit_to_geometric_means():
+def test_seed_lines_point_estimate_equals_fit_to_geometric_means_when_every_seed_has_every_x():
     rng = np.random.default_rng(3)
     x, y, groups = multi_seed_points(alpha=3.0, n_seeds=4, rng=rng)
-    fit = bootstrap_power_law(x, y, groups, n_boot=200, rng=0)
+    fit = seed_lines_power_law(x, y, groups)
     geometric_means = [geometric_mean(y[x == g]) for g in GRID_SIZES]
     assert fit.alpha == pytest.approx(fit_power_law(GRID_SIZES, geometric_means).alpha, rel=1e-12)
-    assert fit.n_points == 20
+    assert fit.predict(GRID_SIZES) == pytest.approx(fit_power_law(GRID_SIZES, geometric_means).predict(GRID_SIZES))
 
 
-def test_bootstrap_of_identical_seeds_has_zero_width():
+def test_seed_lines_of_identical_seeds_have_zero_width_and_more_spread_widens():
     y = 0.7 * GRID_SIZES**-4.0
-    x_all = np.tile(GRID_SIZES, 3)
-    fit = bootstrap_power_law(x_all, np.tile(y, 3), np.repeat([0, 1, 2], 5), n_boot=100, rng=0)
-    assert fit.alpha_low == pytest.approx(4.0, abs=1e-10)
-    assert fit.alpha_high == pytest.approx(4.0, abs=1e-10)
+    fit = seed_lines_power_law(np.tile(GRID_SIZES, 3), np.tile(y, 3), np.repeat([0, 1, 2], 5))
+    assert fit.alpha_low == pytest.approx(4.0, abs=1e-10) and fit.alpha_high == pytest.approx(4.0, abs=1e-10)
+    narrow = seed_lines_power_law(*multi_seed_points(4.0, 6, np.random.default_rng(8), seed_spread=0.02))
+    wide = seed_lines_power_law(*multi_seed_points(4.0, 6, np.random.default_rng(8), seed_spread=0.5))
+    assert wide.alpha_high - wide.alpha_low > narrow.alpha_high - narrow.alpha_low
 
 
-def test_bootstrap_is_reproducible_and_wider_for_more_seed_spread():
-    rng = np.random.default_rng(8)
-    x, y, groups = multi_seed_points(alpha=4.0, n_seeds=6, rng=rng, seed_spread=0.02)
-    first = bootstrap_power_law(x, y, groups, n_boot=500, rng=42)
-    again = bootstrap_power_law(x, y, groups, n_boot=500, rng=42)
-    assert (first.alpha_low, first.alpha_high) == (again.alpha_low, again.alpha_high)
-    rng = np.random.default_rng(8)
-    x, y, groups = multi_seed_points(alpha=4.0, n_seeds=6, rng=rng, seed_spread=0.5)
-    spread = bootstrap_power_law(x, y, groups, n_boot=500, rng=42)
-    assert spread.alpha_high - spread.alpha_low > first.alpha_high - first.alpha_low
-
-
-def test_bootstrap_needs_two_groups():
-    with pytest.raises(ValueError, match="at least 2 groups, got 1"):
-        bootstrap_power_law(GRID_SIZES, GRID_SIZES**-4.0, np.zeros(5))
+def test_seed_lines_need_two_seeds_with_two_x_each():
+    with pytest.raises(ValueError, match="at least 2 seeds with 2 distinct x each; got 1"):
+        seed_lines_power_law(GRID_SIZES, GRID_SIZES**-4.0, np.zeros(5))
 
 
 # --------------------------------------------------------------------------
@@ -452,9 +441,9 @@ def test_fit_scaling_laws_single_seed_recovers_theory():
     assert by_n.loc[3000, "x_pivot"] == pytest.approx(geometric_mean(GRID_SIZES))
 
 
-def test_fit_scaling_laws_several_seeds_uses_seed_bootstrap():
-    fits = fit_scaling_laws(synthetic_sweep(seeds=(0, 1, 2, 3, 4, 5), sigma_log=0.1), n_boot=500)
-    assert (fits["ci_method"] == "bootstrap-seeds").all()
+def test_fit_scaling_laws_several_seeds_uses_the_seeds_own_exponents():
+    fits = fit_scaling_laws(synthetic_sweep(seeds=(0, 1, 2, 3, 4, 5), sigma_log=0.1))
+    assert (fits["ci_method"] == "seed-lines-t").all()
     assert (fits["n_seeds"] == 6).all()
     assert fits.set_index("n_train").loc[3000, "n_points"] == 30
     assert ((fits["alpha_low"] < 4.0) & (4.0 < fits["alpha_high"])).all(), fits[["alpha_low", "alpha_high"]]

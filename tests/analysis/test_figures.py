@@ -310,8 +310,8 @@ def test_fitted_power_laws_one_seed(tmp_path, results_one_seed):
 
 
 def test_fitted_power_laws_three_seeds_in_parameters(tmp_path, results_three_seeds):
-    fits = fit_scaling_laws(results_three_seeds, x="n_params", n_boot=200)
-    assert (fits["ci_method"] == "bootstrap-seeds").all()
+    fits = fit_scaling_laws(results_three_seeds, x="n_params")
+    assert (fits["ci_method"] == "seed-lines-t").all()
     figure = plot_fitted_power_laws(results_three_seeds, fits)
     (ax,) = figure.axes
     assert ax.get_xlabel() == "number of parameters"
@@ -332,7 +332,7 @@ def test_log_axes_are_labelled_at_the_sweep_values(results_one_seed):
 def test_fitted_power_laws_error_bars_only_with_several_seeds(results_one_seed, results_three_seeds):
     (ax,) = plot_fitted_power_laws(results_one_seed, fit_scaling_laws(results_one_seed)).axes
     assert not [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
-    fits = fit_scaling_laws(results_three_seeds, n_boot=100)
+    fits = fit_scaling_laws(results_three_seeds)
     (ax,) = plot_fitted_power_laws(results_three_seeds, fits).axes
     bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
     assert len(bars) == len(SEED_TRAIN_SIZES)  # one per N, spanning the smallest to the largest seed

@@ -13,7 +13,7 @@ import pytest
 from kanlib.analysis import laws, tables
 from kanlib.analysis.families import has_families
 
-SETTINGS = {"confidence": 0.95, "divergence_factor": 10.0, "n_boot": 200, "target_rmse": 1e-4}
+SETTINGS = {"confidence": 0.95, "divergence_factor": 10.0, "target_rmse": 1e-4}
 GRIDS = (5, 10, 20, 50)
 
 
@@ -85,7 +85,7 @@ def test_one_seed_law_is_the_least_squares_line_through_its_points():
 def test_points_of_several_seeds_are_their_geometric_means():
     results = sweep(seeds=(0, 1, 2))
     law = law_of(document(results))
-    assert law["ci_method"] == "bootstrap-seeds" and law["n_seeds"] == 3
+    assert law["ci_method"] == "seed-lines-t" and law["n_seeds"] == 3
     for point in law["points_used"]:
         values = results[(results["family"] == "kan") & (results["grid_size"] == point["grid_size"])]["test_rmse"]
         assert point["y"] == pytest.approx(np.exp(np.log(values).mean()), rel=1e-12) and point["n_seeds"] == 3

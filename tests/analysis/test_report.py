@@ -101,7 +101,7 @@ def history_for(results: pd.DataFrame, steps=4) -> pd.DataFrame:
 
 
 def summary_of(results: pd.DataFrame, sweep="synthetic") -> str:
-    return to_markdown(build_summary(results, tables.exponent_table(results, n_boot=300), sweep))
+    return to_markdown(build_summary(results, tables.exponent_table(results), sweep))
 
 
 def answer_line(markdown: str) -> str:
@@ -203,7 +203,7 @@ def test_exponent_table_recovers_known_exponent_with_interval():
 
 def test_mlflow_metric_names_one_and_several_configurations():
     results = sweep_table(threshold=lambda n: n / 5)
-    metrics = mlflow_metrics(tables.exponent_table(results, n_boot=100))
+    metrics = mlflow_metrics(tables.exponent_table(results))
     assert metrics["alpha_test_rmse_vs_grid_N3000"] == pytest.approx(4.0, abs=1e-9)
     assert {
         "alpha_test_rmse_vs_grid_N3000_ci_low",
@@ -216,7 +216,7 @@ def test_mlflow_metric_names_one_and_several_configurations():
     assert metrics["threshold_params_per_sample_N100"] == pytest.approx((3 * 23 + 6) / 100)
     assert all(math.isfinite(v) for v in metrics.values())
     both = pd.concat([results, sweep_table(function="xy")])
-    names = set(mlflow_metrics(tables.exponent_table(both, n_boot=100)))
+    names = set(mlflow_metrics(tables.exponent_table(both)))
     assert {
         "alpha_test_rmse_vs_grid_exp_sin_pi_x_plus_y2_w2-1-1_N3000",
         "alpha_test_rmse_vs_grid_xy_w2-1-1_N3000",
@@ -310,7 +310,7 @@ def test_several_seeds_give_the_seed_spread_table():
     expected = (cells.max() / cells.min()).unstack()  # largest / smallest seed, printed with 2 decimals
     assert spread.to_numpy().tolist() == expected.map(lambda r: f"{r:.2f}").to_numpy().tolist()
     assert (table_with(several, "N")["seeds"] == "3").all()
-    assert set(tables.exponent_table(results, n_boot=100)["ci_method"]) == {"bootstrap-seeds"}
+    assert set(tables.exponent_table(results)["ci_method"]) == {"seed-lines-t"}
 
 
 def test_data_size_is_described_not_fitted():
@@ -326,7 +326,7 @@ def test_seed_comparison_only_for_the_seed_configuration():
     doubled = seed_reference_frame().assign(**SEED_CONFIG, seed=0, steps=50, optimizer="LBFGS")
     doubled["n_params"] = 3 * (doubled["grid_size"] + 3) + 6
     doubled[["test_rmse", "train_rmse"]] *= 2.0
-    exponents = tables.exponent_table(doubled, n_boot=300)
+    exponents = tables.exponent_table(doubled)
     comparison = tables.seed_comparison(doubled, exponents)
     # every cell is twice the seed's; both runs' thresholds (same data, scaled) are G=20 for N=100 and
     # G=50 for N=300, none else: 3 + 4 + 5 + 5 cells at or below them
@@ -371,7 +371,7 @@ def rendered_std(figure) -> float:
 
 def test_figure_set_draws_every_figure_with_seed_spread():
     results = sweep_table(sigma_log=0.1, seeds=(0, 1))
-    figures = report.figure_set(results, history_for(results), tables.exponent_table(results, n_boot=100))
+    figures = report.figure_set(results, history_for(results), tables.exponent_table(results))
     assert list(figures) == catalog.figure_stems()
     for stem, figure in figures.items():
         assert not any("cannot be drawn" in t.get_text() for t in figure.texts), stem
@@ -466,7 +466,7 @@ def test_laws_file_holds_every_fit_with_its_points_config_hash_and_code_version(
     work = tiny_sweep.work
     laws = json.loads((work / TINY / "report/laws.json").read_text())
     exponents = pd.read_csv(work / TINY / "report/exponents.csv", dtype={"width": str, "points_used": str})
-    assert laws["format"] == "kanlib-laws/1" and laws["sweep"] == "test" and laws["family_laws"] == []
+    assert laws["format"] == "kanlib-laws/2" and laws["sweep"] == "test" and laws["family_laws"] == []
     assert len(laws["laws"]) == len(exponents)
     for law, row in zip(laws["laws"], exponents.to_dict("records")):
         assert (law["x"], law["metric"], law["n_train"]) == (row["x"], row["metric"], row["n_train"])
@@ -600,11 +600,11 @@ def test_chains_that_did_not_learn_the_target_are_counted_and_left_out_of_the_fi
     stuck["learned_target"], stuck["judged_relative_train_rmse"] = False, 0.45
     mixed = pd.concat([learning, stuck], ignore_index=True)
     # the fits are those of the learning chains alone (the stuck seed would pull every seed average up)
-    ours, reference = tables.exponent_table(mixed, n_boot=200), tables.exponent_table(learning, n_boot=200)
+    ours, reference = tables.exponent_table(mixed), tables.exponent_table(learning)
     pd.testing.assert_frame_equal(ours, reference)
     markdown = summary_of(mixed)
     assert f"**{len(SIZES)} of {4 * len(SIZES)} chains did not learn the target**" in markdown
     assert alpha_numbers(answer_line(markdown)) == alpha_numbers(answer_line(summary_of(learning)))
     # every chain stuck: no exponent, and the answer says why
     assert "No exponent" in answer_line(summary_of(stuck))
-    assert tables.exponent_table(stuck, n_boot=50)["alpha"].isna().all() or tables.exponent_table(stuck).empty
+    assert tables.exponent_table(stuck)["alpha"].isna().all() or tables.exponent_table(stuck).empty

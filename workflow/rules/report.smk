@@ -9,7 +9,6 @@ import kanlib.analysis.catalog as catalog
 REPORT_SETTINGS = {
     "confidence": 0.95,  # level of the exponent's interval
     "divergence_factor": 10.0,  # test/train RMSE ratio above which a point counts as interpolating
-    "n_boot": 1000,  # bootstrap replicates over seeds (sweeps with several seeds)
     "target_rmse": 1e-4,  # the family comparison: parameters each family needs for this test RMSE
 }
 
