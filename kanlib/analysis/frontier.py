@@ -330,8 +330,9 @@ def recommendations(points: pd.DataFrame, data_sizes: Sequence[int], confidence:
 def data_for_target(points: pd.DataFrame, target: float, confidence: float = 0.95) -> pd.DataFrame:
     """The N each (function, family, measure) needs for a best test error of ``target``: each seed's
     law solved for N (log10 N = (log10 target - intercept) / slope), combined as the mean of log10 N
-    with a Student t interval over seeds. A seed whose error does not fall with N never gets there
-    (``n_needed`` NaN when none does); ``extrapolated`` marks an N outside the measured range."""
+    with a Student t interval over seeds (none for one seed). A seed whose error does not fall with N
+    never gets there (``n_needed`` NaN when none does); ``extrapolated`` marks an N outside the
+    measured range."""
     from scipy import stats
 
     rows = []
@@ -343,10 +344,14 @@ def data_for_target(points: pd.DataFrame, target: float, confidence: float = 0.9
         ]
         log_n = np.array([(np.log10(target) - line.intercept) / line.slope for line in lines if line.slope < 0])
         row = {"function": function, "family": family, "measure": measure, "target": target}
-        if log_n.size < 2:
+        if log_n.size == 0:
             rows.append({**row, "n_needed": np.nan, "n_needed_low": np.nan, "n_needed_high": np.nan})
             continue
-        half = stats.t.ppf(0.5 + confidence / 2, log_n.size - 1) * log_n.std(ddof=1) / np.sqrt(log_n.size)
+        half = (
+            stats.t.ppf(0.5 + confidence / 2, log_n.size - 1) * log_n.std(ddof=1) / np.sqrt(log_n.size)
+            if log_n.size > 1
+            else np.nan
+        )
         center = log_n.mean()
         measured = group["n_train"]
         rows.append(

@@ -843,8 +843,10 @@ def _frontier_table(points: pd.DataFrame) -> pd.DataFrame:
                 else "n/a",
                 f"best {size} (median)": _number(geometric_mean(median["size"]), 1) if len(median) else "n/a",
                 "test median-RMSE": _rmse(geometric_mean(median["test"])) if len(median) else "n/a",
-                "lower bounds": int(group["at_size_end"].sum()),
-                "still improving": int(group["still_improving"].sum()),
+                "lower bounds (RMSE / median)": f"{int(mean['at_size_end'].sum())} / "
+                f"{int(median['at_size_end'].sum())}",
+                "still improving (RMSE / median)": f"{int(mean['still_improving'].sum())} / "
+                f"{int(median['still_improving'].sum())}",
             }
         )
     return pd.DataFrame(rows)
@@ -923,8 +925,8 @@ def _frontier_section(document: Document, report, figure_paths: dict[str, str] |
         "(G for KANs, parameters P for MLPs) and best test error ∝ N^-γ are fitted per seed and combined: "
         "the mean of the seeds' exponents with a 95% Student t interval over seeds (one seed: OLS over N). "
         "For splines of order k, γ = (k+1)δ below the interpolation threshold. A best size at the largest "
-        "size trained is a lower bound ('lower bounds'); 'still improving' counts chosen models whose "
-        "training RMSE still fell over their last steps."
+        "size trained is a lower bound ('lower bounds', chosen models per measure); 'still improving' counts "
+        "chosen models whose training RMSE still fell by more than 0.1% over their last 10 steps."
     )
     document.table(_frontier_fits_display(report.fits))
     document.paragraph(
@@ -964,7 +966,12 @@ def _frontier_section(document: Document, report, figure_paths: dict[str, str] |
         lines = []
         for row in targets.to_dict("records"):
             needed = (
-                f"N ≈ {_integer(row['n_needed'])} [{_integer(row['n_needed_low'])}, {_integer(row['n_needed_high'])}]"
+                f"N ≈ {_integer(row['n_needed'])}"
+                + (
+                    f" [{_integer(row['n_needed_low'])}, {_integer(row['n_needed_high'])}]"
+                    if _finite(row["n_needed_low"])
+                    else ""
+                )
                 + (" (extrapolated)" if row.get("extrapolated") else "")
                 if _finite(row["n_needed"])
                 else "never, by its law"
