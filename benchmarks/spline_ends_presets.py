@@ -35,7 +35,7 @@ def levels(folder: Path) -> pd.DataFrame:
 
 def main(reference: Path, other: Path) -> None:
     ours, theirs = levels(reference), levels(other)
-    both = ours.join(theirs, lsuffix="_ref", rsuffix="_alt", how="inner")
+    both = ours.add_suffix("_ref").join(theirs.add_suffix("_alt"), how="inner")
     print(f"reference: {reference}; other: {other}\n")
     columns = ["function", "width", "N", "levels", "max train ratio", "levels train > 1.1x"]
     columns += ["test ratio, outside-carried levels", "test ratio, others", "interior ratio"]

@@ -49,7 +49,7 @@ IDENTITY_COLUMNS = ("k", "grid_size", "prev_grid_size", "grid_level", "activatio
 def learned_target(family: str, relative_train_rmse: float) -> bool:
     """Whether a chain of ``family`` whose relative train RMSE (train RMSE / standard deviation of the
     training labels) at its judged level is this learnt its target (:attr:`Family.not_learned_relative_rmse`,
-    :attr:`Family.judged_level`); False for NaN."""
+    :attr:`Family.judged_level`, :attr:`Family.judged_grid`); False for NaN."""
     return bool(relative_train_rmse <= get_family(family).not_learned_relative_rmse)
 
 
@@ -107,10 +107,12 @@ class Family:
     #: whether several of its models train faster as one stack on the CPU than one after another
     stacks_on_cpu = True
     #: The rule for "this chain did not learn its target" (:func:`learned_target`): its relative train
-    #: RMSE at its ``judged_level``-th level (its last, when it has fewer) is above this. A family
-    #: without chains is judged after its fit (level 1).
+    #: RMSE at its judged level, the first that is at least its ``judged_level``-th and has a grid
+    #: size of at least ``judged_grid`` (its last, when it has none), is above this. A family without
+    #: chains is judged after its fit (level 1, no grid).
     not_learned_relative_rmse = 0.5
     judged_level = 1
+    judged_grid: int | None = None
 
     def jobs(self, config: dict) -> list[Job]:
         raise NotImplementedError
@@ -221,12 +223,15 @@ class KANFamily(Family):
     model_class, stack_class = "kanlib.model:KAN", "kanlib.model:KANStack"
     model_pattern, level_pattern = r"w\d+(-\d+)+_k\d+", r"/G\d+"
     chained = True
-    # Judged at the fourth level, not the first: a first grid too coarse for the target leaves every
-    # seed far from it (J0(20x) at G = 3: 0.9-0.95; the 100-input function: 0.4-0.47 for 4 of 5
-    # seeds, ~1e-9 at G = 20), while a chain in a poor minimum is still at 0.12-0.36 at the fourth
-    # level and one that learnt is at 1e-5 or below (benchmarks/restarts.py, docs/benchmarks.md).
+    # Judged at the fourth level with G >= 20 (the fourth level of every preset but the data axis's),
+    # not the first: a first grid too coarse for the target leaves every seed far from it (J0(20x) at
+    # G = 3: 0.9-0.95; the 100-input function: 0.4-0.47 for 4 of 5 seeds, ~1e-9 at G = 20), while a
+    # chain in a poor minimum is still at 0.12-0.36 at the fourth level and one that learnt is at
+    # 1e-5 or below (benchmarks/restarts.py, docs/benchmarks.md). The grid bound for chains with finer
+    # steps (3, 4, 6, 9, ...): their fourth level, G = 9, is still too coarse for J0(20x) (0.1-0.9).
     not_learned_relative_rmse = 0.1
     judged_level = 4
+    judged_grid = 20
     #: the sweep's keys a KAN job gets (changing one retrains it)
     TRAIN_KEYS = (
         "steps",

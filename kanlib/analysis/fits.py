@@ -632,7 +632,7 @@ def _chain_last_rows(results: pd.DataFrame) -> pd.DataFrame:
 def learning_mask(results: pd.DataFrame) -> pd.Series:
     """Per row: False where the row's chain did not learn its target, True where it did or the table
     does not say (rows written before the column existed). A chain's verdict is the ``learned_target``
-    of its last level (:func:`kanlib.families.learned_target`, judged at the chain's fourth level)."""
+    of its last level (:func:`kanlib.families.learned_target`, judged at the chain's fourth level with G >= 20)."""
     if "learned_target" not in results.columns or results.empty:
         return pd.Series(True, index=results.index)
     flags = results["learned_target"].map({True: True, False: False, "True": True, "False": False})

@@ -394,8 +394,8 @@ def _rule_text() -> str:
     """The KAN family's rule for a chain that did not learn (kanlib.families.Family.not_learned_relative_rmse)."""
     kan = REGISTRY["kan"]
     return (
-        f"relative train RMSE above {kan.not_learned_relative_rmse:g} at the chain's level {kan.judged_level} "
-        "(its last, in a shorter chain)"
+        f"relative train RMSE above {kan.not_learned_relative_rmse:g} at the chain's first level that is "
+        f"at least its level {kan.judged_level} and has G ≥ {kan.judged_grid} (its last, in a shorter chain)"
     )
 
 

@@ -65,7 +65,7 @@ RESULT_COLUMNS = [
     "family",
     "activation",
     "test_median_rmse",
-    # did the chain learn its target (kanlib.families.learned_target, judged at the chain's fourth level)
+    # did the chain learn its target (kanlib.families.learned_target, judged at the chain's fourth level with G >= 20)
     "relative_train_rmse",
     "judged_relative_train_rmse",
     "learned_target",

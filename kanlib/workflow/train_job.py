@@ -431,7 +431,7 @@ def _write_unsynced(
         "train_rmse": fit["train_loss"][-1],
         "test_rmse": fit["test_loss"][-1],
         "reg": fit["reg"][-1],
-        # did the chain learn its target (kanlib.families.learned_target): judged at its fourth level,
+        # did the chain learn its target (kanlib.families.learned_target): judged at its fourth level with G >= 20,
         # before that provisionally at this one
         "relative_train_rmse": relative,
         "judged_relative_train_rmse": judged,
@@ -480,12 +480,17 @@ def _write_unsynced(
 
 
 def _judged_relative_rmse(identity: JobIdentity, label_std: float, relative: float) -> float:
-    """The relative train RMSE the rule judges the chain by (its family's ``judged_level``): this
-    level's up to the judged level, after it the previous level's record (metrics.json beside its
-    checkpoint; one written before that record existed: its train RMSE over the same labels' spread)."""
-    level = identity.columns.get("grid_level")
-    judged_level = get_family(identity.family).judged_level
-    if not identity.init_checkpoint or level is None or int(level) + 1 <= judged_level:  # (level counts from 0)
+    """The relative train RMSE the rule judges the chain by (its family's ``judged_level`` and
+    ``judged_grid``): this level's up to the chain's judged level, after it the previous level's
+    record (metrics.json beside its checkpoint; one written before that record existed: its train
+    RMSE over the same labels' spread)."""
+    family = get_family(identity.family)
+    level, previous_grid = identity.columns.get("grid_level"), identity.columns.get("prev_grid_size")
+    if not identity.init_checkpoint or level is None or previous_grid is None:
+        return relative
+    # the previous level (number `level`, counting from 1) was at or past the judged level
+    previous_judged = int(level) >= family.judged_level and previous_grid >= (family.judged_grid or 0)
+    if not previous_judged:
         return relative
     previous = read_json(Path(identity.init_checkpoint).parent / "metrics.json")
     if previous.get("judged_relative_train_rmse") is not None:

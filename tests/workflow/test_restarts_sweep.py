@@ -36,7 +36,7 @@ def test_restarts_choose_by_training_rmse_resume_and_retrain_when_changed(tmp_pa
         assert metrics["restart_chosen"] == int(np.argmin(metrics["restart_train_rmse"]))
         assert metrics["train_rmse"] == min(metrics["restart_train_rmse"])
         later = json.loads((runs / f"N100_seed{seed}/G6/metrics.json").read_text())
-        # a chain of two levels is judged at its last (a KAN's judged_level: the fourth, or the last)
+        # a chain of two levels is judged at its last (a KAN's judged level: the fourth with G >= 20)
         assert later["restarts"] == 1 and later["judged_relative_train_rmse"] == later["relative_train_rmse"]
         assert later["learned_target"] == (later["relative_train_rmse"] <= 0.1)
 

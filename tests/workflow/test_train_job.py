@@ -138,3 +138,35 @@ def test_a_diverged_fit_fails_with_its_run_marked_failed(job):
         run_train_job(identity, parent_file=parent_file, outputs=outputs, settings=TrackingSettings.from_config(config))
     (run,) = child_runs(config, parent_file)
     assert run.info.status == "FAILED" and "diverged" in run.data.tags["kanlib.error"]
+
+
+@pytest.mark.parametrize(
+    ("grids", "judged"),
+    [
+        ([3, 5, 10, 20, 50, 100], 20),  # the paper presets: the fourth level
+        ([5, 10, 20, 50, 100], 50),  # the default sweep: the fourth level (G = 20 is the third)
+        ([3, 4, 6, 9, 13, 19, 28, 42, 63], 28),  # finer steps: the first level past the fourth with G >= 20
+    ],
+)
+def test_a_kan_chain_is_judged_at_its_fourth_level_with_a_grid_of_at_least_20(tmp_path, grids, judged):
+    """Each level's judged value: its own up to the judged level, after it the previous level's record."""
+    from types import SimpleNamespace
+
+    from kanlib.workflow.train_job import _judged_relative_rmse
+
+    previous_record, judged_values = None, {}
+    for level, grid in enumerate(grids):
+        own = 1.0 / (level + 1)  # a distinct relative train RMSE per level
+        folder = tmp_path / f"G{grid}"
+        identity = SimpleNamespace(
+            family="kan",
+            columns={"grid_level": level, "prev_grid_size": grids[level - 1] if level else None},
+            init_checkpoint=str(previous_record / "model.pt") if previous_record else None,
+        )
+        value = _judged_relative_rmse(identity, 1.0, own)
+        folder.mkdir()
+        write_json(folder / "metrics.json", {"judged_relative_train_rmse": value, "train_rmse": own})
+        judged_values[grid], previous_record = value, folder
+    index = grids.index(judged)
+    assert all(judged_values[g] == 1.0 / (grids.index(g) + 1) for g in grids[: index + 1])  # own, up to it
+    assert all(judged_values[g] == 1.0 / (index + 1) for g in grids[index:])  # the judged level's, after
