@@ -228,7 +228,8 @@ class KANFamily(Family):
     # G = 3: 0.9-0.95; the 100-input function: 0.4-0.47 for 4 of 5 seeds, ~1e-9 at G = 20), while a
     # chain in a poor minimum is still at 0.12-0.36 at the fourth level and one that learnt is at
     # 1e-5 or below (benchmarks/restarts.py, docs/benchmarks.md). The grid bound for chains with finer
-    # steps (3, 4, 6, 9, ...): their fourth level, G = 9, is still too coarse for J0(20x) (0.1-0.9).
+    # steps (3, 4, 6, 9, ...): their fourth level, G = 9, is still too coarse for J0(20x) (0.74-0.90;
+    # 0.003-0.011 at G = 28, config/data_scaling.yaml).
     not_learned_relative_rmse = 0.1
     judged_level = 4
     judged_grid = 20
