@@ -352,9 +352,9 @@ def seed_lines_power_law(
     groups' exponents, its interval ``mean +- t_{S-1} * sd / sqrt(S)`` over the S groups (the
     two-stage, summary-statistics interval of repeated measures).
 
-    Why not a percentile bootstrap over seeds: at a nominal 95% it covers the true exponent in 74%
-    of synthetic draws with 3 seeds, 84% with 5 and 89-91% with 10 (few seeds have few distinct
-    resamples, and the resampled spread is biased low by (S - 1) / S); this interval in 94.5-95.4%
+    Why not a percentile bootstrap over seeds: at a nominal 95% it covers the true exponent in 73-76%
+    of synthetic draws with 3 seeds, 83-84% with 5 and 89-91% with 10 (few seeds have few distinct
+    resamples, and the resampled spread is biased low by (S - 1) / S); this interval in 94.0-95.8%
     at 3, 5 and 10 seeds (benchmarks/frontier_coverage.py, benchmarks/results/frontier_coverage.log).
     Groups with fewer than 2 distinct x are left out. The line passes through the data's centroid
     with the mean slope.

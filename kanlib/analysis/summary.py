@@ -660,6 +660,12 @@ def build_summary(
         _family_section(document, comparison, family_figures)
     if frontier is not None and not frontier.empty:
         _frontier_section(document, frontier, frontier_figures)
+    elif results["n_train"].nunique() > 1 and ("val_rmse" not in results or results["val_rmse"].isna().all()):
+        document.paragraph(
+            "No data axis: it chooses each N's best model on a validation split, and these results have no "
+            "validation errors (datasets written by kanlib before 0.2.0 have no validation split; rerun the "
+            "sweep in a new folder to get one)."
+        )
     numerics = numerics_paragraph(results)
     results = chain_rows(results)  # the sections below are the KAN family's
     document.paragraph(_sweep_paragraph(results, configs))

@@ -167,24 +167,29 @@ def test_paper_fig2_3_miniature_end_to_end(tmp_path):
 
 
 def test_paper_fig3_1_miniature_end_to_end(tmp_path):
+    # the preset's two largest inputs, the 100-input and the 4-d composition (its DAG test counts all five),
+    # with all 20 MLP shapes of each
+    preset = yaml.safe_load((REPO / "config/paper_fig3_1.yaml").read_text())["functions"]
+    functions = [f for f in preset if f["name"] in ("exp_mean_sin_sq_100d", "exp_composition_4d")]
     overrides = {
         **TINY,
         "data_sizes": [40],
         "test_num": 40,
         "seeds": [0],
+        "functions": functions,
         "mlp": {"widths": [], "activations": ["silu"], "steps": 2},
     }
     work, _ = run_miniature(tmp_path, "paper_fig3_1", overrides)
     results = pd.read_csv(work / "results/paper_fig3_1/results.csv", dtype={"width": str})
-    # 5 functions: a chain of 2 levels each and 20 MLPs each (depths 2-5 x widths 5-100)
-    assert (results["family"] == "kan").sum() == 10 and (results["family"] == "mlp").sum() == 100
+    # 2 functions: a chain of 2 levels each and 20 MLPs each (depths 2-5 x widths 5-100)
+    assert (results["family"] == "kan").sum() == 4 and (results["family"] == "mlp").sum() == 40
     assert results.groupby("function")["family"].apply(lambda f: (f == "mlp").sum()).eq(20).all()
     children = finished_children(work)
-    assert len(children) == 110 and (children["status"] == "FINISHED").all()
+    assert len(children) == 44 and (children["status"] == "FINISHED").all()
     families = pd.read_csv(work / "results/paper_fig3_1/report/families.csv")
     # a row per function and family with a chain that learnt its target (2 steps leave some MLPs short)
     learnt = learnt_rows(results).groupby(["function", "family"]).ngroups
-    assert len(families) == learnt >= 5 and set(families["family"]) == {"kan", "mlp"}
+    assert len(families) == learnt >= 2 and set(families["family"]) <= {"kan", "mlp"}
     for function in results["function"].unique():
         assert (work / f"results/paper_fig3_1/report/{function}/families.png").is_file()
     numbers = paper_numbers(work / "results/paper_fig3_1")
