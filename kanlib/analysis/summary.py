@@ -663,7 +663,7 @@ def build_summary(
     elif results["n_train"].nunique() > 1 and ("val_rmse" not in results or results["val_rmse"].isna().all()):
         document.paragraph(
             "No data axis: it chooses each N's best model on a validation split, and these results have no "
-            "validation errors (datasets written by kanlib before 0.2.0 have no validation split; rerun the "
+            "validation errors (datasets written by earlier versions of kanlib have no validation split; rerun the "
             "sweep in a new folder to get one)."
         )
     numerics = numerics_paragraph(results)
