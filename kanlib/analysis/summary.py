@@ -839,7 +839,7 @@ def _frontier_table(points: pd.DataFrame) -> pd.DataFrame:
                 "function": function,
                 "family": describe(family).label,
                 "N": int(n),
-                f"best {size} (RMSE)": _number(geometric_mean(mean["size"]), 1) if len(mean) else "n/a",
+                "best size (RMSE)": f"{size} = {_number(geometric_mean(mean['size']), 1)}" if len(mean) else "n/a",
                 "test RMSE": _rmse(geometric_mean(mean["test"])) if len(mean) else "n/a",
                 "interior test RMSE": _rmse(geometric_mean(mean["test_interior_rmse"]))
                 if "test_interior_rmse" in mean and len(mean)
@@ -847,7 +847,9 @@ def _frontier_table(points: pd.DataFrame) -> pd.DataFrame:
                 "outside share": _number(mean["test_outside_mse_share"].median())
                 if "test_outside_mse_share" in mean and len(mean)
                 else "n/a",
-                f"best {size} (median)": _number(geometric_mean(median["size"]), 1) if len(median) else "n/a",
+                "best size (median)": f"{size} = {_number(geometric_mean(median['size']), 1)}"
+                if len(median)
+                else "n/a",
                 "test median-RMSE": _rmse(geometric_mean(median["test"])) if len(median) else "n/a",
                 "lower bounds (RMSE / median)": f"{int(mean['at_size_end'].sum())} / "
                 f"{int(median['at_size_end'].sum())}",
