@@ -168,6 +168,7 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
         "dataset": 4,
         "train": 20,
         "report_figures": 1,
+        "report_frontier": 1,  # several N: the data axis of the one function
         "report_summary": 1,
         "report_mlflow": 1,
     }
