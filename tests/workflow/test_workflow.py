@@ -190,7 +190,7 @@ def test_default_dag_has_4_datasets_and_4_chains_of_5_levels(tmp_path):
                 assert model_inputs == [train[(n, grids[level - 1])]["output"][0]]
             assert datasets[n] in job["input"] and "results/seed/mlflow_parent.json" in job["input"]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.output, re.M))
-    assert counts["dataset"] == "4" and counts["train"] == "20" and counts["total"] == "30"
+    assert counts["dataset"] == "4" and counts["train"] == "20" and counts["total"] == "31"
     assert not (work / "results").exists() and not (work / "mlflow.db").exists()
 
 
