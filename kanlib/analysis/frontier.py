@@ -384,11 +384,11 @@ class FrontierReport:
 def frontier_report(
     results: pd.DataFrame, history: pd.DataFrame | None = None, confidence: float = 0.95, target_rmse: float = 1e-4
 ) -> FrontierReport:
-    """The data axis of a sweep with several N: frontier points by both measures, their laws, the
-    held-out check at the largest N, recommendations and the N each family needs for ``target_rmse``
-    (empty tables when the sweep has one N or no validation errors)."""
+    """The data axis of a sweep with at least 3 N (a law over N needs 3): frontier points by both
+    measures, their laws, the held-out check at the largest N, recommendations and the N each family
+    needs for ``target_rmse`` (empty tables with fewer N or no validation errors)."""
     empty = FrontierReport(*(pd.DataFrame() for _ in range(5)))
-    if results["n_train"].nunique() < 2 or "val_rmse" not in results or results["val_rmse"].isna().all():
+    if results["n_train"].nunique() < 3 or "val_rmse" not in results or results["val_rmse"].isna().all():
         return empty
     points = pd.concat([frontier_points(results, measure, history) for measure in MEASURES], ignore_index=True)
     if points.empty:

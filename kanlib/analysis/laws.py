@@ -54,7 +54,7 @@ Fields
     ``n_seeds``, ``points_used`` (``[{"label", "n_params", "test_rmse"}, ...]`` by increasing P),
     ``best_test_rmse``, ``best_n_params``, ``target_rmse``, ``params_at_target`` and ``note``.
 ``data_laws``
-    The data axis (:mod:`kanlib.analysis.frontier`; empty lists for a sweep with one N):
+    The data axis (:mod:`kanlib.analysis.frontier`; empty lists for a sweep with fewer than 3 N):
     ``laws``, one object per (function, family, measure): ``delta`` (best size ∝ N^delta; size
     ``size_column``: ``grid_size`` or ``n_params``) and ``gamma`` (best test error ∝ N^-gamma), each
     with ``_low``/``_high``, ``size_prefactor``, ``error_prefactor``, ``theory_gamma`` ((k+1) delta),

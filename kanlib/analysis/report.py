@@ -193,7 +193,7 @@ def summary_links(
 
 def frontier_links(results: pd.DataFrame, frontier, report_folder: str, summary_folder: str) -> dict:
     """function -> ``<report>/<function>/frontier.png`` relative to the summary, for the functions
-    with a data axis (none for a sweep with one N)."""
+    with a data axis (none for a sweep with fewer than 3 N)."""
     if frontier.empty:
         return {}
     return {
@@ -254,7 +254,7 @@ def write_summary(
 
     frontier_csv, frontier_points_csv: the data axis's laws and points
     (:func:`kanlib.analysis.frontier.frontier_report`, with ``history_csv`` for which chosen models
-    were still improving; header-less empty files for a sweep with one N). Its figures are
+    were still improving; header-less empty files for a sweep with fewer than 3 N). Its figures are
     report/<function>/frontier.png.
     """
     if laws_json is not None and config is None:

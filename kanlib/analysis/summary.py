@@ -646,7 +646,7 @@ def build_summary(
         opens the summary and its section follows, with ``family_figures`` (function -> figure path)
         embedded.
     frontier : kanlib.analysis.frontier.FrontierReport, optional
-        The data axis of a sweep with several N: its answer and section, with ``frontier_figures``
+        The data axis of a sweep with at least 3 N: its answer and section, with ``frontier_figures``
         (function -> figure path) embedded.
     """
     document = Document()
@@ -660,7 +660,7 @@ def build_summary(
         _family_section(document, comparison, family_figures)
     if frontier is not None and not frontier.empty:
         _frontier_section(document, frontier, frontier_figures)
-    elif results["n_train"].nunique() > 1 and ("val_rmse" not in results or results["val_rmse"].isna().all()):
+    elif results["n_train"].nunique() > 2 and ("val_rmse" not in results or results["val_rmse"].isna().all()):
         document.paragraph(
             "No data axis: it chooses each N's best model on a validation split, and these results have no "
             "validation errors (datasets written by earlier versions of kanlib have no validation split; rerun the "

@@ -383,8 +383,8 @@ def compared_functions(config: dict) -> list[str]:
 
 def frontier_functions(config: dict) -> list[str]:
     """The slugs of the functions with a data axis (the report's frontier): every one, when the sweep
-    has several training-set sizes."""
-    if len(config["data_sizes"]) < 2:
+    has at least 3 training-set sizes (a law over N needs 3)."""
+    if len(config["data_sizes"]) < 3:
         return []
     return list(dict.fromkeys(function_slug(job.function) for job in jobs(config)))
 

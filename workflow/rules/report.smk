@@ -31,7 +31,7 @@ REPORT_PNGS = [
 ]
 # KAN against MLP: one figure per function, when the sweep has MLPs (kanlib.analysis.families)
 FAMILY_PNGS = [f"{REPORT}/{slug}/families.png" for slug in sweep.compared_functions(config)]
-# The data axis: one figure per function, when the sweep has several N (kanlib.analysis.frontier)
+# The data axis: one figure per function, when the sweep has at least 3 N (kanlib.analysis.frontier)
 FRONTIER_PNGS = [f"{REPORT}/{slug}/frontier.png" for slug in sweep.frontier_functions(config)]
 REPORT_PDFS = [
     path.removesuffix(".png") + ".pdf" for path in REPORT_PNGS + FAMILY_PNGS + FRONTIER_PNGS
