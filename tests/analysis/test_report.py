@@ -540,18 +540,20 @@ def test_snakemake_report_html_has_every_figure_and_caption(tiny_sweep):
     assert page.lstrip().lower().startswith("<!doctype html") and len(page) > 100_000
     for name in [*(f"{stem}.png" for stem in catalog.figure_stems()), "summary.html", "summary.md", "exponents.csv"]:
         assert name in page, name
-    # families.rst captions the KAN-against-MLP figure, drawn only in sweeps with MLPs (test_mlp_family.py)
-    captions = sorted(p for p in (REPO / "workflow/report").glob("*.rst") if p.name != "families.rst")
+    # families.rst captions the KAN-against-MLP figure, drawn only in sweeps with MLPs (test_mlp_family.py),
+    # frontier.rst the data axis's, drawn only with 3 or more N (test_presets.py, the data-axis miniature)
+    only_some = {"families.rst", "frontier.rst"}
+    captions = sorted(p for p in (REPO / "workflow/report").glob("*.rst") if p.name not in only_some)
     for caption in captions:  # each caption's bold opening phrase (the global one: its first line)
         text = caption.read_text()
         bold = re.search(r"\*\*(.+?)\*\*", text)
         phrase = bold.group(1) if caption.name != "workflow.rst" else "KAN scaling-law sweep"
         phrase = re.sub(r"\{\{.*?\}\}", "", phrase).split("``")[0].strip()
         assert phrase and phrase in page, (caption.name, phrase)
-    # every category the report rules and the catalog give (but the families', drawn only with MLPs)
+    # every category the report rules and the catalog give (but the families' and the data axis's)
     rules = (REPO / "workflow/rules/report.smk").read_text()
     categories = set(re.findall(r'category="([^"]+)"', rules)) | {spec.category for spec in catalog.FIGURES}
-    for category in categories - {"0. KAN against MLP"}:
+    for category in categories - {"0. KAN against MLP", "0. Data axis"}:
         assert category in page, category
     assert "G^-4 (alpha = k + 1)" in page  # Jinja in the captions was rendered with the wildcards
     # the front page starts with the answer, before the sweep's description
