@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
+from scipy import optimize, stats
 
 from ..families import chained_families
 from .fits import fit_power_law, geometric_mean, learnt_rows, predict_over_seeds, seed_lines_power_law
@@ -103,7 +103,11 @@ def frontier_points(results: pd.DataFrame, measure: str = "mean", history: pd.Da
     if candidates.empty:
         return pd.DataFrame(columns=[*KEYS, "measure", "size_column", "size", "val", "test"])
     candidates["size_column"] = candidates["family"].map(size_column)
-    candidates["size"] = [row[column] for column, (_, row) in zip(candidates["size_column"], candidates.iterrows())]
+    candidates["size"] = np.where(
+        candidates["size_column"] == "grid_size",
+        candidates["grid_size"].astype(float),
+        candidates["n_params"].astype(float),
+    )
     chosen = candidates.loc[candidates.groupby(KEYS)[val].idxmin()].copy()
     largest = candidates.groupby(KEYS)["size"].max().rename("_largest")
     chosen = chosen.join(largest, on=KEYS)
@@ -333,8 +337,6 @@ def data_for_target(points: pd.DataFrame, target: float, confidence: float = 0.9
     with a Student t interval over seeds (none for one seed). A seed whose error does not fall with N
     never gets there (``n_needed`` NaN when none does); ``extrapolated`` marks an N outside the
     measured range."""
-    from scipy import stats
-
     rows = []
     for (function, family, measure), group in points.groupby(["function", "family", "measure"], sort=True):
         lines = [
