@@ -49,6 +49,24 @@ def test_basis_matches_scipy(k, uniform):
     np.testing.assert_allclose(ours, reference, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fine_grids_away_from_zero_take_the_uniform_path_and_match_scipy(dtype):
+    """A hidden layer's grid of G ~ 1000 on [2.1, 5.15] is uniform to rounding: the closed-form path
+    applies and gives scipy's basis; moving one knot by 1e-4 of a spacing makes it non-uniform."""
+    k, grid_size = 3, 1066
+    knots = extend_grid(uniform_grid(torch.tensor([2.1], dtype=dtype), torch.tensor([5.15], dtype=dtype), grid_size), k)
+    assert is_uniform(knots)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(2.1, 5.15, 500)
+    fast = dense_basis(torch.tensor(x, dtype=dtype)[:, None], knots, k)[:, 0, :].double().numpy()
+    reference = scipy_basis(x, knots[0].double().numpy(), k)
+    # rounding of x / h on this grid: ~eps * 5.15 / (3.05 / 1066) of an interval
+    np.testing.assert_allclose(fast, reference, atol=16 * torch.finfo(dtype).eps * 5.15 / (3.05 / grid_size))
+    moved = knots.clone()
+    moved[0, 500] += 1e-4 * (3.05 / grid_size) if dtype == torch.float64 else 1e-1 * (3.05 / grid_size)
+    assert not is_uniform(moved)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_uniform_and_general_paths_agree(k):
     rng = np.random.default_rng(0)
