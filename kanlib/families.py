@@ -199,6 +199,14 @@ def _function_entries(config: dict, key: str, default) -> list[tuple[str, list[l
     ]
 
 
+def function_grids(config: dict, function: str) -> list[int]:
+    """The grid sizes of ``function``'s KAN chains: its entry's own ``grids``, else the sweep's."""
+    for entry in config["functions"]:
+        if isinstance(entry, dict) and entry["name"] == function and "grids" in entry:
+            return [int(g) for g in entry["grids"]]
+    return [int(g) for g in config["grids"]]
+
+
 def _check_widths(config, function_inputs, key: str, default_key: str, default, minimum_depth: int, rule) -> None:
     """Every width of ``key`` (a function's own, else ``default`` from ``default_key``) must map the
     function's inputs to its outputs; ``rule(inputs, outputs)`` says what the width must be."""
@@ -255,11 +263,11 @@ class KANFamily(Family):
         return _function_entries(config, "widths", config["widths"])
 
     def jobs(self, config: dict) -> list[Job]:
-        grids = [int(g) for g in config["grids"]]
         k = int(config["spline_order"])
         return [
             Job("kan", name, tuple(width), int(n), int(seed), self._settings(k, grids, level))
             for name, widths in self.entries(config)
+            for grids in [function_grids(config, name)]
             for width in widths
             for n in config["data_sizes"]
             for seed in config["seeds"]
@@ -278,10 +286,10 @@ class KANFamily(Family):
 
     def job_from_path(self, config, function, model, level, n_train, seed) -> Job:
         width, k = model.removeprefix("w").rsplit("_k", 1)
-        grids = [int(g) for g in config["grids"]]
+        grids = function_grids(config, function)
         grid = int(level.removeprefix("/G"))
         if grid not in grids:
-            raise ValueError(f"grid {grid} is not one of the configured grids {grids}")
+            raise ValueError(f"grid {grid} is not one of the configured grids {grids} of {function}")
         settings = self._settings(int(k), grids, grids.index(grid))
         return Job("kan", function, tuple(parse_width(width)), int(n_train), int(seed), settings)
 
@@ -289,8 +297,7 @@ class KANFamily(Family):
         level = job.get("level")
         if not level:
             return None
-        grids = [int(g) for g in config["grids"]]
-        settings = self._settings(job.get("k"), grids, level - 1)
+        settings = self._settings(job.get("k"), function_grids(config, job.function), level - 1)
         return Job("kan", job.function, job.width, job.n_train, job.seed, settings)
 
     def hyperparameters(self, config) -> dict:
@@ -328,25 +335,26 @@ class KANFamily(Family):
         Memory: ~600 MB for Python, torch and mlflow (a tiny job peaks at ~420 MB); per sample the k+1
         non-zero B-splines of every edge with their derivatives and indices plus the node activations and
         the data (measured 0.5-0.7x of the 8 (8 (k+1) edges + 48 sum(width)) bytes counted); a grid
-        update's normal equations and their temporaries, 16 (G+2k+1)^2 numbers per input of the widest
-        layer (measured: +110 MB for G=1000 against G=5 with 2 inputs); 25% headroom, rounded up to
-        100 MB; plus 1.5 GB of host memory for the CUDA context on a GPU.
+        update's banded normal equations and their temporaries, 16 (k+1) (G+2k+1) numbers per input of
+        the widest layer; 25% headroom, rounded up to 100 MB; plus 1.5 GB of host memory for the CUDA
+        context on a GPU.
 
         Runtime: LBFGS takes at most 20 loss evaluations a step; an evaluation costs ~1 ms plus ~0.1 us
         per (sample, edge, basis function) (measured 15-30 ns); each of the grid_update_num grid updates
-        (and the grid extension) assembles the normal equations, ~0.1 us per sample and basis pair, and
-        solves them, ~(G+k)^3 ns, per input; times 3 for headroom, plus 5 minutes (Python, imports,
-        MLflow). ``n_models``: the per-model memory and the runtime scale with it.
+        (and the grid extension) assembles the banded normal equations, ~0.1 us per sample and basis
+        pair, and solves them, ~10 ns per coefficient and band entry plus ~0.1 ms, per input; times 3
+        for headroom, plus 5 minutes (Python, imports, MLflow). ``n_models``: the per-model memory and
+        the runtime scale with it.
         """
         width, k, grid = list(job.width), job.get("k"), job.get("grid")
         edges = sum(a * b for a, b in zip(width, width[1:]))
         inputs = sum(width[:-1])
         per_sample = 8 * (8 * (k + 1) * edges + 48 * sum(width))
-        normal_equations = 16 * 8 * max(width[:-1]) * (grid + 2 * k + 1) ** 2
+        normal_equations = 16 * 8 * max(width[:-1]) * (k + 1) * (grid + 2 * k + 1)
         memory = n_models * (job.n_train * per_sample + normal_equations) / 2**20
         fit_seconds = int(config["steps"]) * 20 * (1e-3 + 1e-7 * job.n_train * edges * (k + 1))
         updates = int(config["grid_update_num"]) + 1
-        grid_seconds = updates * inputs * (1e-7 * job.n_train * (k + 1) ** 2 + 1e-9 * (grid + k) ** 3)
+        grid_seconds = updates * inputs * (1e-7 * job.n_train * (k + 1) ** 2 + 1e-8 * (grid + k) * (k + 1) ** 2 + 1e-4)
         return _resources(config, memory, n_models * (fit_seconds + grid_seconds), attempt)
 
     def build(self, job, hp, model_seed):

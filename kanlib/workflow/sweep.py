@@ -263,19 +263,25 @@ def _strictly_increasing(values) -> bool:
 def check_config(config: dict, probe_functions: bool = True) -> dict:
     """Raise ConfigError (naming the key and the allowed values) for what the schema cannot check.
 
-    grids strictly increasing; data_sizes and seeds without repeats; input_range lower < upper;
-    every function known in the registry or an importable ``module:function``; every width's
+    grids (the sweep's and each function's own) strictly increasing; data_sizes and seeds without
+    repeats; input_range lower < upper; every function known in the registry or an importable
+    ``module:function``; every width's
     first entry equal to its function's number of inputs and its last to the number of outputs.
     The tracking URI (MLFLOW_TRACKING_URI when set, else ``mlflow.tracking_uri``) must have a
     scheme MLflow can open (:func:`check_tracking_uri`); with ``probe_functions`` each target is
     called once on a tiny input (:func:`probe_function`). Returns config unchanged.
     """
-    grids = config["grids"]
-    if not _strictly_increasing(grids):
-        raise ConfigError(
-            f"config error: 'grids' = {grids}: must be strictly increasing (each grid level "
-            "extends the previous one), e.g. [5, 10, 20]"
-        )
+    own_grids = [
+        (f"functions[{index}].grids", entry["grids"])
+        for index, entry in enumerate(config["functions"])
+        if isinstance(entry, dict) and "grids" in entry
+    ]
+    for key, grids in [("grids", config["grids"]), *own_grids]:
+        if not _strictly_increasing(grids):
+            raise ConfigError(
+                f"config error: '{key}' = {grids}: must be strictly increasing (each grid level "
+                "extends the previous one), e.g. [5, 10, 20]"
+            )
     for key in ("data_sizes", "seeds"):
         if len(set(config[key])) != len(config[key]):
             raise ConfigError(f"config error: '{key}' = {config[key]}: has repeated values; list each once")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import kan_resources
 from snakemake.utils import validate
 
 from kanlib.workflow import sweep
@@ -102,6 +101,7 @@ BAD = [
     ({"widths": [[3, 1, 1]]}, "'widths'", "must start with 2 and end with 1"),
     ({"widths": [[2, 1, 2]]}, "'widths'", "must start with 2 and end with 1"),
     ({"functions": [{"name": "xy", "widths": [[1, 1]]}]}, "'functions[0].widths'", "must start with 2"),
+    ({"functions": [{"name": "xy", "grids": [5, 20, 10]}]}, "'functions[0].grids'", "strictly increasing"),
     ({"input_range": [1, -1]}, "'input_range'", "lower < upper"),
     # configs that a schema alone lets through and that would fail later inside jobs
     ({"mlflow.tracking_uri": "garbage"}, "'mlflow.tracking_uri'", "not a tracking URI; allowed: sqlite:///"),
@@ -171,17 +171,21 @@ def test_cli_strings_are_coerced_where_the_schema_wants_numbers():
 
 def test_per_function_widths_and_job_list():
     config = with_changes(
-        functions=["exp_sin_pi_x_plus_y2", {"name": "bessel_j0_20x", "widths": [[1, 1], [1, 2, 1]]}],
+        functions=[
+            "exp_sin_pi_x_plus_y2",
+            {"name": "bessel_j0_20x", "widths": [[1, 1], [1, 2, 1]]},
+            {"name": "xy", "widths": [[2, 2, 1]], "grids": [3, 5]},  # its own grids
+        ],
         data_sizes=[10, 20],
         seeds=[0, 1],
         grids=[3, 6, 12],
     )
     check(config)
     jobs = sweep.jobs(config)
-    assert len(jobs) == (1 + 2) * 2 * 2 * 3  # chains (widths x sizes x seeds) x grid levels
+    assert len(jobs) == (1 + 2) * 2 * 2 * 3 + 1 * 2 * 2 * 2  # chains (widths x sizes x seeds) x grid levels
     settings = [(j.get("grid"), j.get("prev_grid"), j.get("level")) for j in jobs[:3]]
     assert settings == [(3, None, 0), (6, 3, 1), (12, 6, 2)]
-    assert len(sweep.datasets(config)) == 2 * 2 * 2  # widths share datasets
+    assert len(sweep.datasets(config)) == 3 * 2 * 2  # widths share datasets
     bessel = [j for j in jobs if j.function == "bessel_j0_20x" and j.get("grid") == 6][0]
     assert sweep.run_dir(config, bessel) == "results/seed/runs/bessel_j0_20x/w1-1_k3/N10_seed0/G6"
     wildcards = {"function": "bessel_j0_20x", "model": "w1-1_k3", "n": "10", "seed": "0", "level": "/G6"}
@@ -191,6 +195,11 @@ def test_per_function_widths_and_job_list():
     assert family.previous(config, bessel).get("grid") == 3 and family.previous(config, jobs[0]) is None
     with pytest.raises(ValueError, match="not one of the configured grids"):
         sweep.job_from_wildcards(config, {**wildcards, "level": "/G7"})
+    xy = sweep.job_from_wildcards(config, {**wildcards, "function": "xy", "model": "w2-2-1_k3", "level": "/G5"})
+    assert (xy.get("prev_grid"), xy.get("level")) == (3, 1) and family.previous(config, xy).get("grid") == 3
+    assert sorted({j.get("grid") for j in jobs if j.function == "xy"}) == [3, 5]
+    with pytest.raises(ValueError, match="not one of the configured grids"):
+        sweep.job_from_wildcards(config, {**wildcards, "function": "xy", "model": "w2-2-1_k3", "level": "/G6"})
 
 
 def test_default_sweep_has_4_datasets_and_20_levels_in_4_chains():
@@ -199,18 +208,6 @@ def test_default_sweep_has_4_datasets_and_20_levels_in_4_chains():
     assert len(sweep.datasets(config)) == 4 and len(jobs) == 20
     assert sorted({j.n_train for j in jobs}) == [100, 300, 1000, 3000]
     assert [j.get("grid") for j in jobs[:5]] == [5, 10, 20, 50, 100]
-
-
-def test_train_resources_grow_with_n_and_grid_and_retries():
-    small = kan_resources(100, 5, [2, 1, 1], 3, 50)
-    assert small["mem_mb"] >= 600 and small["runtime"] >= 5
-    big_n = kan_resources(100_000, 5, [2, 1, 1], 3, 50)
-    big_g = kan_resources(100_000, 1000, [2, 1, 1], 3, 50)
-    assert big_n["mem_mb"] > small["mem_mb"] and big_n["runtime"] > small["runtime"]
-    assert big_g["mem_mb"] > big_n["mem_mb"]
-    assert big_g["runtime"] > big_n["runtime"]
-    retry = kan_resources(100, 5, [2, 1, 1], 3, 50, attempt=2)
-    assert retry == {"mem_mb": 2 * small["mem_mb"], "runtime": 2 * small["runtime"], "cpus_per_task": 1}
 
 
 def test_width_strings_round_trip():

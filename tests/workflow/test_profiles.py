@@ -91,8 +91,9 @@ def test_train_resources_scale_with_n_g_width_and_retries():
     big_n = kan_resources(1_000_000, 5, [2, 1, 1], 3, 50)
     big_g = kan_resources(1_000_000, 1000, [2, 1, 1], 3, 50)
     wide = kan_resources(1_000_000, 5, [4, 4, 2, 1], 3, 50)
-    assert small["mem_mb"] < big_n["mem_mb"] < big_g["mem_mb"] and big_n["mem_mb"] < wide["mem_mb"]
-    assert small["runtime"] < big_n["runtime"] < big_g["runtime"] and big_n["runtime"] < wide["runtime"]
+    # local B-splines and banded normal equations: neither grows much with G
+    assert small["mem_mb"] < big_n["mem_mb"] <= big_g["mem_mb"] and big_n["mem_mb"] < wide["mem_mb"]
+    assert small["runtime"] < big_n["runtime"] <= big_g["runtime"] and big_n["runtime"] < wide["runtime"]
     assert kan_resources(100, 5, [2, 1, 1], 3, 50, attempt=2) == {
         "mem_mb": 1600,
         "runtime": 12,
