@@ -90,10 +90,10 @@ def test_paper_fig3_1_laptop_overlay_drops_only_the_largest_mlps(tmp_path):
 
 
 def test_data_scaling_preset_dag(tmp_path):
-    # 3 functions x 7 N x 5 seeds: 105 datasets; per (function, N) 16 grid levels (J0(20x): 21) and 3
+    # 3 functions x 7 N x 5 seeds: 105 datasets; per (function, N) 17 grid levels (J0(20x): 21) and 3
     # MLPs, the 5 seeds of each in one job; a data-axis figure per function
     counts = dry_run_counts(tmp_path, "data_scaling")
-    assert counts["dataset"] == 105 and counts["train_seeds"] == 7 * (16 + 16 + 21 + 3 * 3)
+    assert counts["dataset"] == 105 and counts["train_seeds"] == 7 * (17 + 17 + 21 + 3 * 3)
     assert counts["report_frontier"] == 3 and counts["report_families"] == 3
     config = yaml.safe_load((REPO / "config/data_scaling.yaml").read_text())
     sizes = config["data_sizes"]
