@@ -1,16 +1,17 @@
 """The same bits on any x86-64 CPU: which code path the CPU libraries take, and what a process ran with.
 
 Two libraries under kanlib's CPU path choose their kernels, and with them the order of their sums, by
-the processor's instruction set: Intel MKL in torch's CPU build (the MLPs' matrix products, grid
-extension's least squares, the vectorised exp/sin of the target functions) and OpenBLAS in numpy
-(the dot products of the L-BFGS optimizer). Left alone, a fit on an AVX-512 node and one on an AVX2
+the processor's instruction set: Intel MKL in torch's CPU build (the MLPs' matrix products, the
+vectorised exp/sin of the target functions) and OpenBLAS in numpy and scipy (the dot products of the
+L-BFGS optimizer, the banded Cholesky of the splines' least squares; both builds read the same
+variables). Left alone, a fit on an AVX-512 node and one on an AVX2
 node differ from the first rounding on, and a chain of fits carries the difference to every later
 level. Both libraries can be told which kernels to use, through environment variables they read
 when they start (MKL at its first operation, OpenBLAS when numpy is imported), so the setting must
 be in the environment before the process computes anything:
 
 - ``avx2`` (:data:`DEFAULT`): MKL's conditional numerical reproducibility on its AVX2 branch
-  (``MKL_CBWR=AVX2``), numpy's OpenBLAS on its AVX2 (Haswell) kernels on one thread
+  (``MKL_CBWR=AVX2``), numpy's and scipy's OpenBLAS on their AVX2 (Haswell) kernels on one thread
   (``OPENBLAS_CORETYPE=Haswell``, ``OPENBLAS_NUM_THREADS=1``). The same bits on every x86-64 CPU
   with AVX2 (Intel since Haswell, AMD since Excavator/Zen), at the cost of MKL's AVX-512 kernels
   on machines that have them (measured in docs/benchmarks.md, "CPU code paths").
@@ -23,7 +24,7 @@ vectorised kernels (ATen, AVX-512 or AVX2 by the processor) gave identical bits 
 sweep, ``torch.set_num_threads``), and MKL's reproducibility holds for a fixed thread count.
 Beyond this: no x86-64 processor without AVX2 (ATen's plain kernels differ), no other architecture
 (ARM builds use other libraries), no GPU (other kernels: the same accuracy, not the same bits), no
-other torch, MKL or numpy version.
+other torch, MKL, numpy or scipy version.
 
 Using kanlib as a library::
 
