@@ -10,6 +10,7 @@ checkout, and the largest relative difference of the final train/test RMSEs from
 Workloads:
   seed-sweep   the seed experiment's 20 fits (benchmarks/seed_sweep.py: N = 100..3000, G = 5..100)
   stack-S-N    S seeds of the seed chain at N training points as one stack (KANStack), e.g. stack-16-1000
+  fine-S-N     the same with G = 316, 474, 711, 1066 (the data-axis preset's finest levels), e.g. fine-5-6400
   mlp          the kan_vs_mlp preset's nine MLP shapes on the seed's function, N = 1000, 350 steps each
 
     python benchmarks/checkout_ab.py --repos /tmp/before . --reps 7 --workloads seed-sweep stack-4-1000
@@ -39,11 +40,11 @@ from kanlib import KAN, MLP, KANStack, create_dataset
 
 data = datasets("cpu")
 
-def stack_chain(S, N):
+def stack_chain(S, N, grids):
     sets = [create_dataset(target, n_var=2, train_num=N, seed=s) for s in range(S)]
     x = torch.stack([d["train_input"] for d in sets])
     stack = None
-    for grid in GRIDS:
+    for grid in grids:
         fresh = KANStack.stack([KAN(width=[2, 1, 1], grid=grid, k=3, seed=s + 1) for s in range(S)])
         stack = fresh if stack is None else fresh.initialize_from_another_model(stack, x)
         results = stack.fit(sets, steps=50, stop_grid_update_step=30, progress=False)
@@ -68,8 +69,8 @@ for line in sys.stdin:
         elif workload == "mlp":
             train, test = mlps()
         else:
-            _, S, N = workload.split("-")
-            train, test = stack_chain(int(S), int(N))
+            name, S, N = workload.split("-")
+            train, test = stack_chain(int(S), int(N), (316, 474, 711, 1066) if name == "fine" else GRIDS)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(json.dumps({"wall": wall, "cpu": cpu, "train": train, "test": test}), flush=True)
 """
