@@ -4,13 +4,15 @@ One worker process per checkout imports its kanlib once; the workloads then run 
 ...), so slow phases of a shared machine hit every checkout alike. Each task's CPU time (process
 time: what the work costs, whatever else the machine runs) and wall time are recorded. Printed:
 per workload the median CPU time of each checkout, the median of the paired ratios against the first
-checkout, and the largest relative difference of the final train/test RMSEs from the first checkout's
-(0 when the fits are bit-identical).
+checkout, the largest relative difference of the final train/test RMSEs from the first checkout's
+(0 when the fits are bit-identical) and the geometric mean of their ratios (a chain of fits can
+carry a rounding difference to a far-off minimum for a few models: this says whether the changed
+checkout's fits end better or worse on the whole).
 
 Workloads:
   seed-sweep   the seed experiment's 20 fits (benchmarks/seed_sweep.py: N = 100..3000, G = 5..100)
   stack-S-N    S seeds of the seed chain at N training points as one stack (KANStack), e.g. stack-16-1000
-  fine-S-N     the same with G = 316, 474, 711, 1066 (the data-axis preset's finest levels), e.g. fine-5-6400
+  fine-S-N     the same with G = 5, 20, 100, 316, 1066 (to the data-axis preset's fine levels), e.g. fine-5-6400
   mlp          the kan_vs_mlp preset's nine MLP shapes on the seed's function, N = 1000, 350 steps each
 
     python benchmarks/checkout_ab.py --repos /tmp/before . --reps 7 --workloads seed-sweep stack-4-1000
@@ -70,7 +72,7 @@ for line in sys.stdin:
             train, test = mlps()
         else:
             name, S, N = workload.split("-")
-            train, test = stack_chain(int(S), int(N), (316, 474, 711, 1066) if name == "fine" else GRIDS)
+            train, test = stack_chain(int(S), int(N), (5, 20, 100, 316, 1066) if name == "fine" else GRIDS)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(json.dumps({"wall": wall, "cpu": cpu, "train": train, "test": test}), flush=True)
 """
@@ -110,8 +112,11 @@ def main() -> None:
         worker.stdin.close()
         worker.wait()
     print(f"\nthreads {args.threads}, {args.reps} repetitions, medians:")
-    print("| workload | checkout | CPU s | wall s | CPU / first checkout's (paired) | max RMSE deviation |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| workload | checkout | CPU s | wall s | CPU / first checkout's (paired) | max RMSE deviation "
+        "| train RMSE ratio, geometric mean | test RMSE ratio, geometric mean |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for workload in args.workloads:
         first = runs[(0, workload)]
         for v, label in enumerate(labels):
@@ -122,9 +127,16 @@ def main() -> None:
                 for r, f in zip(results, first)
                 for key in ("train", "test")
             )
+            geometric = [
+                float(np.exp(np.mean([np.log(np.array(r[key]) / np.array(f[key])) for r, f in zip(results, first)])))
+                for key in ("train", "test")
+            ]
             cpu = np.median([r["cpu"] for r in results])
             wall = np.median([r["wall"] for r in results])
-            print(f"| {workload} | {label} | {cpu:.2f} | {wall:.2f} | {ratio:.3f} | {deviation:.1e} |")
+            print(
+                f"| {workload} | {label} | {cpu:.2f} | {wall:.2f} | {ratio:.3f} | {deviation:.1e} "
+                f"| {geometric[0]:.3f} | {geometric[1]:.3f} |"
+            )
 
 
 if __name__ == "__main__":
