@@ -16,7 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["FigureSpec", "FIGURES", "figure_stems", "figure_spec"]
+__all__ = ["FigureSpec", "FIGURES", "DATA_AXIS_MIN_SIZES", "figure_stems", "figure_spec"]
+
+#: the data axis (kanlib.analysis.frontier), its section and its figures need this many training-set
+#: sizes N: a law over N fitted on the others and checked on the largest needs 3
+DATA_AXIS_MIN_SIZES = 3
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..families import chained_families
+from .catalog import DATA_AXIS_MIN_SIZES
 from .fits import fit_power_law, geometric_mean, learnt_rows, predict_over_seeds, seed_lines_power_law
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "fit_error_surface",
     "recommendations",
     "data_for_target",
+    "has_validation_errors",
 ]
 
 #: measure -> (validation column the model is chosen on, test column it is scored on)
@@ -383,6 +385,12 @@ class FrontierReport:
         return self.fits.empty
 
 
+def has_validation_errors(results: pd.DataFrame) -> bool:
+    """Whether the results carry validation errors (datasets written before the validation split have
+    none), which the data axis chooses its models on."""
+    return "val_rmse" in results and bool(results["val_rmse"].notna().any())
+
+
 def frontier_report(
     results: pd.DataFrame, history: pd.DataFrame | None = None, confidence: float = 0.95, target_rmse: float = 1e-4
 ) -> FrontierReport:
@@ -390,7 +398,7 @@ def frontier_report(
     measures, their laws, the held-out check at the largest N, recommendations and the N each family
     needs for ``target_rmse`` (empty tables with fewer N or no validation errors)."""
     empty = FrontierReport(*(pd.DataFrame() for _ in range(5)))
-    if results["n_train"].nunique() < 3 or "val_rmse" not in results or results["val_rmse"].isna().all():
+    if results["n_train"].nunique() < DATA_AXIS_MIN_SIZES or not has_validation_errors(results):
         return empty
     points = pd.concat([frontier_points(results, measure, history) for measure in MEASURES], ignore_index=True)
     if points.empty:

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..families import REGISTRY, describe
-from .catalog import figure_spec
+from .catalog import DATA_AXIS_MIN_SIZES, figure_spec
 from .document import Document
 from .fits import DEFAULT_DIVERGENCE_FACTOR, chain_rows, data_scaling_table, learnt_rows, not_learnt_chains, rmse_pivot
+from .frontier import has_validation_errors
 from .reference import SEED_GRID_SIZES, SEED_TRAIN_SIZES
 from .tables import (
     FIT_SPECS,
@@ -660,7 +661,7 @@ def build_summary(
         _family_section(document, comparison, family_figures)
     if frontier is not None and not frontier.empty:
         _frontier_section(document, frontier, frontier_figures)
-    elif results["n_train"].nunique() > 2 and ("val_rmse" not in results or results["val_rmse"].isna().all()):
+    elif results["n_train"].nunique() >= DATA_AXIS_MIN_SIZES and not has_validation_errors(results):
         document.paragraph(
             "No data axis: it chooses each N's best model on a validation split, and these results have no "
             "validation errors (datasets written by earlier versions of kanlib have no validation split; rerun the "

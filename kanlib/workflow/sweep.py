@@ -32,6 +32,7 @@ import contextlib
 import os
 import re
 
+from ..analysis.catalog import DATA_AXIS_MIN_SIZES
 from ..families import REGISTRY, Job, get_family, parse_width, sweep_families, width_str
 from ..functions import function_slug, get_function
 
@@ -390,7 +391,7 @@ def compared_functions(config: dict) -> list[str]:
 def frontier_functions(config: dict) -> list[str]:
     """The slugs of the functions with a data axis (the report's frontier): every one, when the sweep
     has at least 3 training-set sizes (a law over N needs 3)."""
-    if len(config["data_sizes"]) < 3:
+    if len(config["data_sizes"]) < DATA_AXIS_MIN_SIZES:
         return []
     return list(dict.fromkeys(function_slug(job.function) for job in jobs(config)))
 
