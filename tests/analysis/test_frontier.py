@@ -13,6 +13,7 @@ from kanlib.analysis.frontier import (
     fit_error_surface,
     fit_frontier,
     frontier_points,
+    frontier_report,
     held_out_predictions,
 )
 
@@ -122,6 +123,13 @@ def test_each_point_is_chosen_on_validation_not_on_test_and_only_among_chains_th
     assert (200, 1) not in points.index
     with pytest.raises(ValueError, match="validation"):
         frontier_points(table.drop(columns="val_rmse"))
+
+
+def test_the_data_axis_needs_three_sizes_and_validation_errors():
+    three = surface_results(SURFACE, [5, 10, 20], [100, 200, 400], seeds=2, noise=0.0)
+    assert not frontier_report(three).points.empty
+    assert frontier_report(three[three["n_train"] < 400]).points.empty  # 2 N: no law over N
+    assert frontier_report(three.assign(val_rmse=np.nan)).points.empty  # datasets without a validation split
 
 
 def test_the_data_needed_for_a_target_solves_each_seeds_law():
